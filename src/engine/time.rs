@@ -1,0 +1,69 @@
+//! Simulated time: one integer unit everywhere, the microsecond.
+//!
+//! Integers keep the event order exact and identical on every machine; a microsecond is fine
+//! enough for SMTP phase timings and coarse enough for 290 000 years of `i64`.
+
+/// Simulated time in microseconds since the start of the run (may be negative for instants
+/// before the run started, such as a qmgr that was started earlier).
+pub type Time = i64;
+
+/// One simulated second.
+pub const SECOND: Time = 1_000_000;
+/// One simulated millisecond.
+pub const MILLISECOND: Time = 1_000;
+
+/// Whole seconds of `t`, rounded down: Postfix's qmgr sees time only as `time_t`.
+pub fn whole_seconds(t: Time) -> i64 {
+    t.div_euclid(SECOND)
+}
+
+/// `t` in seconds as a float, for output only (never for ordering).
+pub fn as_seconds_f64(t: Time) -> f64 {
+    t as f64 / SECOND as f64
+}
+
+/// Writes `t` as seconds with no trailing zeros (`12`, `12.5`, `0.000001`): deterministic text
+/// for CSV files, without going through floating point.
+pub fn write_seconds(out: &mut String, t: Time) {
+    use std::fmt::Write;
+    let sign = if t < 0 { "-" } else { "" };
+    let abs = t.unsigned_abs();
+    let whole = abs / SECOND as u64;
+    let frac = abs % SECOND as u64;
+    if frac == 0 {
+        let _ = write!(out, "{sign}{whole}");
+    } else {
+        let mut digits = format!("{frac:06}");
+        while digits.ends_with('0') {
+            digits.pop();
+        }
+        let _ = write!(out, "{sign}{whole}.{digits}");
+    }
+}
+
+/// `t` formatted by [`write_seconds`].
+pub fn seconds_text(t: Time) -> String {
+    let mut s = String::new();
+    write_seconds(&mut s, t);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_seconds_rounds_down_also_before_zero() {
+        assert_eq!(whole_seconds(2_500_000), 2);
+        assert_eq!(whole_seconds(-2_500_000), -3);
+        assert_eq!(whole_seconds(0), 0);
+    }
+
+    #[test]
+    fn seconds_text_has_no_trailing_zeros() {
+        assert_eq!(seconds_text(12 * SECOND), "12");
+        assert_eq!(seconds_text(12 * SECOND + 500_000), "12.5");
+        assert_eq!(seconds_text(1), "0.000001");
+        assert_eq!(seconds_text(-2_500_000), "-2.5");
+    }
+}

@@ -1,0 +1,67 @@
+//! Errors and their exit codes: 2 for bad input, 1 for a run that failed.
+
+use std::fmt;
+
+/// Bad input: a scenario or command line the user must fix. Always names the file, and the
+/// line and key where they are known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl InputError {
+    pub fn new(file: &str, line: Option<usize>, key: Option<&str>, message: String) -> Self {
+        InputError {
+            file: file.to_string(),
+            line,
+            key: key.map(str::to_string),
+            message,
+        }
+    }
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(f, ": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "`{key}`: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The user's input is wrong (exit code 2).
+    #[error("error: {0}")]
+    Input(InputError),
+    /// The run itself failed: an I/O error, a broken invariant (exit code 1).
+    #[error("error: {0}")]
+    Runtime(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Input(_) => 2,
+            Error::Runtime(_) => 1,
+        }
+    }
+
+    pub fn io(what: &str, path: &std::path::Path, err: std::io::Error) -> Self {
+        Error::Runtime(format!("{what} {}: {err}", path.display()))
+    }
+}
+
+impl From<InputError> for Error {
+    fn from(e: InputError) -> Self {
+        Error::Input(e)
+    }
+}

@@ -1,0 +1,64 @@
+//! `deliveries.csv`: one row per recipient outcome, streamed to disk as outcomes happen so
+//! memory does not grow with the number of messages simulated.
+//!
+//! Columns: `message_id,recipient,destination,arrival_s,finished_s,delay_s,attempts,status`;
+//! `finished_s` and `delay_s` are empty for recipients still queued at the end.
+
+use super::AtomicFile;
+use crate::engine::time::write_seconds;
+use crate::error::Error;
+use crate::observe::{Observer, RecipientOutcome};
+use std::fmt::Write;
+
+pub const HEADER: &str =
+    "message_id,recipient,destination,arrival_s,finished_s,delay_s,attempts,status\n";
+
+pub struct DeliveriesCsv {
+    file: AtomicFile,
+    line: String,
+    /// The first write error, reported when the run ends (an observer cannot fail mid-run).
+    error: Option<Error>,
+}
+
+impl DeliveriesCsv {
+    pub fn create(file: AtomicFile) -> Result<Self, Error> {
+        let mut d = DeliveriesCsv {
+            file,
+            line: String::with_capacity(256),
+            error: None,
+        };
+        d.file.write_all(HEADER.as_bytes())?;
+        Ok(d)
+    }
+
+    pub fn finish(self) -> Result<(), Error> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        self.file.commit()
+    }
+}
+
+impl Observer for DeliveriesCsv {
+    fn recipient_outcome(&mut self, o: &RecipientOutcome<'_>) {
+        if self.error.is_some() {
+            return;
+        }
+        let l = &mut self.line;
+        l.clear();
+        let _ = write!(l, "{},{},{},", o.message_id, o.recipient, o.destination);
+        write_seconds(l, o.arrival);
+        l.push(',');
+        if let Some(f) = o.finished {
+            write_seconds(l, f);
+            l.push(',');
+            write_seconds(l, f - o.arrival);
+        } else {
+            l.push(',');
+        }
+        let _ = writeln!(l, ",{},{}", o.attempts, o.status.as_str());
+        if let Err(e) = self.file.write_all(l.as_bytes()) {
+            self.error = Some(e);
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! `summary.json`: the run's totals. Nothing in it depends on the machine or the wall clock,
+//! so the same scenario and seed give the same bytes everywhere.
+
+use super::histogram::Histogram;
+use crate::engine::time::{SECOND, Time};
+use crate::observe::{FinalStatus, Observer, RecipientOutcome};
+use serde::Serialize;
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub scenario: String,
+    pub seed: u64,
+    /// Messages from the traffic streams.
+    pub messages: u64,
+    /// Recipients of every queue file, notices included.
+    pub recipients: u64,
+    /// Non-delivery and delay notices Postfix generated (null-sender messages).
+    pub notices: u64,
+    pub sent: u64,
+    pub bounced: u64,
+    pub expired: u64,
+    pub deleted: u64,
+    pub queued_at_end: u64,
+    /// Deliveries handed to a delivery agent.
+    pub attempts: u64,
+    /// Recipients deferred after a delivery attempt.
+    pub deferrals: u64,
+    /// Recipients deferred by qmgr without an attempt because their destination was dead.
+    pub suspended_deferrals: u64,
+    /// Last final status minus first arrival (seconds); null if nothing arrived.
+    pub drain_time_s: Option<f64>,
+    /// Simulated time at which the run ended (seconds).
+    pub end_time_s: f64,
+    /// Delivery delays (arrival to `sent`) of traffic recipients, seconds.
+    pub delay_s: DelayStats,
+    pub peak: Peaks,
+    /// Events handled by the engine.
+    pub events: u64,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq, Default)]
+pub struct DelayStats {
+    pub count: u64,
+    pub mean: Option<f64>,
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub max: Option<f64>,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq, Default)]
+pub struct Peaks {
+    pub maildrop: u64,
+    pub incoming: u64,
+    pub active: u64,
+    pub deferred: u64,
+    pub hold: u64,
+}
+
+/// Collects delivery delays of traffic recipients.
+#[derive(Default)]
+pub struct DelayCollector {
+    pub histogram: Histogram,
+}
+
+impl Observer for DelayCollector {
+    fn recipient_outcome(&mut self, o: &RecipientOutcome<'_>) {
+        if o.status == FinalStatus::Sent && !o.notice {
+            if let Some(f) = o.finished {
+                self.histogram.record(f - o.arrival);
+            }
+        }
+    }
+}
+
+fn secs(t: Time) -> f64 {
+    // Rounded to the microsecond's decimal digits so JSON shows e.g. 300.5, not 300.50000001.
+    (t as f64 / SECOND as f64 * 1e6).round() / 1e6
+}
+
+impl DelayCollector {
+    pub fn stats(&self) -> DelayStats {
+        let h = &self.histogram;
+        DelayStats {
+            count: h.count(),
+            mean: h.mean().map(|m| (m / SECOND as f64 * 1e6).round() / 1e6),
+            p50: h.quantile(0.5).map(secs),
+            p95: h.quantile(0.95).map(secs),
+            p99: h.quantile(0.99).map(secs),
+            max: h.max().map(secs),
+        }
+    }
+}
+
+pub fn seconds(t: Time) -> f64 {
+    secs(t)
+}

@@ -1,0 +1,4 @@
+//! Charts of a run's results (PNG and SVG with an embedded font).
+
+pub mod chart;
+pub mod queues;

@@ -1,0 +1,443 @@
+//! The mail system: Postfix's queue directories, cleanup/pickup, and qmgr with its scheduler,
+//! mirroring Postfix's own split of daemons. Every rule cites the section of
+//! `../shared/postfix-model.md` it follows; that document was checked against the v3.7.22
+//! sources, which win where the prose documentation differs.
+//!
+//! The model is driven by [`Event`]s from the engine and by [`Mta::submit`] for arrivals;
+//! after every event [`Mta::run_qmgr`] plays qmgr's main loop until it has nothing to do.
+//! qmgr's own work (importing a file, choosing an entry) takes no simulated time: in real
+//! Postfix it is CPU-bound and microseconds long next to delivery and retry times.
+
+pub mod message;
+pub mod qmgr;
+
+use crate::engine::EventQueue;
+use crate::engine::time::{Time, whole_seconds};
+use crate::observe::{Address, FinalStatus, Observer, RecipientOutcome};
+use crate::scenario::{PostfixConfig, Scenario};
+use crate::world::World;
+use message::{Arena, Location, Message, Origin, RcptStatus, Recipient, Reply};
+use std::collections::{BinaryHeap, VecDeque};
+
+/// Everything that can happen to the mail system at a scheduled time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The next message of traffic stream `stream` arrives.
+    Arrival { stream: u16 },
+    /// qmgr's periodic deferred-queue scan timer (`queue_run_delay`).
+    DeferredScan,
+    /// A delivery agent finished the request `entry`.
+    DeliveryDone { entry: u32 },
+    /// A dead queue's `minimal_backoff_time` timer.
+    QueueRevive { queue: u32, generation: u32 },
+    /// A rate-delayed queue's suspension ends.
+    QueueResume { queue: u32, generation: u32 },
+}
+
+/// Number of queue files per directory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub maildrop: u64,
+    pub incoming: u64,
+    pub active: u64,
+    pub deferred: u64,
+    pub hold: u64,
+}
+
+impl QueueCounts {
+    fn slot(&mut self, loc: Location) -> Option<&mut u64> {
+        match loc {
+            Location::Maildrop => Some(&mut self.maildrop),
+            Location::Incoming => Some(&mut self.incoming),
+            Location::Active => Some(&mut self.active),
+            Location::Deferred => Some(&mut self.deferred),
+            Location::Hold => Some(&mut self.hold),
+            Location::Gone => None,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.maildrop + self.incoming + self.active + self.deferred + self.hold
+    }
+
+    fn raise_to(&mut self, other: &QueueCounts) {
+        self.maildrop = self.maildrop.max(other.maildrop);
+        self.incoming = self.incoming.max(other.incoming);
+        self.active = self.active.max(other.active);
+        self.deferred = self.deferred.max(other.deferred);
+        self.hold = self.hold.max(other.hold);
+    }
+}
+
+/// Running totals, per recipient unless named otherwise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Messages that arrived from traffic streams.
+    pub messages: u64,
+    /// Notices (non-delivery and delay notifications) Postfix generated.
+    pub notices: u64,
+    /// Recipients that entered the system (traffic and notices).
+    pub recipients: u64,
+    pub sent: u64,
+    pub bounced: u64,
+    pub expired: u64,
+    pub deleted: u64,
+    /// Deliveries handed to a delivery agent.
+    pub attempts: u64,
+    /// Recipients deferred by qmgr without an attempt (dead destination, §5.3).
+    pub suspended_deferrals: u64,
+    /// Recipient deferrals after an attempt.
+    pub deferrals: u64,
+}
+
+/// The Postfix instance being simulated.
+pub struct Mta {
+    cfg: PostfixConfig,
+    domains: Vec<String>,
+    senders: Vec<String>,
+    stream_sizes: Vec<u64>,
+    notices_destination: u32,
+    pub(crate) messages: Arena,
+    next_message_id: u64,
+    next_move_stamp: u64,
+    counts: QueueCounts,
+    peaks: QueueCounts,
+    totals: Totals,
+    first_arrival: Option<Time>,
+    last_final: Option<Time>,
+    pub(crate) qmgr: qmgr::Qmgr,
+    maildrop: VecDeque<(u32, u64)>,
+}
+
+impl Mta {
+    pub fn new(scenario: &Scenario) -> Self {
+        Mta {
+            cfg: scenario.postfix.clone(),
+            domains: scenario
+                .destinations
+                .iter()
+                .map(|d| d.domain.clone())
+                .collect(),
+            senders: scenario.traffic.iter().map(|t| t.sender.clone()).collect(),
+            stream_sizes: scenario.traffic.iter().map(|t| t.size).collect(),
+            notices_destination: u32::try_from(scenario.notices.destination).unwrap_or(0),
+            messages: Arena::default(),
+            next_message_id: 1,
+            next_move_stamp: 1,
+            counts: QueueCounts::default(),
+            peaks: QueueCounts::default(),
+            totals: Totals::default(),
+            first_arrival: None,
+            last_final: None,
+            qmgr: qmgr::Qmgr::new(scenario),
+            maildrop: VecDeque::new(),
+        }
+    }
+
+    pub fn counts(&self) -> QueueCounts {
+        self.counts
+    }
+
+    pub fn peaks(&self) -> QueueCounts {
+        self.peaks
+    }
+
+    pub fn totals(&self) -> Totals {
+        self.totals
+    }
+
+    pub fn first_arrival(&self) -> Option<Time> {
+        self.first_arrival
+    }
+
+    pub fn last_final(&self) -> Option<Time> {
+        self.last_final
+    }
+
+    pub fn config(&self) -> &PostfixConfig {
+        &self.cfg
+    }
+
+    /// Queue files that still need work (everything but held mail, which never moves on its
+    /// own).
+    pub fn unfinished(&self) -> u64 {
+        self.counts.total() - self.counts.hold
+    }
+
+    /// Moves message `m` to `to`, keeping directory counts and peaks.
+    fn relocate(&mut self, m: u32, to: Location) -> u64 {
+        let stamp = self.next_move_stamp;
+        self.next_move_stamp += 1;
+        let msg = self.messages.get_mut(m);
+        let from = msg.location;
+        msg.location = to;
+        msg.move_stamp = stamp;
+        if let Some(c) = self.counts.slot(from) {
+            *c -= 1;
+        }
+        if let Some(c) = self.counts.slot(to) {
+            *c += 1;
+        }
+        let counts = self.counts;
+        self.peaks.raise_to(&counts);
+        stamp
+    }
+
+    /// A message arrives from traffic stream `stream` with recipients at `dests`
+    /// (smtpd or sendmail, then cleanup; §2.1).
+    pub fn submit(
+        &mut self,
+        now: Time,
+        stream: u16,
+        dests: &[u32],
+        via_maildrop: bool,
+        events: &mut EventQueue<Event>,
+    ) {
+        self.totals.messages += 1;
+        self.first_arrival.get_or_insert(now);
+        let size = self.stream_sizes.get(stream as usize).copied().unwrap_or(0);
+        let m = self.new_queue_file(now, Origin::Stream(stream), false, size, dests);
+        if via_maildrop {
+            // postdrop writes maildrop/ and triggers pickup, which copies the file to
+            // cleanup at once (pickup.c); the arrival time is the maildrop file's.
+            let stamp = self.relocate(m, Location::Maildrop);
+            self.maildrop.push_back((m, stamp));
+            self.pickup(now, events);
+        } else {
+            self.cleanup_done(m, now);
+        }
+    }
+
+    /// pickup: every maildrop file goes through cleanup into incoming.
+    fn pickup(&mut self, now: Time, _events: &mut EventQueue<Event>) {
+        while let Some((m, stamp)) = self.maildrop.pop_front() {
+            let msg = self.messages.get(m);
+            if msg.location != Location::Maildrop || msg.move_stamp != stamp {
+                continue;
+            }
+            // A new queue file: cleanup stamps a new create_time.
+            self.messages.get_mut(m).create_time = whole_seconds(now);
+            self.cleanup_done(m, now);
+        }
+    }
+
+    /// Allocates a queue file with its recipients sorted by destination (so each delivery
+    /// request is a contiguous slice).
+    fn new_queue_file(
+        &mut self,
+        now: Time,
+        origin: Origin,
+        null_sender: bool,
+        size: u64,
+        dests: &[u32],
+    ) -> u32 {
+        let id = self.next_message_id;
+        self.next_message_id += 1;
+        let warn_time = if !null_sender && self.cfg.delay_warning_time > 0 {
+            whole_seconds(now) + self.cfg.delay_warning_time
+        } else {
+            0
+        };
+        let m = self.messages.alloc(|mut recipients| {
+            recipients.extend(dests.iter().map(|&dest| Recipient {
+                dest,
+                status: RcptStatus::Pending,
+                attempts: 0,
+                reply: Reply::None,
+            }));
+            recipients.sort_by_key(|r| r.dest);
+            Message {
+                id,
+                origin,
+                null_sender,
+                size,
+                arrival: now,
+                create_time: whole_seconds(now),
+                mtime: whole_seconds(now),
+                warn_time,
+                location: Location::Gone,
+                move_stamp: 0,
+                activation: 0,
+                refcount: 0,
+                deferred_this_round: false,
+                bounced_this_round: false,
+                recipients,
+            }
+        });
+        self.totals.recipients += dests.len() as u64;
+        m
+    }
+
+    /// cleanup has written the file: it enters incoming and qmgr is woken (`W` trigger).
+    fn cleanup_done(&mut self, m: u32, now: Time) {
+        let stamp = self.relocate(m, Location::Incoming);
+        let msg = self.messages.get_mut(m);
+        msg.create_time = whole_seconds(now);
+        msg.mtime = whole_seconds(now);
+        self.qmgr.incoming_push(m, stamp);
+    }
+
+    /// A notice (bounce or delay warning) about message `about`, sent by the bounce daemon
+    /// through cleanup as a new null-sender queue file (§4.3).
+    fn send_notice(&mut self, about: u32, now: Time) {
+        let origin = match self.messages.get(about).origin {
+            Origin::Stream(s) => s,
+            Origin::Notice(_) => return, // double bounces are discarded (notify_classes default)
+        };
+        self.totals.notices += 1;
+        let size = self.messages.get(about).size.min(u64::MAX - 2_000) + 2_000;
+        let dest = self.notices_destination;
+        let m = self.new_queue_file(now, Origin::Notice(origin), true, size, &[dest]);
+        self.cleanup_done(m, now);
+    }
+
+    /// Records a recipient's final status.
+    fn finalize(
+        &mut self,
+        m: u32,
+        r: usize,
+        status: RcptStatus,
+        now: Time,
+        obs: &mut dyn Observer,
+    ) {
+        let msg = self.messages.get_mut(m);
+        msg.recipients[r].status = status;
+        let final_status = match status {
+            RcptStatus::Sent => FinalStatus::Sent,
+            RcptStatus::Bounced => FinalStatus::Bounced,
+            RcptStatus::Expired => FinalStatus::Expired,
+            RcptStatus::Deleted => FinalStatus::Deleted,
+            RcptStatus::Pending => FinalStatus::Queued,
+        };
+        match status {
+            RcptStatus::Sent => self.totals.sent += 1,
+            RcptStatus::Bounced => self.totals.bounced += 1,
+            RcptStatus::Expired => self.totals.expired += 1,
+            RcptStatus::Deleted => self.totals.deleted += 1,
+            RcptStatus::Pending => {}
+        }
+        self.last_final = Some(now);
+        let msg = self.messages.get(m);
+        obs.recipient_outcome(&self.outcome(msg, r, Some(now), final_status));
+    }
+
+    fn outcome<'a>(
+        &'a self,
+        msg: &Message,
+        r: usize,
+        finished: Option<Time>,
+        status: FinalStatus,
+    ) -> RecipientOutcome<'a> {
+        let rcpt = &msg.recipients[r];
+        let domain = self
+            .domains
+            .get(rcpt.dest as usize)
+            .map(String::as_str)
+            .unwrap_or("?");
+        let recipient = match msg.origin {
+            Origin::Notice(stream) => Address::Literal(
+                self.senders
+                    .get(stream as usize)
+                    .map(String::as_str)
+                    .unwrap_or("?"),
+            ),
+            Origin::Stream(_) => Address::Generated {
+                message: msg.id,
+                index: u32::try_from(r).unwrap_or(u32::MAX),
+                domain,
+            },
+        };
+        RecipientOutcome {
+            message_id: msg.id,
+            notice: msg.null_sender,
+            recipient,
+            destination: domain,
+            arrival: msg.arrival,
+            finished,
+            attempts: rcpt.attempts,
+            status,
+        }
+    }
+
+    /// Reports every recipient still queued at the end of a run, in message order.
+    pub fn report_queued(&self, obs: &mut dyn Observer) -> u64 {
+        let mut live: Vec<&Message> = self.messages.iter_live().collect();
+        live.sort_by_key(|m| m.id);
+        let mut n = 0;
+        for msg in live {
+            for (r, rc) in msg.recipients.iter().enumerate() {
+                if rc.status == RcptStatus::Pending {
+                    n += 1;
+                    obs.recipient_outcome(&self.outcome(msg, r, None, FinalStatus::Queued));
+                }
+            }
+        }
+        n
+    }
+
+    /// Checks that every recipient is accounted for: injected = sent + bounced + expired +
+    /// deleted + still queued, with "still queued" counted from the queue files themselves,
+    /// and that directory counts match the files.
+    pub fn check_conservation(&self) -> Result<(), String> {
+        let queued: u64 = self
+            .messages
+            .iter_live()
+            .map(|m| m.pending_recipients() as u64)
+            .sum();
+        let t = &self.totals;
+        let accounted = t.sent + t.bounced + t.expired + t.deleted + queued;
+        if accounted != t.recipients {
+            return Err(format!(
+                "conservation violated: {} recipients injected but sent {} + bounced {} + expired {} + deleted {} + queued {} = {}",
+                t.recipients, t.sent, t.bounced, t.expired, t.deleted, queued, accounted
+            ));
+        }
+        let mut by_dir = QueueCounts::default();
+        for m in self.messages.iter_live() {
+            if let Some(c) = by_dir.slot(m.location) {
+                *c += 1;
+            }
+        }
+        if by_dir != self.counts {
+            return Err(format!(
+                "queue counts out of step with queue files: counted {:?}, tracked {:?}",
+                by_dir, self.counts
+            ));
+        }
+        if self.messages.live() as u64 != self.counts.total() {
+            return Err("message arena and queue counts disagree".into());
+        }
+        Ok(())
+    }
+
+    /// Handles one scheduled event (arrivals are handled by the caller via [`Mta::submit`]).
+    pub fn handle(
+        &mut self,
+        now: Time,
+        event: Event,
+        events: &mut EventQueue<Event>,
+        world: &mut World,
+        obs: &mut dyn Observer,
+    ) {
+        match event {
+            Event::Arrival { .. } => {}
+            Event::DeferredScan => {
+                self.qmgr.deferred_scan_tick(self.next_move_stamp);
+                events.schedule(
+                    now + self.cfg.queue_run_delay * crate::engine::SECOND,
+                    Event::DeferredScan,
+                );
+            }
+            Event::DeliveryDone { entry } => self.delivery_done(entry, now, events, obs),
+            Event::QueueRevive { queue, generation } => {
+                self.queue_revive_timer(queue, generation, now)
+            }
+            Event::QueueResume { queue, generation } => self.queue_resume_timer(queue, generation),
+        }
+        self.run_qmgr(now, events, world, obs);
+    }
+}
+
+/// Heap item of the deferred directory: (mtime, move stamp, message slot).
+type DeferredItem = std::cmp::Reverse<(i64, u64, u32)>;
+pub(crate) type DeferredHeap = BinaryHeap<DeferredItem>;

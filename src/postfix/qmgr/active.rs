@@ -1,0 +1,209 @@
+//! Entering and leaving the active queue: resolving recipients into delivery requests, and
+//! deciding a message's fate when its last request is done — remove, bounce notice, expire,
+//! delay warning, or defer with backoff (`qmgr_active.c`, `qmgr_message.c`; §2.1, §4).
+
+use super::{DeadReason, Entry, Queue};
+use crate::engine::time::{Time, whole_seconds};
+use crate::observe::Observer;
+use crate::postfix::Mta;
+use crate::postfix::message::{Location, Origin, RcptStatus};
+use std::cmp::Reverse;
+
+impl Mta {
+    /// qmgr imports file `m` into the active queue and queues its delivery requests.
+    pub(super) fn activate(&mut self, m: u32, now: Time, obs: &mut dyn Observer) {
+        self.relocate(m, Location::Active);
+        let activation = self.qmgr.next_activation;
+        self.qmgr.next_activation += 1;
+        let (origin, id) = {
+            let msg = self.messages.get_mut(m);
+            msg.activation = activation;
+            msg.deferred_this_round = false;
+            msg.bounced_this_round = false;
+            msg.refcount = 0;
+            (msg.origin, msg.id)
+        };
+        let n = self.messages.get(m).recipients.len();
+        let mut lo = 0;
+        while lo < n {
+            let dest = self.messages.get(m).recipients[lo].dest;
+            let mut hi = lo;
+            while hi < n && self.messages.get(m).recipients[hi].dest == dest {
+                hi += 1;
+            }
+            let transport = self.qmgr.transport_of(dest);
+            let limit = self.qmgr.transports[transport as usize].recipient_limit;
+            if limit == 1 {
+                // Per-recipient queues (`localpart@nexthop`, §5.1).
+                for r in lo..hi {
+                    if self.messages.get(m).recipients[r].status != RcptStatus::Pending {
+                        continue;
+                    }
+                    let key = match origin {
+                        Origin::Notice(stream) => (1u64 << 63) | u64::from(stream),
+                        Origin::Stream(_) => (id << 20) ^ r as u64,
+                    };
+                    let q = self.queue_for_recipient(dest, key);
+                    self.assign(m, q, r, r + 1, 1);
+                }
+            } else {
+                let q = dest;
+                self.assign(m, q, lo, hi, limit);
+            }
+            lo = hi;
+        }
+        if self.messages.get(m).refcount == 0 {
+            self.active_done(m, now, obs);
+        }
+    }
+
+    /// Pending recipients `lo..hi` of `m` for queue `q`, packed into requests of at most
+    /// `limit` recipients (0 = no limit); a dead queue defers them at once (§5.3).
+    fn assign(&mut self, m: u32, q: u32, lo: usize, hi: usize, limit: u32) {
+        let any_pending = self.messages.get(m).recipients[lo..hi]
+            .iter()
+            .any(|r| r.status == RcptStatus::Pending);
+        if !any_pending {
+            return;
+        }
+        let transport = self.qmgr.queues[q as usize].transport as usize;
+        {
+            let queue = &mut self.qmgr.queues[q as usize];
+            if !queue.exists {
+                queue.exists = true;
+                queue.win = super::feedback::Window::fresh(&self.qmgr.transports[transport].rules);
+                queue.dead_reason = DeadReason::None;
+            }
+        }
+        if self.qmgr.queues[q as usize].win.is_dead() {
+            // Recipients go to the retry service: deferred without a connection.
+            let msg = self.messages.get_mut(m);
+            for r in &msg.recipients[lo..hi] {
+                if r.status == RcptStatus::Pending {
+                    self.totals.suspended_deferrals += 1;
+                    msg.deferred_this_round = true;
+                }
+            }
+            return;
+        }
+        let mut start = lo;
+        while start < hi {
+            let mut end = start;
+            let mut count = 0;
+            let msg = self.messages.get(m);
+            while end < hi && (limit == 0 || count < limit) {
+                if msg.recipients[end].status == RcptStatus::Pending {
+                    count += 1;
+                }
+                end += 1;
+            }
+            // Skip trailing done recipients into this request too, harmlessly.
+            while end < hi && msg.recipients[end].status != RcptStatus::Pending {
+                end += 1;
+            }
+            if count > 0 {
+                let order = self.qmgr.next_entry_order;
+                self.qmgr.next_entry_order += 1;
+                let entry = Entry {
+                    msg: m,
+                    queue: q,
+                    lo: start as u32,
+                    hi: end as u32,
+                    order,
+                    site_failure: false,
+                };
+                let e = self.qmgr.alloc_entry(entry);
+                self.qmgr.queues[q as usize].todo.push_back(e);
+                self.messages.get_mut(m).refcount += 1;
+                self.qmgr.offer(q);
+            }
+            start = end;
+        }
+    }
+
+    fn queue_for_recipient(&mut self, dest: u32, key: u64) -> u32 {
+        if let Some(&q) = self.qmgr.per_recipient_queues.get(&(dest, key)) {
+            return q;
+        }
+        let transport = self.qmgr.transport_of(dest);
+        let mut fresh = Queue::new(
+            transport,
+            dest,
+            &self.qmgr.transports[transport as usize].rules,
+        );
+        fresh.recipient_key = Some(key);
+        let q = match self.qmgr.free_queues.pop() {
+            Some(q) => {
+                self.qmgr.queues[q as usize] = fresh;
+                q
+            }
+            None => {
+                self.qmgr.queues.push(fresh);
+                (self.qmgr.queues.len() - 1) as u32
+            }
+        };
+        self.qmgr.per_recipient_queues.insert((dest, key), q);
+        q
+    }
+
+    /// The message's last delivery request is done (`qmgr_active_done`, §4.1, §4.3).
+    pub(super) fn active_done(&mut self, m: u32, now: Time, obs: &mut dyn Observer) {
+        let now_s = whole_seconds(now);
+        let (bounced, deferred, null_sender, create_time, warn_time) = {
+            let msg = self.messages.get(m);
+            (
+                msg.bounced_this_round,
+                msg.deferred_this_round,
+                msg.null_sender,
+                msg.create_time,
+                msg.warn_time,
+            )
+        };
+        // Bounced recipients of this round: one non-delivery notice (bounce flush).
+        if bounced && !null_sender {
+            self.send_notice(m, now);
+        }
+        if deferred {
+            let lifetime = if null_sender {
+                self.cfg.bounce_queue_lifetime
+            } else {
+                self.cfg.maximal_queue_lifetime
+            };
+            if now_s >= create_time + lifetime {
+                // "status=expired, returned to sender": the defer log becomes a notice.
+                let n = self.messages.get(m).recipients.len();
+                for r in 0..n {
+                    if self.messages.get(m).recipients[r].status == RcptStatus::Pending {
+                        self.finalize(m, r, RcptStatus::Expired, now, obs);
+                    }
+                }
+                if !null_sender {
+                    self.send_notice(m, now);
+                }
+                self.remove(m);
+                return;
+            }
+            if warn_time > 0 && now_s >= warn_time - 1 {
+                self.send_notice(m, now);
+                self.messages.get_mut(m).warn_time = 0;
+            }
+            // Backoff from the message's age (§4.1); no per-message attempt counter.
+            let age = now_s - create_time;
+            let backoff = age
+                .min(self.cfg.maximal_backoff_time)
+                .max(self.cfg.minimal_backoff_time);
+            let mtime = now_s + backoff;
+            self.messages.get_mut(m).mtime = mtime;
+            let stamp = self.relocate(m, Location::Deferred);
+            self.qmgr.deferred.push(Reverse((mtime, stamp, m)));
+        } else {
+            self.remove(m);
+        }
+    }
+
+    /// The queue file is deleted ("removed").
+    fn remove(&mut self, m: u32) {
+        self.relocate(m, Location::Gone);
+        self.messages.free(m);
+    }
+}

@@ -1,0 +1,313 @@
+//! Handing requests to delivery agents and taking their replies (`qmgr_transport.c`,
+//! `qmgr_deliver.c`, `qmgr_entry.c`, `qmgr_queue.c`; §5.1–5.5).
+//!
+//! Each transport has `maxproc` agents. An agent that is free takes the request of the
+//! oldest activation among queues whose window has room (a ready heap keyed by the queue's
+//! oldest request). When it finishes, qmgr applies the §5.2 feedback: a site failure
+//! throttles the queue (and may kill it, deferring its queued requests), anything else is
+//! positive feedback that also revives a dead queue.
+
+use super::{DeadReason, Entry, NOT_QUEUED, Qmgr};
+use crate::engine::EventQueue;
+use crate::engine::time::{SECOND, Time, whole_seconds};
+use crate::observe::Observer;
+use crate::postfix::message::{RcptStatus, Reply};
+use crate::postfix::{Event, Mta};
+use crate::world::World;
+use std::cmp::Reverse;
+
+impl Qmgr {
+    pub(super) fn alloc_entry(&mut self, entry: Entry) -> u32 {
+        match self.free_entries.pop() {
+            Some(e) => {
+                self.entries[e as usize] = entry;
+                e
+            }
+            None => {
+                self.entries.push(entry);
+                (self.entries.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Puts queue `q` in its transport's ready heap if an agent could take from it now
+    /// (`qmgr_job_blocker_update` in spirit: a saturated queue is skipped until it frees up).
+    pub(super) fn offer(&mut self, q: u32) {
+        let queue = &self.queues[q as usize];
+        if !queue.selectable() {
+            return;
+        }
+        let head = queue
+            .todo
+            .front()
+            .map(|&e| self.entries[e as usize].order)
+            .unwrap_or(NOT_QUEUED);
+        if queue.ready_key == head {
+            return;
+        }
+        let t = queue.transport as usize;
+        self.queues[q as usize].ready_key = head;
+        self.transports[t].ready.push(Reverse((head, q)));
+    }
+
+    /// The next request for an agent of transport `t`, by oldest activation.
+    fn select(&mut self, t: usize) -> Option<u32> {
+        while let Some(Reverse((key, q))) = self.transports[t].ready.pop() {
+            let queue = &mut self.queues[q as usize];
+            if queue.ready_key != key {
+                continue; // stale
+            }
+            queue.ready_key = NOT_QUEUED;
+            if !queue.selectable() {
+                continue;
+            }
+            let e = queue.todo.pop_front()?;
+            queue.busy += 1;
+            self.offer(q);
+            return Some(e);
+        }
+        None
+    }
+}
+
+impl Mta {
+    /// `qmgr_active_drain`: gives free agents the requests that are ready. Returns whether
+    /// any delivery started.
+    pub(super) fn drain(
+        &mut self,
+        now: Time,
+        events: &mut EventQueue<Event>,
+        world: &mut World,
+    ) -> bool {
+        let mut started = false;
+        for t in 0..self.qmgr.transports.len() {
+            loop {
+                let transport = &self.qmgr.transports[t];
+                if transport.maxproc != 0 && transport.busy_agents >= transport.maxproc {
+                    break;
+                }
+                let Some(e) = self.qmgr.select(t) else { break };
+                self.qmgr.transports[t].busy_agents += 1;
+                self.start_delivery(e, now, events, world);
+                started = true;
+            }
+        }
+        started
+    }
+
+    fn start_delivery(
+        &mut self,
+        e: u32,
+        now: Time,
+        events: &mut EventQueue<Event>,
+        world: &mut World,
+    ) {
+        let entry = self.qmgr.entries[e as usize];
+        let dest = self.qmgr.queues[entry.queue as usize].dest;
+        let msg = self.messages.get_mut(entry.msg);
+        let rcpts = &mut msg.recipients[entry.lo as usize..entry.hi as usize];
+        for r in rcpts.iter_mut().filter(|r| r.status == RcptStatus::Pending) {
+            r.attempts += 1;
+        }
+        self.totals.attempts += 1;
+        let session = world.deliver(dest, now, rcpts);
+        self.qmgr.entries[e as usize].site_failure = session.site_failure.is_some();
+        events.schedule(
+            now + session.duration.max(0),
+            Event::DeliveryDone { entry: e },
+        );
+    }
+
+    /// `qmgr_deliver_update` then `qmgr_entry_done`: the agent's reply for request `e`.
+    pub(crate) fn delivery_done(
+        &mut self,
+        e: u32,
+        now: Time,
+        events: &mut EventQueue<Event>,
+        obs: &mut dyn Observer,
+    ) {
+        let entry = self.qmgr.entries[e as usize];
+        let m = entry.msg;
+        let mut any_deferred = false;
+        for r in entry.lo as usize..entry.hi as usize {
+            let rc = self.messages.get(m).recipients[r];
+            if rc.status != RcptStatus::Pending {
+                continue;
+            }
+            match rc.reply {
+                Reply::Sent => self.finalize(m, r, RcptStatus::Sent, now, obs),
+                Reply::Bounced => {
+                    self.messages.get_mut(m).bounced_this_round = true;
+                    self.finalize(m, r, RcptStatus::Bounced, now, obs);
+                }
+                Reply::Deferred | Reply::None => {
+                    any_deferred = true;
+                    self.totals.deferrals += 1;
+                }
+            }
+            self.messages.get_mut(m).recipients[r].reply = Reply::None;
+        }
+        if any_deferred {
+            self.messages.get_mut(m).deferred_this_round = true;
+        }
+        let q = entry.queue;
+        let t = self.qmgr.queues[q as usize].transport as usize;
+        let rules = self.qmgr.transports[t].rules;
+        if any_deferred && entry.site_failure && self.qmgr.queues[q as usize].win.is_ready() {
+            let died = self.qmgr.queues[q as usize].win.throttle(&rules);
+            if died {
+                self.declare_dead(q, now, events);
+            }
+        }
+        if !entry.site_failure {
+            let queue = &mut self.qmgr.queues[q as usize];
+            let busy = queue.busy;
+            if queue.win.unthrottle(&rules, busy) {
+                queue.timer_generation += 1; // cancel the revival timer
+                queue.dead_reason = DeadReason::None;
+            }
+        }
+        self.qmgr.transports[t].busy_agents -= 1;
+        self.entry_done(e, true, now, events, obs);
+    }
+
+    /// A queue has just been declared dead: its queued requests are deferred through the
+    /// retry service and a `minimal_backoff_time` revival timer starts (§5.3).
+    fn declare_dead(&mut self, q: u32, now: Time, events: &mut EventQueue<Event>) {
+        let queue = &mut self.qmgr.queues[q as usize];
+        queue.dead_reason = DeadReason::SiteFailure;
+        queue.timer_generation += 1;
+        let generation = queue.timer_generation;
+        events.schedule(
+            now + self.cfg.minimal_backoff_time * SECOND,
+            Event::QueueRevive {
+                queue: q,
+                generation,
+            },
+        );
+        self.defer_todo(q, now, events);
+    }
+
+    /// `qmgr_defer_todo`: every queued request of `q` is deferred without an attempt.
+    fn defer_todo(&mut self, q: u32, now: Time, events: &mut EventQueue<Event>) {
+        let mut discard = crate::observe::NullObserver;
+        while let Some(e) = self.qmgr.queues[q as usize].todo.pop_front() {
+            let entry = self.qmgr.entries[e as usize];
+            let msg = self.messages.get_mut(entry.msg);
+            for r in &msg.recipients[entry.lo as usize..entry.hi as usize] {
+                if r.status == RcptStatus::Pending {
+                    self.totals.suspended_deferrals += 1;
+                    msg.deferred_this_round = true;
+                }
+            }
+            // Deferral produces no final outcome, so nothing is observed here.
+            self.entry_done(e, false, now, events, &mut discard);
+        }
+    }
+
+    /// `qmgr_entry_done`: takes the request off its queue, applies the rate delay, deletes
+    /// an empty ready queue (forgetting its window), and finishes the message when this was
+    /// its last request.
+    fn entry_done(
+        &mut self,
+        e: u32,
+        was_busy: bool,
+        now: Time,
+        events: &mut EventQueue<Event>,
+        obs: &mut dyn Observer,
+    ) {
+        let entry = self.qmgr.entries[e as usize];
+        self.qmgr.free_entries.push(e);
+        let q = entry.queue;
+        let t = self.qmgr.queues[q as usize].transport as usize;
+        let rate_delay = self.qmgr.transports[t].rate_delay;
+        let rules = self.qmgr.transports[t].rules;
+        if was_busy {
+            let queue = &mut self.qmgr.queues[q as usize];
+            queue.busy -= 1;
+            queue.last_done = whole_seconds(now);
+            if rate_delay > 0 {
+                // §5.5: a rate-limited queue is unthrottled, then suspended for the delay.
+                if queue.win.is_dead() {
+                    queue.win.unthrottle(&rules, queue.busy);
+                    queue.timer_generation += 1;
+                    queue.dead_reason = DeadReason::None;
+                }
+                if queue.win.is_ready() {
+                    queue.win.window = super::feedback::SUSPENDED;
+                    queue.timer_generation += 1;
+                    let generation = queue.timer_generation;
+                    events.schedule(
+                        now + rate_delay * SECOND,
+                        Event::QueueResume {
+                            queue: q,
+                            generation,
+                        },
+                    );
+                }
+            }
+        }
+        let queue = &self.qmgr.queues[q as usize];
+        if queue.todo.is_empty() && queue.busy == 0 {
+            if queue.win.is_ready() {
+                self.delete_queue(q);
+            }
+        } else {
+            self.qmgr.offer(q);
+        }
+        let msg = self.messages.get_mut(entry.msg);
+        msg.refcount -= 1;
+        if msg.refcount == 0 {
+            self.active_done(entry.msg, now, obs);
+        }
+    }
+
+    /// `qmgr_queue_done`: the in-core queue disappears with everything it learned.
+    fn delete_queue(&mut self, q: u32) {
+        let dest = self.qmgr.queues[q as usize].dest;
+        let queue = &mut self.qmgr.queues[q as usize];
+        queue.exists = false;
+        queue.ready_key = NOT_QUEUED;
+        queue.timer_generation += 1;
+        if let Some(key) = queue.recipient_key.take() {
+            // A per-recipient queue: free the slot.
+            self.qmgr.per_recipient_queues.remove(&(dest, key));
+            self.qmgr.free_queues.push(q);
+        }
+    }
+
+    /// The dead queue's timer: revive it, and delete it if it has nothing to do.
+    pub(crate) fn queue_revive_timer(&mut self, q: u32, generation: u32, _now: Time) {
+        let queue = &mut self.qmgr.queues[q as usize];
+        if queue.timer_generation != generation || !queue.exists || !queue.win.is_dead() {
+            return;
+        }
+        let t = queue.transport as usize;
+        let rules = self.qmgr.transports[t].rules;
+        let busy = queue.busy;
+        queue.win.unthrottle(&rules, busy);
+        queue.dead_reason = DeadReason::None;
+        if queue.todo.is_empty() && queue.busy == 0 {
+            self.delete_queue(q);
+        } else {
+            self.qmgr.offer(q);
+        }
+    }
+
+    /// A rate-delay suspension ends: window 1 again (`qmgr_queue_resume`).
+    pub(crate) fn queue_resume_timer(&mut self, q: u32, generation: u32) {
+        let queue = &mut self.qmgr.queues[q as usize];
+        if queue.timer_generation != generation
+            || !queue.exists
+            || queue.win.window != super::feedback::SUSPENDED
+        {
+            return;
+        }
+        queue.win.window = 1;
+        if queue.todo.is_empty() && queue.busy == 0 {
+            self.delete_queue(q);
+        } else {
+            self.qmgr.offer(q);
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! qmgr: the queue manager. Its state lives in [`Qmgr`]; its behaviour is split the way
+//! Postfix splits `src/qmgr/`:
+//! - `scan`: the incoming and deferred directory scans and the main loop (`qmgr.c`,
+//!   `qmgr_scan.c`; §3.1–3.2);
+//! - `active`: entering and leaving the active queue, backoff and expiry (`qmgr_active.c`,
+//!   `qmgr_message.c`; §4);
+//! - `deliver`: agent allocation, entry selection, delivery completion and the
+//!   dead/suspended queue timers (`qmgr_transport.c`, `qmgr_deliver.c`, `qmgr_entry.c`,
+//!   `qmgr_queue.c`; §5.1–5.5);
+//! - `feedback`: concurrency window arithmetic (`qmgr_queue.c`; §5.2).
+//!
+//! Scheduler scope (§5.9): per-transport agent pools of maxproc, per-destination windows with
+//! the exact feedback/dead/revival rules, the active-queue cap, and oldest-activation-first
+//! selection that skips saturated destinations. Not modelled: nqmgr preemption of large
+//! multi-recipient jobs (§5.6; it never triggers for messages with fewer than 15 entries per
+//! transport), recipient-slot pools, connection-cache flags.
+
+mod active;
+mod deliver;
+pub mod feedback;
+mod scan;
+
+use super::DeferredHeap;
+use crate::scenario::Scenario;
+use feedback::{FeedbackRules, Window};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+/// Marks "not in the ready heap".
+const NOT_QUEUED: u64 = u64::MAX;
+
+/// One in-core destination queue (transport + nexthop, or + recipient when the transport's
+/// recipient limit is 1).
+#[derive(Clone, Debug)]
+pub(crate) struct Queue {
+    pub transport: u16,
+    pub dest: u32,
+    /// A ready queue is deleted when it has no entries; its learned state is then forgotten.
+    pub exists: bool,
+    pub win: Window,
+    pub busy: u32,
+    pub todo: VecDeque<u32>,
+    /// Why the queue is dead (for the deferral reasons of its mail).
+    pub dead_reason: DeadReason,
+    /// Invalidates revive/resume timers that were cancelled.
+    pub timer_generation: u32,
+    /// The head-entry order under which the queue sits in its transport's ready heap.
+    pub ready_key: u64,
+    /// `last_done` in whole seconds (back-to-back detection).
+    pub last_done: i64,
+    /// For a per-recipient queue, its key in `per_recipient_queues`.
+    pub recipient_key: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DeadReason {
+    None,
+    SiteFailure,
+}
+
+/// One master.cf delivery service as qmgr sees it.
+#[derive(Debug)]
+pub(crate) struct Transport {
+    pub maxproc: u32,
+    pub busy_agents: u32,
+    pub rules: FeedbackRules,
+    pub recipient_limit: u32,
+    pub rate_delay: i64,
+    /// Ready queues with work, keyed by the order of their oldest todo entry.
+    pub ready: BinaryHeap<Reverse<(u64, u32)>>,
+}
+
+/// One delivery request: recipients `lo..hi` of a message (only pending ones are sent),
+/// for one queue.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Entry {
+    pub msg: u32,
+    pub queue: u32,
+    pub lo: u32,
+    pub hi: u32,
+    /// Scheduling order (activation order, then destination order within a message).
+    pub order: u64,
+    pub site_failure: bool,
+}
+
+/// Which directory scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dir {
+    Incoming,
+    Deferred,
+}
+
+/// A directory scan's state (`qmgr_scan.c`): running, and whether a restart was requested
+/// while it ran.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Scan {
+    pub running: bool,
+    pub restart: bool,
+    /// Files that entered the directory at or after this stamp are not seen by this pass.
+    pub start_stamp: u64,
+}
+
+pub(crate) struct Qmgr {
+    pub active_limit: usize,
+    pub incoming: VecDeque<(u32, u64)>,
+    pub deferred: DeferredHeap,
+    /// Due files skipped because they entered after the running scan started.
+    pub held_back: Vec<(i64, u64, u32)>,
+    pub incoming_scan: Scan,
+    pub deferred_scan: Scan,
+    pub first: Dir,
+    pub queues: Vec<Queue>,
+    pub free_queues: Vec<u32>,
+    pub per_recipient_queues: HashMap<(u32, u64), u32>,
+    pub transports: Vec<Transport>,
+    /// Destination index → transport index.
+    pub dest_transport: Vec<u16>,
+    pub entries: Vec<Entry>,
+    pub free_entries: Vec<u32>,
+    pub next_entry_order: u64,
+    pub next_activation: u64,
+}
+
+impl Qmgr {
+    pub fn new(scenario: &Scenario) -> Self {
+        let transports: Vec<Transport> = scenario
+            .transports
+            .iter()
+            .map(|t| Transport {
+                maxproc: t.maxproc,
+                busy_agents: 0,
+                rules: FeedbackRules {
+                    limit: t.dest_concurrency_limit,
+                    initial: t.initial_concurrency,
+                    positive: t.positive_feedback,
+                    negative: t.negative_feedback,
+                    failed_cohort_limit: t.failed_cohort_limit,
+                },
+                recipient_limit: t.recipient_limit,
+                rate_delay: t.rate_delay,
+                ready: BinaryHeap::new(),
+            })
+            .collect();
+        let dest_transport: Vec<u16> = scenario
+            .destinations
+            .iter()
+            .map(|d| u16::try_from(d.transport).unwrap_or(0))
+            .collect();
+        // One preallocated queue per destination; per-recipient queues are added on demand.
+        let queues = dest_transport
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| Queue::new(t, i as u32, &transports[t as usize].rules))
+            .collect();
+        Qmgr {
+            active_limit: scenario.postfix.qmgr_message_active_limit,
+            incoming: VecDeque::new(),
+            deferred: BinaryHeap::new(),
+            held_back: Vec::new(),
+            incoming_scan: Scan::default(),
+            deferred_scan: Scan::default(),
+            first: Dir::Incoming,
+            queues,
+            free_queues: Vec::new(),
+            per_recipient_queues: HashMap::new(),
+            transports,
+            dest_transport,
+            entries: Vec::new(),
+            free_entries: Vec::new(),
+            next_entry_order: 0,
+            next_activation: 0,
+        }
+    }
+
+    /// cleanup's `W` trigger: a new file in incoming starts (or re-requests) the incoming scan.
+    pub fn incoming_push(&mut self, m: u32, stamp: u64) {
+        self.incoming.push_back((m, stamp));
+        // New incoming files are seen by a running scan (and cleanup's trigger would
+        // re-run it anyway), so the incoming scan has no stamp cut-off.
+        self.request_scan(Dir::Incoming, u64::MAX);
+    }
+
+    /// The deferred-scan timer fired; `stamp_now` is the next directory-move stamp, so the
+    /// scan sees exactly the files that are in deferred/ now.
+    pub fn deferred_scan_tick(&mut self, stamp_now: u64) {
+        self.request_scan(Dir::Deferred, stamp_now);
+    }
+
+    /// Starts a scan, or queues one restart if it is already running (`qmgr_scan_request`).
+    fn request_scan(&mut self, dir: Dir, stamp: u64) {
+        let scan = match dir {
+            Dir::Incoming => &mut self.incoming_scan,
+            Dir::Deferred => &mut self.deferred_scan,
+        };
+        if scan.running {
+            scan.restart = true;
+        } else {
+            scan.running = true;
+            scan.start_stamp = stamp;
+        }
+    }
+
+    pub fn transport_of(&self, dest: u32) -> u16 {
+        self.dest_transport[dest as usize]
+    }
+}
+
+impl Queue {
+    pub(super) fn new(transport: u16, dest: u32, rules: &FeedbackRules) -> Self {
+        Queue {
+            transport,
+            dest,
+            exists: false,
+            win: Window::fresh(rules),
+            busy: 0,
+            todo: VecDeque::new(),
+            dead_reason: DeadReason::None,
+            timer_generation: 0,
+            ready_key: NOT_QUEUED,
+            last_done: i64::MIN,
+            recipient_key: None,
+        }
+    }
+
+    /// Can an agent take an entry from this queue now?
+    fn selectable(&self) -> bool {
+        self.exists
+            && self.win.is_ready()
+            && self.win.window > self.busy as i32
+            && !self.todo.is_empty()
+    }
+}

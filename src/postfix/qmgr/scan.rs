@@ -1,0 +1,153 @@
+//! Directory scans and qmgr's main loop (`qmgr.c: qmgr_loop`, `qmgr_scan.c`; §3.1–3.2).
+//!
+//! Each loop iteration imports at most one file, alternating between the incoming and the
+//! deferred scan while both have files, and stops both while the active queue is full
+//! (preferring incoming when it frees up). A deferred file is eligible when its mtime is at
+//! most now + 1 s, judged when the scan reaches it.
+//!
+//! Directory order: Postfix reads files in readdir order, which is effectively arbitrary
+//! (§13). We read incoming in arrival order and deferred in order of due time, then of
+//! deferral; this only matters when the active queue limit is reached mid-scan.
+
+use super::{Dir, Scan};
+use crate::engine::EventQueue;
+use crate::engine::time::{Time, whole_seconds};
+use crate::observe::Observer;
+use crate::postfix::message::Location;
+use crate::postfix::{Event, Mta};
+use crate::world::World;
+use std::cmp::Reverse;
+
+impl Mta {
+    /// Plays qmgr's main loop until there is nothing left to import or hand to an agent.
+    pub fn run_qmgr(
+        &mut self,
+        now: Time,
+        events: &mut EventQueue<Event>,
+        world: &mut World,
+        obs: &mut dyn Observer,
+    ) {
+        loop {
+            let mut imported = false;
+            while (self.counts.active as usize) < self.qmgr.active_limit {
+                let first = self.qmgr.first;
+                let second = match first {
+                    Dir::Incoming => Dir::Deferred,
+                    Dir::Deferred => Dir::Incoming,
+                };
+                let mut took = None;
+                for dir in [first, second] {
+                    if let Some(m) = self.next_file(dir, now) {
+                        took = Some((dir, m));
+                        break;
+                    }
+                }
+                let Some((dir, m)) = took else { break };
+                self.qmgr.first = match dir {
+                    Dir::Incoming => Dir::Deferred,
+                    Dir::Deferred => Dir::Incoming,
+                };
+                self.activate(m, now, obs);
+                imported = true;
+            }
+            if (self.counts.active as usize) >= self.qmgr.active_limit {
+                self.qmgr.first = Dir::Incoming;
+            }
+            let started = self.drain(now, events, world);
+            // Finishing messages (e.g. all recipients deferred without an attempt) frees
+            // active slots; loop until a pass changes nothing.
+            if !imported && !started {
+                break;
+            }
+        }
+    }
+
+    /// The next eligible file of a running scan, already removed from its directory index;
+    /// completes the scan (and performs a queued restart) when the directory is exhausted.
+    fn next_file(&mut self, dir: Dir, now: Time) -> Option<u32> {
+        let now_s = whole_seconds(now);
+        loop {
+            let scan = self.scan(dir);
+            if !scan.running {
+                return None;
+            }
+            let found = match dir {
+                Dir::Incoming => self.next_incoming(now_s),
+                Dir::Deferred => self.next_deferred(now_s, scan.start_stamp),
+            };
+            if found.is_some() {
+                return found;
+            }
+            // This pass is complete.
+            let restart_stamp = self.next_move_stamp;
+            if dir == Dir::Deferred {
+                for item in self.qmgr.held_back.drain(..) {
+                    self.qmgr.deferred.push(Reverse(item));
+                }
+            }
+            let scan = self.scan_mut(dir);
+            if scan.restart {
+                scan.restart = false;
+                scan.start_stamp = if dir == Dir::Deferred {
+                    restart_stamp
+                } else {
+                    u64::MAX
+                };
+            } else {
+                scan.running = false;
+                return None;
+            }
+        }
+    }
+
+    fn next_incoming(&mut self, now_s: i64) -> Option<u32> {
+        while let Some(&(m, stamp)) = self.qmgr.incoming.front() {
+            let msg = self.messages.get(m);
+            if msg.location != Location::Incoming || msg.move_stamp != stamp {
+                self.qmgr.incoming.pop_front();
+                continue;
+            }
+            if msg.mtime > now_s + 1 {
+                return None;
+            }
+            self.qmgr.incoming.pop_front();
+            return Some(m);
+        }
+        None
+    }
+
+    fn next_deferred(&mut self, now_s: i64, start_stamp: u64) -> Option<u32> {
+        while let Some(&Reverse((mtime, stamp, m))) = self.qmgr.deferred.peek() {
+            let msg = self.messages.get(m);
+            if msg.location != Location::Deferred || msg.move_stamp != stamp {
+                self.qmgr.deferred.pop();
+                continue;
+            }
+            if mtime > now_s + 1 {
+                return None;
+            }
+            self.qmgr.deferred.pop();
+            if stamp >= start_stamp {
+                // Deferred after this pass began: the next pass sees it.
+                self.qmgr.held_back.push((mtime, stamp, m));
+                continue;
+            }
+            return Some(m);
+        }
+        None
+    }
+
+    fn scan(&self, dir: Dir) -> Scan {
+        match dir {
+            Dir::Incoming => self.qmgr.incoming_scan,
+            Dir::Deferred => self.qmgr.deferred_scan,
+        }
+    }
+
+    fn scan_mut(&mut self, dir: Dir) -> &mut Scan {
+        match dir {
+            Dir::Incoming => &mut self.qmgr.incoming_scan,
+            Dir::Deferred => &mut self.qmgr.deferred_scan,
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! One simulation run: wires the scenario, the engine, the model and the world together,
+//! plays the events, and writes the results.
+
+use crate::engine::time::{SECOND, Time};
+use crate::engine::{EventQueue, RngStreams};
+use crate::error::Error;
+use crate::observe::{Observer, RecipientOutcome};
+use crate::output::deliveries::DeliveriesCsv;
+use crate::output::queues::QueueSeries;
+use crate::output::summary::{DelayCollector, Peaks, Summary};
+use crate::output::{AtomicFile, write_file};
+use crate::postfix::{Event, Mta};
+use crate::scenario::{QmgrStart, Scenario};
+use crate::world::World;
+use crate::world::traffic::Stream;
+use rand::Rng;
+use std::path::{Path, PathBuf};
+
+/// Two observers as one.
+pub struct Tee<'a>(pub &'a mut dyn Observer, pub &'a mut dyn Observer);
+
+impl Observer for Tee<'_> {
+    fn recipient_outcome(&mut self, o: &RecipientOutcome<'_>) {
+        self.0.recipient_outcome(o);
+        self.1.recipient_outcome(o);
+    }
+}
+
+/// What a run produced besides the observations.
+pub struct RunReport {
+    pub mta_totals: crate::postfix::Totals,
+    pub peaks: crate::postfix::QueueCounts,
+    pub queued_at_end: u64,
+    pub events: u64,
+    pub end_time: Time,
+    pub first_arrival: Option<Time>,
+    pub last_final: Option<Time>,
+    /// When the deferred-scan clock ticked first (its phase).
+    pub first_scan_tick: Time,
+}
+
+/// The first deferred-scan tick at or after 0 for a qmgr started at `start` (≤ 0).
+pub fn first_scan_tick(start: Time, queue_run_delay_s: i64) -> Time {
+    let period = queue_run_delay_s * SECOND;
+    start.rem_euclid(period)
+}
+
+/// Plays `scenario` with `seed`, reporting outcomes to `observer` and queue sizes to `series`.
+pub fn simulate(
+    scenario: &Scenario,
+    seed: u64,
+    observer: &mut dyn Observer,
+    series: &mut QueueSeries,
+) -> Result<RunReport, Error> {
+    let streams = RngStreams::new(seed);
+    let start = match scenario.qmgr_start {
+        QmgrStart::At(t) => t,
+        QmgrStart::Random => {
+            let period = scenario.postfix.queue_run_delay * SECOND;
+            -streams.stream("qmgr_start", 0).random_range(0..period)
+        }
+    };
+    let first_tick = first_scan_tick(start, scenario.postfix.queue_run_delay);
+    let mut events: EventQueue<Event> = EventQueue::new(0);
+    let mut mta = Mta::new(scenario);
+    let mut world = World::new(scenario, &streams);
+    let mut traffic: Vec<Stream> = scenario
+        .traffic
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Stream::new(t.clone(), streams.stream("arrivals", i as u64)))
+        .collect();
+    let mut streams_open = 0usize;
+    for (i, s) in traffic.iter_mut().enumerate() {
+        if let Some(t) = s.first() {
+            events.schedule(t, Event::Arrival { stream: i as u16 });
+            streams_open += 1;
+        }
+    }
+    events.schedule(first_tick, Event::DeferredScan);
+
+    let sample = scenario.sample;
+    let mut next_sample: Time = 0;
+    let mut dests: Vec<u32> = Vec::new();
+    loop {
+        let Some(t) = events.peek_time() else { break };
+        if scenario.stop.is_some_and(|stop| t > stop) {
+            break;
+        }
+        while next_sample < t {
+            series.push(next_sample, mta.counts());
+            next_sample += sample;
+        }
+        let Some((now, event)) = events.pop() else {
+            break;
+        };
+        match event {
+            Event::Arrival { stream } => {
+                let s = &mut traffic[stream as usize];
+                dests.clear();
+                for _ in 0..s.spec.recipients {
+                    dests.push(s.pick_destination() as u32);
+                }
+                let via_maildrop = s.spec.submit == crate::scenario::Submit::Sendmail;
+                match s.next_after(now) {
+                    Some(next) => events.schedule(next, Event::Arrival { stream }),
+                    None => streams_open -= 1,
+                }
+                mta.submit(now, stream, &dests, via_maildrop, &mut events);
+                mta.run_qmgr(now, &mut events, &mut world, observer);
+            }
+            other => mta.handle(now, other, &mut events, &mut world, observer),
+        }
+        if streams_open == 0 && mta.unfinished() == 0 {
+            break;
+        }
+    }
+    let end_time = scenario.stop.unwrap_or(events.now());
+    events.advance_to(end_time);
+    while next_sample <= end_time {
+        series.push(next_sample, mta.counts());
+        next_sample += sample;
+    }
+    if series.points.last().is_some_and(|(t, _)| *t < end_time) {
+        series.push(next_sample, mta.counts());
+    }
+    mta.check_conservation()
+        .map_err(|e| Error::Runtime(format!("{}: {e}", scenario.name)))?;
+    let queued_at_end = mta.report_queued(observer);
+    Ok(RunReport {
+        mta_totals: mta.totals(),
+        peaks: mta.peaks(),
+        queued_at_end,
+        events: events.events_popped(),
+        end_time,
+        first_arrival: mta.first_arrival(),
+        last_final: mta.last_final(),
+        first_scan_tick: first_tick,
+    })
+}
+
+/// What to write.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub seed: Option<u64>,
+    pub out_dir: Option<PathBuf>,
+    pub deliveries: bool,
+    pub plots: bool,
+}
+
+/// Runs a scenario and writes its result files; returns the summary and the folder.
+pub fn run_to_dir(scenario: &Scenario, opts: &RunOptions) -> Result<(Summary, PathBuf), Error> {
+    let seed = opts.seed.unwrap_or(scenario.seed);
+    let dir = opts
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| Path::new("results").join(&scenario.name));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io("cannot create the results folder", &dir, e))?;
+    let mut delays = DelayCollector::default();
+    let mut series = QueueSeries::default();
+    let (report, deliveries) = if opts.deliveries {
+        let mut csv = DeliveriesCsv::create(AtomicFile::create(&dir.join("deliveries.csv"))?)?;
+        let report = simulate(scenario, seed, &mut Tee(&mut delays, &mut csv), &mut series)?;
+        (report, Some(csv))
+    } else {
+        (simulate(scenario, seed, &mut delays, &mut series)?, None)
+    };
+    let summary = summarize(scenario, seed, &report, &delays);
+    if let Some(csv) = deliveries {
+        csv.finish()?;
+    }
+    write_file(&dir.join("queues.csv"), series.to_csv().as_bytes())?;
+    let json = serde_json::to_string_pretty(&summary)
+        .map_err(|e| Error::Runtime(format!("summary: {e}")))?;
+    write_file(&dir.join("summary.json"), format!("{json}\n").as_bytes())?;
+    if opts.plots {
+        crate::plot::queues::write_queue_chart(&scenario.name, &series, &dir)?;
+    }
+    Ok((summary, dir))
+}
+
+pub fn summarize(
+    scenario: &Scenario,
+    seed: u64,
+    report: &RunReport,
+    delays: &DelayCollector,
+) -> Summary {
+    let t = &report.mta_totals;
+    let p = &report.peaks;
+    let secs = crate::output::summary::seconds;
+    Summary {
+        scenario: scenario.name.clone(),
+        seed,
+        messages: t.messages,
+        recipients: t.recipients,
+        notices: t.notices,
+        sent: t.sent,
+        bounced: t.bounced,
+        expired: t.expired,
+        deleted: t.deleted,
+        queued_at_end: report.queued_at_end,
+        attempts: t.attempts,
+        deferrals: t.deferrals,
+        suspended_deferrals: t.suspended_deferrals,
+        drain_time_s: match (report.first_arrival, report.last_final) {
+            (Some(a), Some(f)) => Some(secs(f - a)),
+            _ => None,
+        },
+        end_time_s: secs(report.end_time),
+        delay_s: delays.stats(),
+        peak: Peaks {
+            maildrop: p.maildrop,
+            incoming: p.incoming,
+            active: p.active,
+            deferred: p.deferred,
+            hold: p.hold,
+        },
+        events: report.events,
+    }
+}

@@ -1,0 +1,922 @@
+//! Scenario files: the TOML format, its units and defaults, and validation with errors that
+//! name the file, the line and the key.
+//!
+//! Parsing happens in two steps: serde reads the file into `raw` types (unknown keys are
+//! errors there), then [`resolve`](self) turns them into a checked [`Scenario`] whose values
+//! are in simulator units (microseconds, seconds for qmgr parameters) with every Postfix
+//! default filled in (3.7 defaults, `params.rs`).
+
+pub mod locate;
+pub mod params;
+mod raw;
+pub mod units;
+
+use crate::engine::time::{SECOND, Time};
+use crate::error::InputError;
+use params::{Feedback, Kind, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// How the deferred-scan clock is placed (§3.2): qmgr started at a fixed instant ≤ 0, or at a
+/// random phase drawn per run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum QmgrStart {
+    At(Time),
+    Random,
+}
+
+/// main.cf values the model reads, resolved to their effective values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PostfixConfig {
+    /// Seconds, like qmgr.
+    pub queue_run_delay: i64,
+    pub minimal_backoff_time: i64,
+    pub maximal_backoff_time: i64,
+    pub maximal_queue_lifetime: i64,
+    pub bounce_queue_lifetime: i64,
+    pub delay_warning_time: i64,
+    pub transport_retry_time: i64,
+    pub qmgr_message_active_limit: usize,
+    pub default_process_limit: u32,
+}
+
+/// One delivery transport (a master.cf service used by qmgr) with its resolved
+/// per-transport parameters (`qmgr_transport.c: qmgr_transport_create`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransportConfig {
+    pub name: String,
+    /// master.cf maxproc; 0 = unlimited.
+    pub maxproc: u32,
+    /// 0 = no limit. Forced to 1 when a rate delay is set, as qmgr does.
+    pub dest_concurrency_limit: i32,
+    pub initial_concurrency: i32,
+    /// 0 = no limit.
+    pub recipient_limit: u32,
+    pub positive_feedback: Feedback,
+    pub negative_feedback: Feedback,
+    pub failed_cohort_limit: i32,
+    /// Seconds.
+    pub rate_delay: i64,
+}
+
+/// A random delay.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Latency {
+    Fixed(Time),
+    Uniform { min: Time, max: Time },
+    Exponential { mean: Time },
+    LogNormal { mean: Time, sd: Time },
+}
+
+/// How the remote side of one destination answers (the basic remote of the core model).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DestinationSpec {
+    pub domain: String,
+    /// Index into [`Scenario::transports`].
+    pub transport: usize,
+    /// Time one delivery (one SMTP session) holds its agent.
+    pub latency: Latency,
+    /// Probability that a recipient gets a 4xx reply (deferred) in an attempt.
+    pub tempfail: f64,
+    /// Probability that a recipient gets a 5xx reply (bounced) in an attempt.
+    pub permfail: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ArrivalProcess {
+    Poisson,
+    Uniform,
+    Burst,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Submit {
+    /// smtpd → cleanup → incoming.
+    Smtp,
+    /// sendmail → postdrop → maildrop → pickup → cleanup → incoming.
+    Sendmail,
+}
+
+/// One arrival stream.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrafficStream {
+    /// (destination index, weight); weights are positive.
+    pub to: Vec<(usize, f64)>,
+    /// How many messages; `None` = open stream until `stop`.
+    pub messages: Option<u64>,
+    /// Messages per second (unused for bursts).
+    pub rate: f64,
+    pub arrivals: ArrivalProcess,
+    pub start: Time,
+    pub stop: Option<Time>,
+    pub recipients: u32,
+    pub submit: Submit,
+    pub sender: String,
+    pub size: u64,
+}
+
+/// Where non-delivery and delay notices go (a destination index; by default the implicit
+/// local destination that accepts).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notices {
+    pub destination: usize,
+}
+
+/// A checked scenario, ready to run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    pub seed: u64,
+    pub sample: Time,
+    pub stop: Option<Time>,
+    pub qmgr_start: QmgrStart,
+    pub postfix: PostfixConfig,
+    pub transports: Vec<TransportConfig>,
+    pub destinations: Vec<DestinationSpec>,
+    pub traffic: Vec<TrafficStream>,
+    pub notices: Notices,
+    /// Things the user should know that are not errors (accepted but unmodelled parameters).
+    pub warnings: Vec<String>,
+}
+
+/// The name of the implicit destination that accepts notices locally.
+pub const LOCAL_DESTINATION: &str = "local";
+
+/// Reads and checks a scenario file.
+pub fn load(path: &Path) -> Result<Scenario, InputError> {
+    let label = path.display().to_string();
+    if path.is_dir() {
+        return Err(InputError::new(
+            &label,
+            None,
+            None,
+            "is a directory, not a scenario file (give a .toml file, e.g. scenarios/baseline.toml)"
+                .into(),
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| {
+        InputError::new(
+            &label,
+            None,
+            None,
+            format!("cannot read the scenario file: {e}"),
+        )
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        InputError::new(
+            &label,
+            None,
+            None,
+            "is not a text file (not valid UTF-8); a scenario is a TOML text file".into(),
+        )
+    })?;
+    parse(&text, &label)
+}
+
+/// Checks scenario `text`; `file` names it in errors.
+pub fn parse(text: &str, file: &str) -> Result<Scenario, InputError> {
+    if text.trim().is_empty() {
+        return Err(InputError::new(
+            file,
+            None,
+            None,
+            "the file is empty; a scenario needs at least `name`, one [[traffic]] and one [[destination]] (see scenarios/baseline.toml)".into(),
+        ));
+    }
+    let raw = raw::read(text, file)?;
+    Resolver { text, file }.resolve(raw)
+}
+
+struct Resolver<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+/// Where a value sits: table name, array index, key.
+type At<'k> = (&'k str, Option<usize>, &'k str);
+
+impl Resolver<'_> {
+    fn err(&self, at: At<'_>, message: String) -> InputError {
+        let (table, index, key) = at;
+        let line = locate::key_line(self.text, table, index, Some(key));
+        let shown = match (table, index) {
+            ("", _) => key.to_string(),
+            (t, Some(i)) => format!("[[{t}]] #{} {key}", i + 1),
+            (t, None) => format!("[{t}] {key}"),
+        };
+        InputError::new(self.file, line, Some(&shown), message)
+    }
+
+    fn duration(&self, at: At<'_>, text: &str, allow_negative: bool) -> Result<Time, InputError> {
+        units::parse_duration(text, allow_negative).map_err(|m| self.err(at, m))
+    }
+
+    fn resolve(&self, raw: raw::Scenario) -> Result<Scenario, InputError> {
+        let mut warnings = Vec::new();
+        if raw.name.trim().is_empty()
+            || raw
+                .name
+                .contains(|c: char| c == '/' || c == '\\' || c.is_control())
+        {
+            return Err(self.err(
+                ("", None, "name"),
+                "must be a non-empty name without slashes (it names the results folder)".into(),
+            ));
+        }
+        let sample = match &raw.sample {
+            Some(s) => self.duration(("", None, "sample"), s, false)?,
+            None => 10 * SECOND,
+        };
+        if sample <= 0 {
+            return Err(self.err(("", None, "sample"), "must be positive".into()));
+        }
+        let stop = match &raw.stop {
+            Some(s) => {
+                let t = self.duration(("", None, "stop"), s, false)?;
+                if t <= 0 {
+                    return Err(self.err(("", None, "stop"), "must be positive".into()));
+                }
+                Some(t)
+            }
+            None => None,
+        };
+        let postfix_values = self.postfix_values(&raw.postfix, &mut warnings)?;
+        let postfix = self.postfix_config(&postfix_values, &mut warnings);
+        let qmgr_start = match raw.qmgr_start.as_deref() {
+            None => QmgrStart::At(0),
+            Some("random") => QmgrStart::Random,
+            Some(s) => {
+                let t = self.duration(("", None, "qmgr_start"), s, true)?;
+                if t > 0 {
+                    return Err(self.err(
+                        ("", None, "qmgr_start"),
+                        "must be zero, negative (qmgr was started before the run) or \"random\""
+                            .into(),
+                    ));
+                }
+                QmgrStart::At(t)
+            }
+        };
+
+        // Transports: smtp and local always exist; destinations may name others.
+        let mut transport_names: Vec<String> = vec!["smtp".into(), "local".into()];
+        for (i, d) in raw.destination.iter().enumerate() {
+            if let Some(t) = &d.transport {
+                if !is_service_name(t) {
+                    return Err(self.err(
+                        ("destination", Some(i), "transport"),
+                        format!(
+                            "`{t}` is not a master.cf service name (letters, digits, `-`, `_`)"
+                        ),
+                    ));
+                }
+                if !transport_names.contains(t) {
+                    transport_names.push(t.clone());
+                }
+            }
+        }
+        let maxprocs = self.master(&raw.master, &transport_names, postfix.default_process_limit)?;
+        self.check_transport_prefixes(&raw.postfix, &transport_names, &mut warnings)?;
+        let transports: Vec<TransportConfig> = transport_names
+            .iter()
+            .map(|name| {
+                transport_config(
+                    name,
+                    &postfix_values,
+                    &maxprocs,
+                    postfix.default_process_limit,
+                )
+            })
+            .collect();
+
+        let mut destinations = Vec::new();
+        for (i, d) in raw.destination.iter().enumerate() {
+            destinations.push(self.destination(i, d, &transport_names, &destinations)?);
+        }
+        if destinations.is_empty() {
+            return Err(InputError::new(
+                self.file,
+                None,
+                Some("destination"),
+                "the scenario has no [[destination]]: add one per domain the traffic sends to"
+                    .into(),
+            ));
+        }
+        let local_index = destinations.len();
+        let local_latency = match &raw.notices {
+            Some(n) => match &n.latency {
+                Some(v) => self.latency(("notices", None, "latency"), v)?,
+                None => Latency::Fixed(10 * crate::engine::time::MILLISECOND),
+            },
+            None => Latency::Fixed(10 * crate::engine::time::MILLISECOND),
+        };
+        destinations.push(DestinationSpec {
+            domain: LOCAL_DESTINATION.into(),
+            transport: 1,
+            latency: local_latency,
+            tempfail: 0.0,
+            permfail: 0.0,
+        });
+        let notices = match raw.notices.as_ref().and_then(|n| n.to.as_deref()) {
+            None | Some(LOCAL_DESTINATION) => Notices {
+                destination: local_index,
+            },
+            Some(domain) => match destinations.iter().position(|d| d.domain == domain) {
+                Some(i) => Notices { destination: i },
+                None => {
+                    return Err(self.err(
+                        ("notices", None, "to"),
+                        format!(
+                            "`{domain}` is neither \"local\" nor the domain of a [[destination]]{}",
+                            did_you_mean(domain, destinations.iter().map(|d| d.domain.as_str()))
+                        ),
+                    ));
+                }
+            },
+        };
+
+        let mut traffic = Vec::new();
+        for (i, t) in raw.traffic.iter().enumerate() {
+            traffic.push(self.traffic(i, t, &destinations[..local_index])?);
+        }
+        if traffic.is_empty() {
+            return Err(InputError::new(
+                self.file,
+                None,
+                Some("traffic"),
+                "the scenario has no [[traffic]]: add an arrival stream".into(),
+            ));
+        }
+        if stop.is_none() && traffic.iter().any(|t| t.messages.is_none()) {
+            return Err(InputError::new(
+                self.file,
+                locate::key_line(self.text, "traffic", Some(0), None),
+                Some("traffic"),
+                "an open stream (no `messages`) needs a `stop` in the stream or at the top level"
+                    .into(),
+            ));
+        }
+        Ok(Scenario {
+            name: raw.name.clone(),
+            description: raw.description.clone().unwrap_or_default(),
+            seed: raw.seed.unwrap_or(1),
+            sample,
+            stop,
+            qmgr_start,
+            postfix,
+            transports,
+            destinations,
+            traffic,
+            notices,
+            warnings,
+        })
+    }
+
+    /// Parses every `[postfix]` entry; unknown names are errors (with a near miss), names the
+    /// model ignores are warnings.
+    fn postfix_values(
+        &self,
+        table: &BTreeMap<String, raw::ParamValue>,
+        warnings: &mut Vec<String>,
+    ) -> Result<BTreeMap<String, Value>, InputError> {
+        let mut values = BTreeMap::new();
+        for (name, value) in table {
+            let at = ("postfix", None, name.as_str());
+            let text = value.as_text();
+            let kind = if let Some((_, kind, _)) = params::GLOBAL.iter().find(|(n, _, _)| n == name)
+            {
+                *kind
+            } else if let Some(kind) =
+                transport_tail(name).and_then(|(_, tail)| params::tail_kind(tail))
+            {
+                kind
+            } else if params::ACCEPTED_NOT_MODELLED.contains(&name.as_str()) {
+                warnings.push(format!(
+                    "{}:{}: [postfix] {name} is a Postfix parameter this model does not use yet; it has no effect",
+                    self.file,
+                    locate::key_line(self.text, "postfix", None, Some(name)).unwrap_or(0)
+                ));
+                continue;
+            } else {
+                let known = params::GLOBAL
+                    .iter()
+                    .map(|(n, _, _)| *n)
+                    .chain(params::ACCEPTED_NOT_MODELLED.iter().copied());
+                return Err(self.err(
+                    at,
+                    format!(
+                        "unknown Postfix parameter{}; parameters use main.cf names (see README, \"Postfix parameters\")",
+                        did_you_mean(name, known)
+                    ),
+                ));
+            };
+            let parsed = params::parse_value(kind, &text).map_err(|m| self.err(at, m))?;
+            values.insert(name.clone(), parsed);
+        }
+        Ok(values)
+    }
+
+    fn postfix_config(
+        &self,
+        values: &BTreeMap<String, Value>,
+        warnings: &mut Vec<String>,
+    ) -> PostfixConfig {
+        let secs = |name: &str| global_seconds(values, name);
+        let int = |name: &str| global_int(values, name);
+        let maximal_queue_lifetime = secs("maximal_queue_lifetime");
+        let mut bounce_queue_lifetime = secs("bounce_queue_lifetime");
+        if bounce_queue_lifetime > maximal_queue_lifetime {
+            // qmgr_post_init lowers it, with a warning.
+            warnings.push(format!(
+                "{}: bounce_queue_lifetime is larger than maximal_queue_lifetime; Postfix uses {}s for both, so does the model",
+                self.file, maximal_queue_lifetime
+            ));
+            bounce_queue_lifetime = maximal_queue_lifetime;
+        }
+        PostfixConfig {
+            queue_run_delay: secs("queue_run_delay"),
+            minimal_backoff_time: secs("minimal_backoff_time"),
+            maximal_backoff_time: secs("maximal_backoff_time"),
+            maximal_queue_lifetime,
+            bounce_queue_lifetime,
+            delay_warning_time: secs("delay_warning_time"),
+            transport_retry_time: secs("transport_retry_time"),
+            qmgr_message_active_limit: usize::try_from(int("qmgr_message_active_limit"))
+                .unwrap_or(1),
+            default_process_limit: u32::try_from(int("default_process_limit")).unwrap_or(1),
+        }
+    }
+
+    /// A `<transport>_<tail>` parameter for a transport the scenario does not have is a
+    /// mistake unless it is one of Postfix's stock services (harmless, warned).
+    fn check_transport_prefixes(
+        &self,
+        table: &BTreeMap<String, raw::ParamValue>,
+        transports: &[String],
+        warnings: &mut Vec<String>,
+    ) -> Result<(), InputError> {
+        const STOCK: &[&str] = &[
+            "relay", "lmtp", "virtual", "error", "retry", "discard", "pipe",
+        ];
+        for name in table.keys() {
+            let Some((prefix, tail)) = transport_tail(name) else {
+                continue;
+            };
+            if prefix == "default" || transports.iter().any(|t| t == prefix) {
+                continue;
+            }
+            if STOCK.contains(&prefix) {
+                warnings.push(format!(
+                    "{}: [postfix] {name}: no destination uses transport `{prefix}`; it has no effect",
+                    self.file
+                ));
+                continue;
+            }
+            let candidates: Vec<String> =
+                transports.iter().map(|t| format!("{t}_{tail}")).collect();
+            return Err(self.err(
+                ("postfix", None, name),
+                format!(
+                    "`{prefix}` is not a transport of this scenario (transports: {}){}",
+                    transports.join(", "),
+                    did_you_mean(name, candidates.iter().map(String::as_str))
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn master(
+        &self,
+        table: &BTreeMap<String, raw::ParamValue>,
+        transports: &[String],
+        default_limit: u32,
+    ) -> Result<BTreeMap<String, u32>, InputError> {
+        let mut out = BTreeMap::new();
+        for (service, value) in table {
+            let at = ("master", None, service.as_str());
+            if !transports.contains(service) {
+                return Err(self.err(
+                    at,
+                    format!(
+                        "not a delivery transport of this scenario (transports: {}){}",
+                        transports.join(", "),
+                        did_you_mean(service, transports.iter().map(String::as_str))
+                    ),
+                ));
+            }
+            let text = value.as_text();
+            let maxproc = if text.trim() == "-" {
+                default_limit
+            } else {
+                text.trim().parse::<u32>().map_err(|_| {
+                    self.err(at, format!("`{text}`: maxproc is a non-negative integer, `-` (default_process_limit) or 0 (unlimited)"))
+                })?
+            };
+            out.insert(service.clone(), maxproc);
+        }
+        Ok(out)
+    }
+
+    fn latency(&self, at: At<'_>, value: &toml::Value) -> Result<Latency, InputError> {
+        let (table, index, key) = at;
+        let sub = |k: &str| -> Option<&toml::Value> { value.get(k) };
+        let dur = |k: &str| -> Result<Time, InputError> {
+            let v = sub(k).ok_or_else(|| self.err(at, format!("missing `{k}` in `{key}`")))?;
+            let s = v.as_str().ok_or_else(|| {
+                self.err(
+                    at,
+                    format!("`{key}.{k}` must be a duration string like \"200ms\""),
+                )
+            })?;
+            self.duration((table, index, key), s, false)
+        };
+        match value {
+            toml::Value::String(s) => Ok(Latency::Fixed(self.duration(at, s, false)?)),
+            toml::Value::Table(t) => {
+                let allowed = ["dist", "mean", "sd", "min", "max", "value"];
+                if let Some(bad) = t.keys().find(|k| !allowed.contains(&k.as_str())) {
+                    return Err(self.err(
+                        at,
+                        format!("unknown key `{bad}` (accepted: dist, mean, sd, min, max, value){}", did_you_mean(bad, allowed)),
+                    ));
+                }
+                let dist = match t.get("dist") {
+                    Some(toml::Value::String(s)) => s.as_str(),
+                    Some(_) => return Err(self.err(at, "`dist` must be a string".into())),
+                    None if t.contains_key("sd") => "lognormal",
+                    None if t.contains_key("min") => "uniform",
+                    None if t.contains_key("value") => "fixed",
+                    None => "exponential",
+                };
+                let lat = match dist {
+                    "fixed" => Latency::Fixed(dur("value")?),
+                    "uniform" => {
+                        let (min, max) = (dur("min")?, dur("max")?);
+                        if min > max {
+                            return Err(self.err(at, "uniform latency needs min <= max".into()));
+                        }
+                        Latency::Uniform { min, max }
+                    }
+                    "exponential" => Latency::Exponential { mean: dur("mean")? },
+                    "lognormal" => {
+                        let (mean, sd) = (dur("mean")?, dur("sd")?);
+                        if mean <= 0 {
+                            return Err(self.err(at, "a lognormal latency needs a positive mean".into()));
+                        }
+                        Latency::LogNormal { mean, sd }
+                    }
+                    other => {
+                        return Err(self.err(
+                            at,
+                            format!(
+                                "unknown distribution `{other}` (accepted: fixed, uniform, exponential, lognormal){}",
+                                did_you_mean(other, ["fixed", "uniform", "exponential", "lognormal"])
+                            ),
+                        ));
+                    }
+                };
+                Ok(lat)
+            }
+            _ => Err(self.err(
+                at,
+                "a latency is a duration (\"200ms\") or a table such as { mean = \"200ms\", sd = \"100ms\" } or { dist = \"exponential\", mean = \"1s\" }".into(),
+            )),
+        }
+    }
+
+    fn probability(&self, at: At<'_>, value: Option<f64>) -> Result<f64, InputError> {
+        let p = value.unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&p) {
+            return Err(self.err(
+                at,
+                format!("`{p}` is not a probability: write a number from 0 to 1"),
+            ));
+        }
+        Ok(p)
+    }
+
+    fn destination(
+        &self,
+        i: usize,
+        d: &raw::Destination,
+        transports: &[String],
+        before: &[DestinationSpec],
+    ) -> Result<DestinationSpec, InputError> {
+        let at = |k| ("destination", Some(i), k);
+        let domain = d.domain.trim().to_ascii_lowercase();
+        if domain.is_empty() || domain.contains(char::is_whitespace) {
+            return Err(self.err(
+                at("domain"),
+                "must be a domain name such as \"example.com\"".into(),
+            ));
+        }
+        if domain == LOCAL_DESTINATION {
+            return Err(self.err(
+                at("domain"),
+                "\"local\" is reserved for local delivery of notices".into(),
+            ));
+        }
+        if before.iter().any(|b| b.domain == domain) {
+            return Err(self.err(at("domain"), format!("`{domain}` is defined twice")));
+        }
+        let transport_name = d.transport.as_deref().unwrap_or("smtp");
+        let transport = transports
+            .iter()
+            .position(|t| t == transport_name)
+            .unwrap_or(0);
+        let latency = match &d.latency {
+            Some(v) => self.latency(at("latency"), v)?,
+            None => Latency::Fixed(500 * crate::engine::time::MILLISECOND),
+        };
+        let tempfail = self.probability(at("tempfail"), d.tempfail)?;
+        let permfail = self.probability(at("permfail"), d.permfail)?;
+        if tempfail + permfail > 1.0 {
+            return Err(self.err(
+                at("permfail"),
+                "tempfail + permfail must not exceed 1".into(),
+            ));
+        }
+        Ok(DestinationSpec {
+            domain,
+            transport,
+            latency,
+            tempfail,
+            permfail,
+        })
+    }
+
+    fn traffic(
+        &self,
+        i: usize,
+        t: &raw::Traffic,
+        dests: &[DestinationSpec],
+    ) -> Result<TrafficStream, InputError> {
+        let at = |k| ("traffic", Some(i), k);
+        let find = |name: &str| -> Result<usize, InputError> {
+            let name = name.trim().to_ascii_lowercase();
+            dests.iter().position(|d| d.domain == name).ok_or_else(|| {
+                self.err(
+                    at("to"),
+                    format!(
+                        "no [[destination]] has domain = \"{name}\"{}",
+                        did_you_mean(&name, dests.iter().map(|d| d.domain.as_str()))
+                    ),
+                )
+            })
+        };
+        let to = match &t.to {
+            toml::Value::String(s) => vec![(find(s)?, 1.0)],
+            toml::Value::Table(map) => {
+                let mut v = Vec::new();
+                for (name, w) in map {
+                    let w = w
+                        .as_float()
+                        .or_else(|| w.as_integer().map(|i| i as f64))
+                        .unwrap_or(f64::NAN);
+                    if !(w.is_finite() && w > 0.0) {
+                        return Err(self.err(
+                            at("to"),
+                            format!("the weight of `{name}` must be a positive number"),
+                        ));
+                    }
+                    v.push((find(name)?, w));
+                }
+                if v.is_empty() {
+                    return Err(self.err(at("to"), "names no destination".into()));
+                }
+                v
+            }
+            _ => {
+                return Err(self.err(
+                    at("to"),
+                    "is a domain (\"d1.test\") or a weighted table { \"a.test\" = 3, \"b.test\" = 1 }".into(),
+                ));
+            }
+        };
+        let arrivals = match t.arrivals.as_deref().unwrap_or("poisson") {
+            "poisson" => ArrivalProcess::Poisson,
+            "uniform" => ArrivalProcess::Uniform,
+            "burst" => ArrivalProcess::Burst,
+            other => {
+                return Err(self.err(
+                    at("arrivals"),
+                    format!(
+                        "`{other}` is not an arrival process (accepted: poisson, uniform, burst){}",
+                        did_you_mean(other, ["poisson", "uniform", "burst"])
+                    ),
+                ));
+            }
+        };
+        let rate = match &t.rate {
+            Some(r) => units::parse_rate(r).map_err(|m| self.err(at("rate"), m))?,
+            None if arrivals == ArrivalProcess::Burst => 0.0,
+            None => {
+                return Err(self.err(
+                    at("rate"),
+                    "missing: write e.g. rate = \"50/s\" (or arrivals = \"burst\")".into(),
+                ));
+            }
+        };
+        if let Some(m) = t.messages {
+            if m == 0 || m > MAX_MESSAGES_PER_STREAM {
+                return Err(self.err(
+                    at("messages"),
+                    format!("`{m}` messages: give 1 to {MAX_MESSAGES_PER_STREAM}"),
+                ));
+            }
+        } else if arrivals == ArrivalProcess::Burst {
+            return Err(self.err(at("messages"), "a burst needs a number of messages".into()));
+        }
+        let start = match &t.start {
+            Some(s) => self.duration(at("start"), s, false)?,
+            None => 0,
+        };
+        let stop = match &t.stop {
+            Some(s) => {
+                let stop = self.duration(at("stop"), s, false)?;
+                if stop <= start {
+                    return Err(self.err(at("stop"), "must be after `start`".into()));
+                }
+                Some(stop)
+            }
+            None => None,
+        };
+        let recipients = t.recipients.unwrap_or(1);
+        if recipients == 0 || recipients > 100_000 {
+            return Err(self.err(
+                at("recipients"),
+                format!("`{recipients}`: give 1 to 100000 recipients per message"),
+            ));
+        }
+        let submit = match t.submit.as_deref().unwrap_or("smtp") {
+            "smtp" => Submit::Smtp,
+            "sendmail" => Submit::Sendmail,
+            other => {
+                return Err(self.err(
+                    at("submit"),
+                    format!(
+                        "`{other}` is not a submission path (accepted: smtp, sendmail){}",
+                        did_you_mean(other, ["smtp", "sendmail"])
+                    ),
+                ));
+            }
+        };
+        let sender = t
+            .from
+            .clone()
+            .unwrap_or_else(|| "sender@example.org".into());
+        if sender.contains(char::is_whitespace) {
+            return Err(self.err(at("from"), "an address has no spaces".into()));
+        }
+        let size = match &t.size {
+            Some(v) => units::parse_size(&v.as_text()).map_err(|m| self.err(at("size"), m))?,
+            None => 10_000,
+        };
+        Ok(TrafficStream {
+            to,
+            messages: t.messages,
+            rate,
+            arrivals,
+            start,
+            stop,
+            recipients,
+            submit,
+            sender,
+            size,
+        })
+    }
+}
+
+/// A stream of more messages than this is almost certainly a typo (and would not fit the
+/// run in memory for its per-message output anyway).
+pub const MAX_MESSAGES_PER_STREAM: u64 = 1_000_000_000;
+
+fn is_service_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Splits `smtp_destination_concurrency_limit` into ("smtp", "destination_concurrency_limit").
+fn transport_tail(name: &str) -> Option<(&str, &str)> {
+    params::PER_TRANSPORT_TAILS.iter().find_map(|tail| {
+        let prefix = name.strip_suffix(tail)?.strip_suffix('_')?;
+        (!prefix.is_empty()).then_some((prefix, *tail))
+    })
+}
+
+fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    match locate::near_miss(word, candidates) {
+        Some(c) => format!("; did you mean `{c}`?"),
+        None => String::new(),
+    }
+}
+
+fn default_text(name: &str) -> &'static str {
+    params::GLOBAL
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, _, d)| *d)
+        .unwrap_or("0")
+}
+
+fn global_value(values: &BTreeMap<String, Value>, name: &str) -> Value {
+    if let Some(v) = values.get(name) {
+        return *v;
+    }
+    let kind = params::GLOBAL
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, k, _)| *k)
+        .unwrap_or(Kind::Int { min: 0, max: 0 });
+    params::parse_value(kind, default_text(name)).unwrap_or(Value::Int(0))
+}
+
+fn global_seconds(values: &BTreeMap<String, Value>, name: &str) -> i64 {
+    match global_value(values, name) {
+        Value::Seconds(s) | Value::Int(s) => s,
+        _ => 0,
+    }
+}
+
+fn global_int(values: &BTreeMap<String, Value>, name: &str) -> i64 {
+    global_seconds(values, name)
+}
+
+/// Resolves `<transport>_<tail>`, falling back to `default_<tail>` (or the bare
+/// `initial_destination_concurrency`), with the `local` transport's own built-in defaults.
+fn transport_config(
+    name: &str,
+    values: &BTreeMap<String, Value>,
+    maxprocs: &BTreeMap<String, u32>,
+    default_process_limit: u32,
+) -> TransportConfig {
+    let get = |tail: &str, fallback: &str| -> Value {
+        if let Some(v) = values.get(&format!("{name}_{tail}")) {
+            return *v;
+        }
+        if name == "local" {
+            match tail {
+                "destination_concurrency_limit" => return Value::Int(2),
+                "destination_recipient_limit" => return Value::Int(1),
+                _ => {}
+            }
+        }
+        global_value(values, fallback)
+    };
+    let int = |v: Value| match v {
+        Value::Int(i) | Value::Seconds(i) => i,
+        _ => 0,
+    };
+    let feedback = |v: Value| match v {
+        Value::Feedback(f) => f,
+        _ => Feedback::ONE,
+    };
+    let rate_delay = int(get(
+        "destination_rate_delay",
+        "default_destination_rate_delay",
+    ));
+    let mut limit = i32::try_from(int(get(
+        "destination_concurrency_limit",
+        "default_destination_concurrency_limit",
+    )))
+    .unwrap_or(i32::MAX);
+    if rate_delay > 0 {
+        limit = 1; // qmgr_transport_create: a rate delay forces concurrency 1
+    }
+    let mut initial = i32::try_from(int(get(
+        "initial_destination_concurrency",
+        "initial_destination_concurrency",
+    )))
+    .unwrap_or(1);
+    if limit > 0 && initial > limit {
+        initial = limit;
+    }
+    TransportConfig {
+        name: name.to_string(),
+        maxproc: maxprocs.get(name).copied().unwrap_or(default_process_limit),
+        dest_concurrency_limit: limit,
+        initial_concurrency: initial,
+        recipient_limit: u32::try_from(int(get(
+            "destination_recipient_limit",
+            "default_destination_recipient_limit",
+        )))
+        .unwrap_or(0),
+        positive_feedback: feedback(get(
+            "destination_concurrency_positive_feedback",
+            "default_destination_concurrency_positive_feedback",
+        )),
+        negative_feedback: feedback(get(
+            "destination_concurrency_negative_feedback",
+            "default_destination_concurrency_negative_feedback",
+        )),
+        failed_cohort_limit: i32::try_from(int(get(
+            "destination_concurrency_failed_cohort_limit",
+            "default_destination_concurrency_failed_cohort_limit",
+        )))
+        .unwrap_or(1),
+        rate_delay,
+    }
+}

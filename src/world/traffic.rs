@@ -1,0 +1,101 @@
+//! Arrival streams: when messages arrive and to whom they are addressed.
+//!
+//! Each stream has its own random stream, so adding a stream or a destination does not
+//! change the arrivals of the others.
+
+use crate::engine::{SECOND, SimRng, Time};
+use crate::scenario::{ArrivalProcess, TrafficStream};
+use rand::Rng;
+use rand_distr::{Distribution, Exp};
+
+pub struct Stream {
+    pub spec: TrafficStream,
+    rng: SimRng,
+    emitted: u64,
+    /// Cumulative weights for choosing a destination per recipient.
+    cumulative: Vec<f64>,
+    total_weight: f64,
+    interarrival: Option<Exp<f64>>,
+}
+
+impl Stream {
+    pub fn new(spec: TrafficStream, rng: SimRng) -> Self {
+        let mut acc = 0.0;
+        let cumulative = spec
+            .to
+            .iter()
+            .map(|(_, w)| {
+                acc += w;
+                acc
+            })
+            .collect();
+        let interarrival = match spec.arrivals {
+            ArrivalProcess::Poisson => Exp::new(spec.rate).ok(),
+            _ => None,
+        };
+        Stream {
+            spec,
+            rng,
+            emitted: 0,
+            cumulative,
+            total_weight: acc,
+            interarrival,
+        }
+    }
+
+    /// Time of the first arrival, if the stream produces any.
+    pub fn first(&mut self) -> Option<Time> {
+        let t = match self.spec.arrivals {
+            ArrivalProcess::Burst | ArrivalProcess::Uniform => self.spec.start,
+            ArrivalProcess::Poisson => self.spec.start + self.gap(),
+        };
+        self.admit(t)
+    }
+
+    /// Records one arrival at `now` and returns the time of the next one.
+    pub fn next_after(&mut self, now: Time) -> Option<Time> {
+        self.emitted += 1;
+        let t = match self.spec.arrivals {
+            ArrivalProcess::Burst => now,
+            ArrivalProcess::Uniform => {
+                // Exact spacing from the start, so rounding does not drift.
+                let offset = (self.emitted as f64 * SECOND as f64 / self.spec.rate).round() as Time;
+                self.spec.start.saturating_add(offset)
+            }
+            ArrivalProcess::Poisson => now + self.gap(),
+        };
+        self.admit(t)
+    }
+
+    fn admit(&self, t: Time) -> Option<Time> {
+        if let Some(limit) = self.spec.messages {
+            if self.emitted >= limit {
+                return None;
+            }
+        }
+        match self.spec.stop {
+            Some(stop) if t >= stop => None,
+            _ => Some(t),
+        }
+    }
+
+    fn gap(&mut self) -> Time {
+        match &self.interarrival {
+            Some(d) => {
+                let s: f64 = d.sample(&mut self.rng);
+                ((s * SECOND as f64).round() as Time).max(0)
+            }
+            None => 0,
+        }
+    }
+
+    /// The destination of one recipient.
+    pub fn pick_destination(&mut self) -> usize {
+        if self.spec.to.len() == 1 {
+            return self.spec.to[0].0;
+        }
+        let u: f64 = self.rng.random::<f64>() * self.total_weight;
+        let i = self.cumulative.partition_point(|&c| c <= u);
+        self.spec.to[i.min(self.spec.to.len() - 1)].0
+    }
+}
