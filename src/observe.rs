@@ -67,9 +67,21 @@ pub struct RecipientOutcome<'a> {
     pub status: FinalStatus,
 }
 
+/// A delivery agent starts a delivery request.
+#[derive(Clone, Copy, Debug)]
+pub struct DeliveryAttempt<'a> {
+    pub message_id: u64,
+    pub destination: &'a str,
+    pub arrival: Time,
+    pub start: Time,
+    /// Recipients in the request.
+    pub recipients: u32,
+}
+
 /// Receives the model's observations as they happen.
 pub trait Observer {
     fn recipient_outcome(&mut self, outcome: &RecipientOutcome<'_>);
+    fn delivery_attempt(&mut self, _attempt: &DeliveryAttempt<'_>) {}
 }
 
 /// Discards everything (benchmarks, tests that only look at counters).

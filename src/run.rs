@@ -24,6 +24,10 @@ impl Observer for Tee<'_> {
         self.0.recipient_outcome(o);
         self.1.recipient_outcome(o);
     }
+    fn delivery_attempt(&mut self, a: &crate::observe::DeliveryAttempt<'_>) {
+        self.0.delivery_attempt(a);
+        self.1.delivery_attempt(a);
+    }
 }
 
 /// What a run produced besides the observations.

@@ -93,7 +93,7 @@ pub struct Totals {
 /// The Postfix instance being simulated.
 pub struct Mta {
     cfg: PostfixConfig,
-    domains: Vec<String>,
+    pub(crate) domains: Vec<String>,
     senders: Vec<String>,
     stream_sizes: Vec<u64>,
     notices_destination: u32,

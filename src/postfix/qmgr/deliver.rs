@@ -78,6 +78,7 @@ impl Mta {
         now: Time,
         events: &mut EventQueue<Event>,
         world: &mut World,
+        obs: &mut dyn Observer,
     ) -> bool {
         let mut started = false;
         for t in 0..self.qmgr.transports.len() {
@@ -88,7 +89,7 @@ impl Mta {
                 }
                 let Some(e) = self.qmgr.select(t) else { break };
                 self.qmgr.transports[t].busy_agents += 1;
-                self.start_delivery(e, now, events, world);
+                self.start_delivery(e, now, events, world, obs);
                 started = true;
             }
         }
@@ -101,15 +102,34 @@ impl Mta {
         now: Time,
         events: &mut EventQueue<Event>,
         world: &mut World,
+        obs: &mut dyn Observer,
     ) {
         let entry = self.qmgr.entries[e as usize];
         let dest = self.qmgr.queues[entry.queue as usize].dest;
         let msg = self.messages.get_mut(entry.msg);
-        let rcpts = &mut msg.recipients[entry.lo as usize..entry.hi as usize];
-        for r in rcpts.iter_mut().filter(|r| r.status == RcptStatus::Pending) {
+        let (message_id, arrival) = (msg.id, msg.arrival);
+        let mut count = 0;
+        for r in msg.recipients[entry.lo as usize..entry.hi as usize]
+            .iter_mut()
+            .filter(|r| r.status == RcptStatus::Pending)
+        {
             r.attempts += 1;
+            count += 1;
         }
         self.totals.attempts += 1;
+        obs.delivery_attempt(&crate::observe::DeliveryAttempt {
+            message_id,
+            destination: self
+                .domains
+                .get(dest as usize)
+                .map(String::as_str)
+                .unwrap_or("?"),
+            arrival,
+            start: now,
+            recipients: count,
+        });
+        let msg = self.messages.get_mut(entry.msg);
+        let rcpts = &mut msg.recipients[entry.lo as usize..entry.hi as usize];
         let session = world.deliver(dest, now, rcpts);
         self.qmgr.entries[e as usize].site_failure = session.site_failure.is_some();
         events.schedule(

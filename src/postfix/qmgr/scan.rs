@@ -53,7 +53,7 @@ impl Mta {
             if (self.counts.active as usize) >= self.qmgr.active_limit {
                 self.qmgr.first = Dir::Incoming;
             }
-            let started = self.drain(now, events, world);
+            let started = self.drain(now, events, world, obs);
             // Finishing messages (e.g. all recipients deferred without an attempt) frees
             // active slots; loop until a pass changes nothing.
             if !imported && !started {

@@ -1,0 +1,148 @@
+//! Retry timing of Postfix 3.7 (§4.1–4.3, §3.2): backoff = clamp(age, min, max), retries only
+//! at deferred-scan ticks with mtime <= now + 1, expiry checked after a failed round.
+
+mod common;
+use common::{attempt_seconds, run};
+use mailsim::observe::FinalStatus;
+
+fn always_failing(postfix: &str, extra: &str) -> String {
+    format!(
+        r#"
+name = "always-failing"
+{extra}
+[postfix]
+{postfix}
+[[traffic]]
+to = "fail.test"
+messages = 1
+arrivals = "burst"
+[[destination]]
+domain = "fail.test"
+latency = "0s"
+tempfail = 1.0
+"#
+    )
+}
+
+#[test]
+fn defaults_retry_at_the_documented_instants_and_expire_after_five_days() {
+    let (rec, report, _) = run(&always_failing("", ""));
+    let times = attempt_seconds(&rec, 1);
+    // §4.1 worked example: 0, 300, 600, 1200, 2400, 4800, 9000, 13200, 17400, then every
+    // 4200 s (4000 s cap rounded up to the next 300 s scan tick).
+    assert_eq!(
+        &times[..9],
+        &[
+            0.0, 300.0, 600.0, 1200.0, 2400.0, 4800.0, 9000.0, 13200.0, 17400.0
+        ]
+    );
+    for pair in times[8..].windows(2) {
+        assert_eq!(pair[1] - pair[0], 4200.0);
+    }
+    // Expiry at the first failed round at or after create_time + 5 d = 432000 s:
+    // 13200 + 100 × 4200 = 433200 (the round before, 429000, is too early).
+    assert_eq!(*times.last().expect("attempts"), 433_200.0);
+    // Nine attempts up to 17400 s, then (433200 - 17400) / 4200 = 99 more.
+    assert_eq!(times.len(), 9 + 99);
+    let original: Vec<_> = rec.outcomes.iter().filter(|o| o.0 == 1).collect();
+    assert_eq!(original.len(), 1);
+    assert_eq!(original[0].1, FinalStatus::Expired);
+    assert_eq!(original[0].2, Some(433_200_000_000));
+    // The non-delivery notice is a message of its own, delivered locally.
+    assert_eq!(report.mta_totals.notices, 1);
+    assert_eq!(report.mta_totals.expired, 1);
+    assert!(rec.outcomes.iter().any(|o| o.3 && o.1 == FinalStatus::Sent));
+}
+
+#[test]
+fn compressed_timers_retry_at_10_20_40_80_then_every_80() {
+    let cfg = r#"queue_run_delay = "10s"
+minimal_backoff_time = "10s"
+maximal_backoff_time = "80s"
+maximal_queue_lifetime = "600s"
+bounce_queue_lifetime = "600s""#;
+    let (rec, _, _) = run(&always_failing(cfg, ""));
+    let times = attempt_seconds(&rec, 1);
+    assert_eq!(
+        &times[..8],
+        &[0.0, 10.0, 20.0, 40.0, 80.0, 160.0, 240.0, 320.0]
+    );
+    // Expiry at the first failed round with age >= 600: 320 + 4 × 80 = 640.
+    assert_eq!(*times.last().expect("attempts"), 640.0);
+}
+
+#[test]
+fn scan_phase_from_qmgr_start_moves_every_retry_onto_its_ticks() {
+    // qmgr started 2.5 s before the run: ticks at 2.5, 7.5, 12.5, … Each decision uses
+    // whole seconds (event_time()), so e.g. at 7.5 s the age is 7 and mtime = 14, which the
+    // tick at 12.5 (now = 12, 14 > 13) skips and the tick at 17.5 takes.
+    let cfg = r#"queue_run_delay = "5s"
+minimal_backoff_time = "5s"
+maximal_backoff_time = "40s""#;
+    let (rec, _, _) = run(&always_failing(cfg, "qmgr_start = \"-2.5s\""));
+    let times = attempt_seconds(&rec, 1);
+    assert_eq!(&times[..7], &[0.0, 7.5, 17.5, 37.5, 77.5, 117.5, 157.5]);
+}
+
+#[test]
+fn a_phase_earlier_than_one_period_is_its_remainder() {
+    let cfg = r#"queue_run_delay = "5s"
+minimal_backoff_time = "5s"
+maximal_backoff_time = "40s""#;
+    let (a, _, _) = run(&always_failing(cfg, "qmgr_start = \"-2.5s\""));
+    let (b, _, _) = run(&always_failing(cfg, "qmgr_start = \"-12.5s\""));
+    assert_eq!(attempt_seconds(&a, 1), attempt_seconds(&b, 1));
+}
+
+#[test]
+fn scan_phase_halfway_gives_the_documented_schedule() {
+    // §4.1: "With the scan phase at 150 s: 0, 450, 1050, 2250, 4650, 8850, …"
+    let (rec, _, _) = run(&always_failing("", "qmgr_start = \"-150s\""));
+    let times = attempt_seconds(&rec, 1);
+    assert_eq!(&times[..6], &[0.0, 450.0, 1050.0, 2250.0, 4650.0, 8850.0]);
+}
+
+#[test]
+fn minimal_backoff_wins_when_larger_than_maximal() {
+    let cfg = r#"queue_run_delay = "10s"
+minimal_backoff_time = "100s"
+maximal_backoff_time = "30s"
+maximal_queue_lifetime = "300s""#;
+    let (rec, _, _) = run(&always_failing(cfg, ""));
+    let times = attempt_seconds(&rec, 1);
+    assert_eq!(&times[..4], &[0.0, 100.0, 200.0, 300.0]);
+    assert_eq!(times.len(), 4, "expired at 300 s");
+}
+
+#[test]
+fn delay_warning_is_sent_once() {
+    let cfg = r#"queue_run_delay = "10s"
+minimal_backoff_time = "10s"
+maximal_backoff_time = "80s"
+maximal_queue_lifetime = "600s"
+delay_warning_time = "100s""#;
+    let (_, report, _) = run(&always_failing(cfg, ""));
+    // One delay warning (first failed round at age >= 99: 160 s) and one non-delivery notice.
+    assert_eq!(report.mta_totals.notices, 2);
+}
+
+#[test]
+fn a_message_arriving_between_ticks_waits_for_the_tick_after_its_mtime() {
+    let text = r#"
+name = "one-retry"
+[[traffic]]
+to = "a.test"
+messages = 1
+arrivals = "burst"
+start = "10s"
+[[destination]]
+domain = "a.test"
+latency = "0s"
+tempfail = 1.0
+"#;
+    // Created at 10 s: the first retry is at the first tick with mtime (10 + 300 = 310)
+    // <= now + 1, i.e. 600 s, not 300 s; then age 590 gives mtime 1190, taken at 1200 s.
+    let (rec, _, _) = run(text);
+    let times = attempt_seconds(&rec, 1);
+    assert_eq!(&times[..3], &[10.0, 600.0, 1200.0]);
+}
