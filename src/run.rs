@@ -86,8 +86,7 @@ pub fn simulate(
     let sample = scenario.sample;
     let mut next_sample: Time = 0;
     let mut dests: Vec<u32> = Vec::new();
-    loop {
-        let Some(t) = events.peek_time() else { break };
+    while let Some(t) = events.peek_time() {
         if scenario.stop.is_some_and(|stop| t > stop) {
             break;
         }

@@ -65,10 +65,8 @@ pub struct DelayCollector {
 
 impl Observer for DelayCollector {
     fn recipient_outcome(&mut self, o: &RecipientOutcome<'_>) {
-        if o.status == FinalStatus::Sent && !o.notice {
-            if let Some(f) = o.finished {
-                self.histogram.record(f - o.arrival);
-            }
+        if let (FinalStatus::Sent, false, Some(f)) = (o.status, o.notice, o.finished) {
+            self.histogram.record(f - o.arrival);
         }
     }
 }

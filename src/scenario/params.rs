@@ -207,7 +207,7 @@ pub fn parse_feedback(text: &str) -> Result<Feedback, String> {
                 (num, true)
             } else {
                 let d: f64 = den.parse().map_err(|_| bad())?;
-                if !(d >= 1.0 / i32::MAX as f64) {
+                if d.is_nan() || d < 1.0 / i32::MAX as f64 {
                     return Err(bad());
                 }
                 (num / d, false)

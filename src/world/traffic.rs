@@ -68,10 +68,8 @@ impl Stream {
     }
 
     fn admit(&self, t: Time) -> Option<Time> {
-        if let Some(limit) = self.spec.messages {
-            if self.emitted >= limit {
-                return None;
-            }
+        if self.spec.messages.is_some_and(|limit| self.emitted >= limit) {
+            return None;
         }
         match self.spec.stop {
             Some(stop) if t >= stop => None,
