@@ -51,9 +51,10 @@ fn execute(command: Command) -> Result<(), Error> {
             let (summary, dir) = run::run_to_dir(&sc, &opts)?;
             let wall = started.elapsed().as_secs_f64();
             eprintln!(
-                "{}: {} messages, {} sent, {} bounced, {} expired, {} still queued; drain time {}; {} events in {:.2} s wall ({:.1} M events/s)",
+                "{}: {} messages (+{} notices), recipients: {} sent, {} bounced, {} expired, {} still queued; drain time {}; {} events in {:.2} s wall ({:.1} M events/s)",
                 sc.name,
                 summary.messages,
+                summary.notices,
                 summary.sent,
                 summary.bounced,
                 summary.expired,

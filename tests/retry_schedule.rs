@@ -146,3 +146,41 @@ tempfail = 1.0
     let times = attempt_seconds(&rec, 1);
     assert_eq!(&times[..3], &[10.0, 600.0, 1200.0]);
 }
+
+#[test]
+fn random_qmgr_start_is_per_seed_and_uniform_over_one_period() {
+    let text = r#"
+name = "phase"
+qmgr_start = "random"
+[postfix]
+queue_run_delay = "5s"
+[[traffic]]
+to = "a.test"
+messages = 1
+arrivals = "burst"
+[[destination]]
+domain = "a.test"
+latency = "0s"
+"#;
+    let sc = common::scenario(text);
+    let tick = |seed: u64| {
+        let mut series = mailsim::output::queues::QueueSeries::default();
+        mailsim::run::simulate(&sc, seed, &mut mailsim::observe::NullObserver, &mut series)
+            .expect("runs")
+            .first_scan_tick
+    };
+    assert_eq!(tick(1), tick(1));
+    let n = 1000;
+    let mut ticks: Vec<f64> = (0..n).map(|s| tick(s) as f64 / 5e6).collect();
+    assert!(ticks.iter().all(|&u| (0.0..1.0).contains(&u)));
+    // Kolmogorov–Smirnov against U[0, 1): critical value at alpha = 0.01 is 1.63 / sqrt(n).
+    ticks.sort_by(f64::total_cmp);
+    let d = ticks
+        .iter()
+        .enumerate()
+        .map(|(i, &u)| ((i + 1) as f64 / n as f64 - u).max(u - i as f64 / n as f64))
+        .fold(0.0, f64::max);
+    assert!(d < 1.63 / (n as f64).sqrt(), "KS distance {d}");
+    let distinct: std::collections::BTreeSet<i64> = (0..20).map(tick).collect();
+    assert!(distinct.len() > 15, "phases barely vary across seeds");
+}
