@@ -248,3 +248,24 @@ fn every_shipped_scenario_checks() {
         }
     }
 }
+
+#[test]
+fn an_open_stream_with_its_own_stop_needs_no_global_stop() {
+    let text = GOOD.replace("messages = 10\n", "stop = \"10s\"\n");
+    let (code, err) = check_text("open-stream", &text);
+    assert_eq!(code, 0, "{err}");
+    let text = GOOD.replace("messages = 10\n", "");
+    let (code, err) = check_text("open-stream-no-stop", &text);
+    assert_eq!(code, 2);
+    assert!(err.contains("stop"), "{err}");
+}
+
+#[test]
+fn a_domain_that_would_break_csv_is_rejected() {
+    let (code, err) = check_text(
+        "domain",
+        &GOOD.replace("domain = \"d1.test\"", "domain = \"d1,test\""),
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("domain"), "{err}");
+}

@@ -348,7 +348,11 @@ impl Resolver<'_> {
                 "the scenario has no [[traffic]]: add an arrival stream".into(),
             ));
         }
-        if stop.is_none() && traffic.iter().any(|t| t.messages.is_none()) {
+        if stop.is_none()
+            && traffic
+                .iter()
+                .any(|t| t.messages.is_none() && t.stop.is_none())
+        {
             return Err(InputError::new(
                 self.file,
                 locate::key_line(self.text, "traffic", Some(0), None),
@@ -606,7 +610,11 @@ impl Resolver<'_> {
     ) -> Result<DestinationSpec, InputError> {
         let at = |k| ("destination", Some(i), k);
         let domain = d.domain.trim().to_ascii_lowercase();
-        if domain.is_empty() || domain.contains(char::is_whitespace) {
+        if domain.is_empty()
+            || !domain
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
+        {
             return Err(self.err(
                 at("domain"),
                 "must be a domain name such as \"example.com\"".into(),
@@ -767,8 +775,12 @@ impl Resolver<'_> {
             .from
             .clone()
             .unwrap_or_else(|| "sender@example.org".into());
-        if sender.contains(char::is_whitespace) {
-            return Err(self.err(at("from"), "an address has no spaces".into()));
+        if sender.is_empty() || sender.contains(|c: char| c.is_whitespace() || c == ',' || c == '"')
+        {
+            return Err(self.err(
+                at("from"),
+                "must be an address without spaces, commas or quotes".into(),
+            ));
         }
         let size = match &t.size {
             Some(v) => units::parse_size(&v.as_text()).map_err(|m| self.err(at("size"), m))?,

@@ -68,7 +68,11 @@ impl Stream {
     }
 
     fn admit(&self, t: Time) -> Option<Time> {
-        if self.spec.messages.is_some_and(|limit| self.emitted >= limit) {
+        if self
+            .spec
+            .messages
+            .is_some_and(|limit| self.emitted >= limit)
+        {
             return None;
         }
         match self.spec.stop {
