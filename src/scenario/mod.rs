@@ -336,6 +336,18 @@ impl Resolver<'_> {
             },
         };
 
+        if raw.traffic.len() > usize::from(u16::MAX) {
+            return Err(InputError::new(
+                self.file,
+                None,
+                Some("traffic"),
+                format!(
+                    "{} [[traffic]] streams; at most {} are supported",
+                    raw.traffic.len(),
+                    u16::MAX
+                ),
+            ));
+        }
         let mut traffic = Vec::new();
         for (i, t) in raw.traffic.iter().enumerate() {
             traffic.push(self.traffic(i, t, &destinations[..local_index])?);
