@@ -109,7 +109,7 @@ pub fn simulate(
                     Some(next) => events.schedule(next, Event::Arrival { stream }),
                     None => streams_open -= 1,
                 }
-                mta.submit(now, stream, &dests, via_maildrop, &mut events);
+                mta.submit(now, stream, &dests, via_maildrop);
                 mta.run_qmgr(now, &mut events, &mut world, observer);
             }
             other => mta.handle(now, other, &mut events, &mut world, observer),

@@ -98,14 +98,6 @@ impl<E: Copy> EventQueue<E> {
     pub fn events_popped(&self) -> u64 {
         self.popped
     }
-
-    pub fn len(&self) -> usize {
-        self.heap.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
-    }
 }
 
 #[cfg(test)]

@@ -46,11 +46,6 @@ impl RngStreams {
         let stream = (u128::from(splitmix64(b ^ 0x5851_F42D_4C95_7F2D)) << 64) | u128::from(index);
         Pcg64::new(state, stream)
     }
-
-    /// A derived seed (for replications: seed of replication `index`).
-    pub fn derive_seed(seed: u64, index: u64) -> u64 {
-        splitmix64(seed ^ splitmix64(index.wrapping_add(0x1234_5678)))
-    }
 }
 
 #[cfg(test)]

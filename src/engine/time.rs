@@ -41,16 +41,15 @@ pub fn write_seconds(out: &mut String, t: Time) {
     }
 }
 
-/// `t` formatted by [`write_seconds`].
-pub fn seconds_text(t: Time) -> String {
-    let mut s = String::new();
-    write_seconds(&mut s, t);
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn seconds_text(t: Time) -> String {
+        let mut s = String::new();
+        write_seconds(&mut s, t);
+        s
+    }
 
     #[test]
     fn whole_seconds_rounds_down_also_before_zero() {

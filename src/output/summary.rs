@@ -71,7 +71,8 @@ impl Observer for DelayCollector {
     }
 }
 
-fn secs(t: Time) -> f64 {
+/// `t` in seconds, rounded to the microsecond so JSON shows e.g. 300.5, not 300.50000001.
+pub fn seconds(t: Time) -> f64 {
     // Rounded to the microsecond's decimal digits so JSON shows e.g. 300.5, not 300.50000001.
     (t as f64 / SECOND as f64 * 1e6).round() / 1e6
 }
@@ -82,14 +83,10 @@ impl DelayCollector {
         DelayStats {
             count: h.count(),
             mean: h.mean().map(|m| (m / SECOND as f64 * 1e6).round() / 1e6),
-            p50: h.quantile(0.5).map(secs),
-            p95: h.quantile(0.95).map(secs),
-            p99: h.quantile(0.99).map(secs),
-            max: h.max().map(secs),
+            p50: h.quantile(0.5).map(seconds),
+            p95: h.quantile(0.95).map(seconds),
+            p99: h.quantile(0.99).map(seconds),
+            max: h.max().map(seconds),
         }
     }
-}
-
-pub fn seconds(t: Time) -> f64 {
-    secs(t)
 }

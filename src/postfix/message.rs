@@ -144,9 +144,4 @@ impl Arena {
     pub fn iter_live(&self) -> impl Iterator<Item = &Message> {
         self.slots.iter().filter(|m| m.location != Location::Gone)
     }
-
-    /// Slots allocated (live + free): the arena's memory footprint in messages.
-    pub fn capacity(&self) -> usize {
-        self.slots.len()
-    }
 }

@@ -185,14 +185,7 @@ impl Mta {
 
     /// A message arrives from traffic stream `stream` with recipients at `dests`
     /// (smtpd or sendmail, then cleanup; §2.1).
-    pub fn submit(
-        &mut self,
-        now: Time,
-        stream: u16,
-        dests: &[u32],
-        via_maildrop: bool,
-        events: &mut EventQueue<Event>,
-    ) {
+    pub fn submit(&mut self, now: Time, stream: u16, dests: &[u32], via_maildrop: bool) {
         self.totals.messages += 1;
         self.first_arrival.get_or_insert(now);
         let size = self.stream_sizes.get(stream as usize).copied().unwrap_or(0);
@@ -202,14 +195,14 @@ impl Mta {
             // cleanup at once (pickup.c); the arrival time is the maildrop file's.
             let stamp = self.relocate(m, Location::Maildrop);
             self.maildrop.push_back((m, stamp));
-            self.pickup(now, events);
+            self.pickup(now);
         } else {
             self.cleanup_done(m, now);
         }
     }
 
     /// pickup: every maildrop file goes through cleanup into incoming.
-    fn pickup(&mut self, now: Time, _events: &mut EventQueue<Event>) {
+    fn pickup(&mut self, now: Time) {
         while let Some((m, stamp)) = self.maildrop.pop_front() {
             let msg = self.messages.get(m);
             if msg.location != Location::Maildrop || msg.move_stamp != stamp {
@@ -429,9 +422,7 @@ impl Mta {
                 );
             }
             Event::DeliveryDone { entry } => self.delivery_done(entry, now, events, obs),
-            Event::QueueRevive { queue, generation } => {
-                self.queue_revive_timer(queue, generation, now)
-            }
+            Event::QueueRevive { queue, generation } => self.queue_revive_timer(queue, generation),
             Event::QueueResume { queue, generation } => self.queue_resume_timer(queue, generation),
         }
         self.run_qmgr(now, events, world, obs);

@@ -304,11 +304,8 @@ impl Resolver<'_> {
             ));
         }
         let local_index = destinations.len();
-        let local_latency = match &raw.notices {
-            Some(n) => match &n.latency {
-                Some(v) => self.latency(("notices", None, "latency"), v)?,
-                None => Latency::Fixed(10 * crate::engine::time::MILLISECOND),
-            },
+        let local_latency = match raw.notices.as_ref().and_then(|n| n.latency.as_ref()) {
+            Some(v) => self.latency(("notices", None, "latency"), v)?,
             None => Latency::Fixed(10 * crate::engine::time::MILLISECOND),
         };
         destinations.push(DestinationSpec {
@@ -439,7 +436,7 @@ impl Resolver<'_> {
         warnings: &mut Vec<String>,
     ) -> PostfixConfig {
         let secs = |name: &str| global_seconds(values, name);
-        let int = |name: &str| global_int(values, name);
+        let int = |name: &str| global_seconds(values, name);
         let maximal_queue_lifetime = secs("maximal_queue_lifetime");
         let mut bounce_queue_lifetime = secs("bounce_queue_lifetime");
         if bounce_queue_lifetime > maximal_queue_lifetime {
@@ -858,15 +855,12 @@ fn global_value(values: &BTreeMap<String, Value>, name: &str) -> Value {
     params::parse_value(kind, default_text(name)).unwrap_or(Value::Int(0))
 }
 
+/// A time (seconds) or integer parameter.
 fn global_seconds(values: &BTreeMap<String, Value>, name: &str) -> i64 {
     match global_value(values, name) {
         Value::Seconds(s) | Value::Int(s) => s,
         _ => 0,
     }
-}
-
-fn global_int(values: &BTreeMap<String, Value>, name: &str) -> i64 {
-    global_seconds(values, name)
 }
 
 /// Resolves `<transport>_<tail>`, falling back to `default_<tail>` (or the bare

@@ -2,7 +2,7 @@
 //! deciding a message's fate when its last request is done — remove, bounce notice, expire,
 //! delay warning, or defer with backoff (`qmgr_active.c`, `qmgr_message.c`; §2.1, §4).
 
-use super::{DeadReason, Entry, Queue};
+use super::{Entry, Queue};
 use crate::engine::time::{Time, whole_seconds};
 use crate::observe::Observer;
 use crate::postfix::Mta;
@@ -72,7 +72,6 @@ impl Mta {
             if !queue.exists {
                 queue.exists = true;
                 queue.win = super::feedback::Window::fresh(&self.qmgr.transports[transport].rules);
-                queue.dead_reason = DeadReason::None;
             }
         }
         if self.qmgr.queues[q as usize].win.is_dead() {

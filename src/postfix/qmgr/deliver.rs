@@ -7,7 +7,7 @@
 //! throttles the queue (and may kill it, deferring its queued requests), anything else is
 //! positive feedback that also revives a dead queue.
 
-use super::{DeadReason, Entry, NOT_QUEUED, Qmgr};
+use super::{Entry, NOT_QUEUED, Qmgr};
 use crate::engine::EventQueue;
 use crate::engine::time::{SECOND, Time, whole_seconds};
 use crate::observe::Observer;
@@ -184,7 +184,6 @@ impl Mta {
             let busy = queue.busy;
             if queue.win.unthrottle(&rules, busy) {
                 queue.timer_generation += 1; // cancel the revival timer
-                queue.dead_reason = DeadReason::None;
             }
         }
         self.qmgr.transports[t].busy_agents -= 1;
@@ -195,7 +194,6 @@ impl Mta {
     /// retry service and a `minimal_backoff_time` revival timer starts (§5.3).
     fn declare_dead(&mut self, q: u32, now: Time, events: &mut EventQueue<Event>) {
         let queue = &mut self.qmgr.queues[q as usize];
-        queue.dead_reason = DeadReason::SiteFailure;
         queue.timer_generation += 1;
         let generation = queue.timer_generation;
         events.schedule(
@@ -251,7 +249,6 @@ impl Mta {
                 if queue.win.is_dead() {
                     queue.win.unthrottle(&rules, queue.busy);
                     queue.timer_generation += 1;
-                    queue.dead_reason = DeadReason::None;
                 }
                 if queue.win.is_ready() {
                     queue.win.window = super::feedback::SUSPENDED;
@@ -297,7 +294,7 @@ impl Mta {
     }
 
     /// The dead queue's timer: revive it, and delete it if it has nothing to do.
-    pub(crate) fn queue_revive_timer(&mut self, q: u32, generation: u32, _now: Time) {
+    pub(crate) fn queue_revive_timer(&mut self, q: u32, generation: u32) {
         let queue = &mut self.qmgr.queues[q as usize];
         if queue.timer_generation != generation || !queue.exists || !queue.win.is_dead() {
             return;
@@ -306,7 +303,6 @@ impl Mta {
         let rules = self.qmgr.transports[t].rules;
         let busy = queue.busy;
         queue.win.unthrottle(&rules, busy);
-        queue.dead_reason = DeadReason::None;
         if queue.todo.is_empty() && queue.busy == 0 {
             self.delete_queue(q);
         } else {

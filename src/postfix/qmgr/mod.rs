@@ -40,8 +40,6 @@ pub(crate) struct Queue {
     pub win: Window,
     pub busy: u32,
     pub todo: VecDeque<u32>,
-    /// Why the queue is dead (for the deferral reasons of its mail).
-    pub dead_reason: DeadReason,
     /// Invalidates revive/resume timers that were cancelled.
     pub timer_generation: u32,
     /// The head-entry order under which the queue sits in its transport's ready heap.
@@ -50,12 +48,6 @@ pub(crate) struct Queue {
     pub last_done: i64,
     /// For a per-recipient queue, its key in `per_recipient_queues`.
     pub recipient_key: Option<u64>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum DeadReason {
-    None,
-    SiteFailure,
 }
 
 /// One master.cf delivery service as qmgr sees it.
@@ -214,7 +206,6 @@ impl Queue {
             win: Window::fresh(rules),
             busy: 0,
             todo: VecDeque::new(),
-            dead_reason: DeadReason::None,
             timer_generation: 0,
             ready_key: NOT_QUEUED,
             last_done: i64::MIN,
