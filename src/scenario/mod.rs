@@ -9,13 +9,37 @@
 pub mod locate;
 pub mod params;
 mod raw;
+pub mod remote;
 pub mod units;
 
 use crate::engine::time::{SECOND, Time};
 use crate::error::InputError;
 use params::{Feedback, Kind, Value};
+pub use remote::{
+    Excess, FaultKind, FaultSpec, FaultTarget, GreylistSpec, MaxConnectionsSpec, MxHost, Phases,
+    RateLimitSpec, RateReply, Site, SmtpClientConfig, SpamSpec, Stage,
+};
 use std::collections::BTreeMap;
 use std::path::Path;
+
+impl DestinationSpec {
+    /// A destination whose single server accepts everything.
+    pub fn accepting(domain: &str, transport: usize, phases: Phases) -> Self {
+        DestinationSpec {
+            domain: domain.to_string(),
+            transport,
+            phases,
+            tempfail: 0.0,
+            permfail: 0.0,
+            mx: Vec::new(),
+            greylist: None,
+            rate_limit: None,
+            max_connections: None,
+            spam: SpamSpec::default(),
+            unknown_recipients: 0.0,
+        }
+    }
+}
 
 /// How the deferred-scan clock is placed (§3.2): qmgr started at a fixed instant ≤ 0, or at a
 /// random phase drawn per run.
@@ -68,18 +92,25 @@ pub enum Latency {
     LogNormal { mean: Time, sd: Time },
 }
 
-/// How the remote side of one destination answers (the basic remote of the core model).
+/// One destination domain and how its servers answer (`remote.rs` has the parts).
 #[derive(Clone, Debug, PartialEq)]
 pub struct DestinationSpec {
     pub domain: String,
     /// Index into [`Scenario::transports`].
     pub transport: usize,
-    /// Time one delivery (one SMTP session) holds its agent.
-    pub latency: Latency,
-    /// Probability that a recipient gets a 4xx reply (deferred) in an attempt.
+    pub phases: Phases,
+    /// Probability that a recipient gets a 4xx reply at RCPT (deferred) in an attempt.
     pub tempfail: f64,
-    /// Probability that a recipient gets a 5xx reply (bounced) in an attempt.
+    /// Probability that a recipient gets a 5xx reply at RCPT (bounced) in an attempt.
     pub permfail: f64,
+    /// MX records; empty = the domain itself is the only host (no MX record).
+    pub mx: Vec<MxHost>,
+    pub greylist: Option<GreylistSpec>,
+    pub rate_limit: Option<RateLimitSpec>,
+    pub max_connections: Option<MaxConnectionsSpec>,
+    pub spam: SpamSpec,
+    /// Fraction of recipient addresses that do not exist (`550 5.1.1` at RCPT, every time).
+    pub unknown_recipients: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -136,6 +167,8 @@ pub struct Scenario {
     pub destinations: Vec<DestinationSpec>,
     pub traffic: Vec<TrafficStream>,
     pub notices: Notices,
+    pub smtp: SmtpClientConfig,
+    pub faults: Vec<FaultSpec>,
     /// Things the user should know that are not errors (accepted but unmodelled parameters).
     pub warnings: Vec<String>,
 }
@@ -308,13 +341,11 @@ impl Resolver<'_> {
             Some(v) => self.latency(("notices", None, "latency"), v)?,
             None => Latency::Fixed(10 * crate::engine::time::MILLISECOND),
         };
-        destinations.push(DestinationSpec {
-            domain: LOCAL_DESTINATION.into(),
-            transport: 1,
-            latency: local_latency,
-            tempfail: 0.0,
-            permfail: 0.0,
-        });
+        destinations.push(DestinationSpec::accepting(
+            LOCAL_DESTINATION,
+            1,
+            Phases::transaction_only(local_latency),
+        ));
         let notices = match raw.notices.as_ref().and_then(|n| n.to.as_deref()) {
             None | Some(LOCAL_DESTINATION) => Notices {
                 destination: local_index,
@@ -382,6 +413,14 @@ impl Resolver<'_> {
             destinations,
             traffic,
             notices,
+            smtp: SmtpClientConfig {
+                connect_timeout: 30,
+                helo_timeout: 300,
+                mx_address_limit: 5,
+                mx_session_limit: 2,
+                fallback_relay: Vec::new(),
+            },
+            faults: Vec::new(),
             warnings,
         })
     }
@@ -656,11 +695,9 @@ impl Resolver<'_> {
             ));
         }
         Ok(DestinationSpec {
-            domain,
-            transport,
-            latency,
             tempfail,
             permfail,
+            ..DestinationSpec::accepting(&domain, transport, Phases::transaction_only(latency))
         })
     }
 

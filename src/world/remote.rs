@@ -21,7 +21,7 @@ pub struct Remote {
 impl Remote {
     pub fn new(spec: &DestinationSpec, rng: SimRng) -> Self {
         Remote {
-            latency: Sampler::new(&spec.latency),
+            latency: Sampler::new(&spec.phases.transaction),
             tempfail: spec.tempfail,
             permfail: spec.permfail,
             rng,
