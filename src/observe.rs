@@ -90,3 +90,142 @@ pub struct NullObserver;
 impl Observer for NullObserver {
     fn recipient_outcome(&mut self, _: &RecipientOutcome<'_>) {}
 }
+
+/// Why a recipient was deferred or bounced: the reply or local condition behind it, with the
+/// enhanced status code Postfix logs for it (`../shared/postfix-model.md` §6.2, §6.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Cause {
+    /// `450 4.2.0 Greylisted` at RCPT.
+    Greylisted,
+    /// A rate limiter: `450 4.2.1` at RCPT or `421 4.7.0` at the greeting.
+    RateLimited,
+    /// The server's connection limit: `421 4.7.0 Too many connections` at the greeting.
+    TooManyConnections,
+    /// A 4xx at RCPT (the destination's `tempfail`, or a `tempfail` fault at `rcpt`).
+    RecipientTempfail,
+    /// A 4xx to MAIL FROM.
+    MailTempfail,
+    /// A 4xx after end of DATA (content scoring or a `tempfail` fault at `data`).
+    DataTempfail,
+    /// A 4xx (421) greeting or EHLO/HELO reply: `refused to talk to me`.
+    GreetingTempfail,
+    /// `connect to …: Connection refused`.
+    ConnectionRefused,
+    /// `connect to …: Connection timed out`.
+    ConnectionTimedOut,
+    /// `timed out while receiving the initial server greeting`.
+    GreetingTimedOut,
+    /// `Host not found, try again` (SERVFAIL or a resolver timeout).
+    DnsTempfail,
+    /// qmgr deferred it without an attempt: the destination is dead
+    /// (`delivery temporarily suspended`).
+    Suspended,
+    /// `550 5.1.1` unknown user at RCPT.
+    UnknownUser,
+    /// A 5xx at RCPT (the destination's `permfail`).
+    RecipientRejected,
+    /// A 5xx after end of DATA (content scoring).
+    DataRejected,
+    /// `Host or domain name not found` (NXDOMAIN).
+    DnsNotFound,
+    /// No specific error was recorded (Postfix's `4.3.0 server unavailable`).
+    Unavailable,
+}
+
+impl Cause {
+    pub const ALL: [Cause; 17] = [
+        Cause::Greylisted,
+        Cause::RateLimited,
+        Cause::TooManyConnections,
+        Cause::RecipientTempfail,
+        Cause::MailTempfail,
+        Cause::DataTempfail,
+        Cause::GreetingTempfail,
+        Cause::ConnectionRefused,
+        Cause::ConnectionTimedOut,
+        Cause::GreetingTimedOut,
+        Cause::DnsTempfail,
+        Cause::Suspended,
+        Cause::UnknownUser,
+        Cause::RecipientRejected,
+        Cause::DataRejected,
+        Cause::DnsNotFound,
+        Cause::Unavailable,
+    ];
+
+    /// Position in [`Cause::ALL`] (for per-cause counters).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::Greylisted => "greylisted",
+            Cause::RateLimited => "rate_limited",
+            Cause::TooManyConnections => "too_many_connections",
+            Cause::RecipientTempfail => "recipient_tempfail",
+            Cause::MailTempfail => "mail_tempfail",
+            Cause::DataTempfail => "data_tempfail",
+            Cause::GreetingTempfail => "greeting_tempfail",
+            Cause::ConnectionRefused => "connection_refused",
+            Cause::ConnectionTimedOut => "connection_timed_out",
+            Cause::GreetingTimedOut => "greeting_timed_out",
+            Cause::DnsTempfail => "dns_tempfail",
+            Cause::Suspended => "suspended",
+            Cause::UnknownUser => "unknown_user",
+            Cause::RecipientRejected => "recipient_rejected",
+            Cause::DataRejected => "data_rejected",
+            Cause::DnsNotFound => "dns_not_found",
+            Cause::Unavailable => "unavailable",
+        }
+    }
+
+    /// The enhanced status code Postfix reports.
+    pub fn dsn(self) -> &'static str {
+        match self {
+            Cause::Greylisted => "4.2.0",
+            Cause::RateLimited => "4.2.1",
+            Cause::TooManyConnections => "4.7.0",
+            Cause::RecipientTempfail => "4.2.0",
+            Cause::MailTempfail => "4.3.0",
+            Cause::DataTempfail => "4.7.1",
+            Cause::GreetingTempfail => "4.7.0",
+            Cause::ConnectionRefused | Cause::ConnectionTimedOut => "4.4.1",
+            Cause::GreetingTimedOut => "4.4.2",
+            Cause::DnsTempfail => "4.4.3",
+            Cause::Suspended => "4.4.1",
+            Cause::UnknownUser => "5.1.1",
+            Cause::RecipientRejected => "5.7.1",
+            Cause::DataRejected => "5.7.1",
+            Cause::DnsNotFound => "5.4.4",
+            Cause::Unavailable => "4.3.0",
+        }
+    }
+
+    pub fn is_soft(self) -> bool {
+        self.dsn().starts_with('4')
+    }
+}
+
+/// Counts per [`Cause`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CauseCounts(pub [u64; Cause::ALL.len()]);
+
+impl CauseCounts {
+    pub fn add(&mut self, cause: Cause) {
+        self.0[cause.index()] += 1;
+    }
+
+    pub fn get(&self, cause: Cause) -> u64 {
+        self.0[cause.index()]
+    }
+
+    /// Non-zero counts by name, in [`Cause::ALL`] order.
+    pub fn named(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        Cause::ALL
+            .iter()
+            .filter(|c| self.get(**c) > 0)
+            .map(|c| (c.name(), self.get(*c)))
+            .collect()
+    }
+}

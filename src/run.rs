@@ -206,6 +206,8 @@ pub fn summarize(
         attempts: t.attempts,
         deferrals: t.deferrals,
         suspended_deferrals: t.suspended_deferrals,
+        deferred_by_cause: t.deferred_by_cause.named(),
+        bounced_by_cause: t.bounced_by_cause.named(),
         drain_time_s: match (report.first_arrival, report.last_final) {
             (Some(a), Some(f)) => Some(secs(f - a)),
             _ => None,

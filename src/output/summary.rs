@@ -5,6 +5,7 @@ use super::histogram::Histogram;
 use crate::engine::time::{SECOND, Time};
 use crate::observe::{FinalStatus, Observer, RecipientOutcome};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
 pub struct Summary {
@@ -27,6 +28,10 @@ pub struct Summary {
     pub deferrals: u64,
     /// Recipients deferred by qmgr without an attempt because their destination was dead.
     pub suspended_deferrals: u64,
+    /// Deferrals (after an attempt, and qmgr's suspended ones) by cause; zero counts omitted.
+    pub deferred_by_cause: BTreeMap<&'static str, u64>,
+    /// Bounced recipients by cause; zero counts omitted.
+    pub bounced_by_cause: BTreeMap<&'static str, u64>,
     /// Last final status minus first arrival (seconds); null if nothing arrived.
     pub drain_time_s: Option<f64>,
     /// Simulated time at which the run ended (seconds).

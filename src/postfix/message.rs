@@ -7,6 +7,7 @@
 //! their done flags.
 
 use crate::engine::time::Time;
+use crate::observe::Cause;
 
 /// Which queue directory holds the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,8 +45,8 @@ pub enum RcptStatus {
 pub enum Reply {
     None,
     Sent,
-    Deferred,
-    Bounced,
+    Deferred(Cause),
+    Bounced(Cause),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -57,6 +58,13 @@ pub struct Recipient {
     /// for a dead destination, are not attempts).
     pub attempts: u32,
     pub reply: Reply,
+}
+
+impl Recipient {
+    /// Still to be tried in the current delivery request.
+    pub fn is_left(&self) -> bool {
+        self.status == RcptStatus::Pending && self.reply == Reply::None
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -88,7 +96,42 @@ pub struct Message {
     pub recipients: Vec<Recipient>,
 }
 
+/// Identifies a recipient address across queue files, so the remote side recognises the
+/// same recipient on a retry (greylisting triplets, unknown users).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecipientKeys {
+    origin: Origin,
+    message_id: u64,
+}
+
+impl RecipientKeys {
+    /// The key of recipient `r` (its index in the queue file).
+    pub fn key(&self, r: usize) -> u64 {
+        match self.origin {
+            // A notice goes to the original sender, the same address for every notice.
+            Origin::Notice(stream) => (1u64 << 63) | u64::from(stream),
+            // Generated mailboxes are unique per message; < 2^20 recipients per message.
+            Origin::Stream(_) => (self.message_id << 20) ^ r as u64,
+        }
+    }
+}
+
 impl Message {
+    pub fn recipient_keys(&self) -> RecipientKeys {
+        RecipientKeys {
+            origin: self.origin,
+            message_id: self.id,
+        }
+    }
+
+    /// The envelope sender as the remote sees it: the stream's address, or the null sender.
+    pub fn sender_key(&self) -> u32 {
+        match self.origin {
+            Origin::Stream(s) => u32::from(s),
+            Origin::Notice(_) => u32::MAX,
+        }
+    }
+
     pub fn pending_recipients(&self) -> usize {
         self.recipients
             .iter()

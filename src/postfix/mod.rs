@@ -13,7 +13,7 @@ pub mod qmgr;
 
 use crate::engine::EventQueue;
 use crate::engine::time::{Time, whole_seconds};
-use crate::observe::{Address, FinalStatus, Observer, RecipientOutcome};
+use crate::observe::{Address, CauseCounts, FinalStatus, Observer, RecipientOutcome};
 use crate::scenario::{PostfixConfig, Scenario};
 use crate::world::World;
 use message::{Arena, Location, Message, Origin, RcptStatus, Recipient, Reply};
@@ -26,6 +26,8 @@ pub enum Event {
     Arrival { stream: u16 },
     /// qmgr's periodic deferred-queue scan timer (`queue_run_delay`).
     DeferredScan,
+    /// The agent of request `entry` moves on to its next host or site.
+    SmtpStep { entry: u32 },
     /// A delivery agent finished the request `entry`.
     DeliveryDone { entry: u32 },
     /// A dead queue's `minimal_backoff_time` timer.
@@ -88,6 +90,9 @@ pub struct Totals {
     pub suspended_deferrals: u64,
     /// Recipient deferrals after an attempt.
     pub deferrals: u64,
+    /// Deferrals by cause, qmgr's suspended deferrals included.
+    pub deferred_by_cause: CauseCounts,
+    pub bounced_by_cause: CauseCounts,
 }
 
 /// The Postfix instance being simulated.
@@ -421,6 +426,7 @@ impl Mta {
                     Event::DeferredScan,
                 );
             }
+            Event::SmtpStep { entry } => self.smtp_step(entry, now, events, world),
             Event::DeliveryDone { entry } => self.delivery_done(entry, now, events, obs),
             Event::QueueRevive { queue, generation } => self.queue_revive_timer(queue, generation),
             Event::QueueResume { queue, generation } => self.queue_resume_timer(queue, generation),

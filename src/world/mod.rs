@@ -1,55 +1,213 @@
-//! The world our Postfix talks to: remote destinations and the traffic that arrives.
+//! The world our Postfix talks to: the destinations' mail servers, DNS, the faults on the
+//! scenario's timeline, and the traffic that arrives.
 //!
-//! The seam between the MTA and the world is [`World::deliver`]: qmgr hands a delivery
-//! request to an agent, the world says how long the session holds the agent, what each
-//! recipient was told, and whether the session failed at the site level (which Postfix
-//! reports to qmgr as negative feedback, `../shared/postfix-model.md` §6.2). Richer remote
-//! behaviour (MX lists, greylisting, rate limits, outages) plugs in behind this method.
+//! The seam between the MTA and the world is [`World::start`] / [`World::resume`]: qmgr hands
+//! a delivery request to an agent, and the agent's SMTP client (`smtp_client.rs`, following
+//! Postfix's `smtp_connect.c`) works through DNS, MX hosts and fallback relays. Each step
+//! says when the agent is next busy deciding (`Step::Wait`) or that it is done, with every
+//! recipient's reply written and whether the request ended in a site failure (the hop status
+//! that throttles the destination's queue, `../shared/postfix-model.md` §6.2).
 
+pub mod connections;
+pub mod faults;
+pub mod greylist;
 pub mod latency;
-pub mod remote;
+pub mod rate_limit;
+pub mod server;
+mod smtp_client;
 pub mod traffic;
 
-use crate::engine::{RngStreams, Time};
-use crate::postfix::message::Recipient;
-use crate::scenario::Scenario;
-pub use remote::Remote;
+use crate::engine::time::{SECOND, Time};
+use crate::engine::{RngStreams, SimRng};
+use crate::postfix::message::{Recipient, RecipientKeys};
+use crate::scenario::{Scenario, Site};
+use connections::ConnectionSlots;
+use faults::Timeline;
+use server::Server;
+use smtp_client::Client;
+use std::collections::HashMap;
 
-/// Why a whole session failed (site failure, reported as hop status); none in the basic
-/// remote, which only answers per recipient.
+/// One delivery request as the agent sees it.
+pub struct Request<'a> {
+    pub dest: u32,
+    /// The envelope sender (a traffic stream, or `u32::MAX` for the null sender).
+    pub sender: u32,
+    pub keys: RecipientKeys,
+    /// Index in the queue file of `recipients[0]`.
+    pub first: usize,
+    /// The request's recipients; those `Pending` with no reply yet are to be delivered.
+    pub recipients: &'a mut [Recipient],
+}
+
+/// Where a delivery stands after a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SiteFailure {
-    ConnectionRefused,
+pub enum Step {
+    /// The agent is busy until then; call [`World::resume`] at that time.
+    Wait(Time),
+    /// The agent finished at `at`. `site_failure`: the hop status was set (§6.2).
+    Done { at: Time, site_failure: bool },
 }
 
-/// What one delivery session did.
+/// A mail server host (one address).
+struct Host {
+    /// The destination whose behaviour this host has.
+    owner: u32,
+    /// The destination named like this host, for DNS faults on `[host]` lookups.
+    named_domain: Option<usize>,
+    slots: Option<ConnectionSlots>,
+}
+
 #[derive(Clone, Copy, Debug)]
-pub struct Session {
-    /// How long the delivery agent was busy.
-    pub duration: Time,
-    pub site_failure: Option<SiteFailure>,
+enum SiteRef {
+    Domain(u32),
+    Host(u32),
 }
 
-/// Every destination's remote side.
+/// The SMTP client's timeouts and limits, in simulator units.
+#[derive(Clone, Copy, Debug)]
+struct ClientLimits {
+    connect_timeout: Time,
+    helo_timeout: Time,
+    address_limit: u32,
+    session_limit: u32,
+}
+
+/// Linux's connect timeout with the default `tcp_syn_retries = 6`, used when
+/// `smtp_connect_timeout = 0` leaves it to the operating system.
+const OS_CONNECT_TIMEOUT: Time = 127 * SECOND;
+
 pub struct World {
-    remotes: Vec<Remote>,
+    hosts: Vec<Host>,
+    /// Per destination: its hosts with MX preference, in preference order (stable).
+    mx: Vec<Vec<(u32, u32)>>,
+    servers: Vec<Server>,
+    /// Per destination: delivered by local(8) rather than SMTP.
+    local: Vec<bool>,
+    faults: Timeline,
+    limits: ClientLimits,
+    fallback: Vec<SiteRef>,
+    clients: Vec<Client>,
+    shuffle: SimRng,
+    /// Scratch: recipients accepted at RCPT in the current transaction.
+    accepted: Vec<usize>,
 }
 
 impl World {
     pub fn new(scenario: &Scenario, streams: &RngStreams) -> Self {
+        let dests = &scenario.destinations;
+        let local: Vec<bool> = dests
+            .iter()
+            .map(|d| {
+                scenario
+                    .transports
+                    .get(d.transport)
+                    .map(|t| t.name.as_str())
+                    == Some("local")
+            })
+            .collect();
+        let mut host_ids: HashMap<String, u32> = HashMap::new();
+        let mut hosts: Vec<Host> = Vec::new();
+        let mut mx: Vec<Vec<(u32, u32)>> = Vec::with_capacity(dests.len());
+        for (d, spec) in dests.iter().enumerate() {
+            let names: Vec<(u32, &str)> = if local[d] {
+                Vec::new()
+            } else if spec.mx.is_empty() {
+                vec![(0, spec.domain.as_str())]
+            } else {
+                spec.mx
+                    .iter()
+                    .map(|m| (m.preference, m.host.as_str()))
+                    .collect()
+            };
+            let mut list = Vec::with_capacity(names.len());
+            for (preference, name) in names {
+                let id = *host_ids.entry(name.to_string()).or_insert_with(|| {
+                    hosts.push(Host {
+                        owner: d as u32,
+                        named_domain: None,
+                        slots: spec.max_connections.as_ref().map(ConnectionSlots::new),
+                    });
+                    (hosts.len() - 1) as u32
+                });
+                list.push((preference, id));
+            }
+            list.sort_by_key(|&(preference, _)| preference);
+            mx.push(list);
+        }
+        for (d, spec) in dests.iter().enumerate() {
+            if let Some(&h) = host_ids.get(&spec.domain) {
+                hosts[h as usize].named_domain = Some(d);
+            }
+        }
+        let faults = Timeline::new(
+            &scenario.faults,
+            hosts.len(),
+            dests.len(),
+            |d| {
+                mx.get(d)
+                    .map(|l| l.iter().map(|&(_, h)| h).collect())
+                    .unwrap_or_default()
+            },
+            |name| host_ids.get(name).copied(),
+        );
+        let fallback = scenario
+            .smtp
+            .fallback_relay
+            .iter()
+            .filter_map(|site| match site {
+                Site::Domain(d) => Some(SiteRef::Domain(*d as u32)),
+                Site::Host(name) => host_ids.get(name).map(|&h| SiteRef::Host(h)),
+            })
+            .collect();
+        let connect_timeout = match scenario.smtp.connect_timeout {
+            0 => OS_CONNECT_TIMEOUT,
+            s => s * SECOND,
+        };
         World {
-            remotes: scenario
-                .destinations
+            hosts,
+            mx,
+            servers: dests
                 .iter()
                 .enumerate()
-                .map(|(i, d)| Remote::new(d, streams.stream("remote", i as u64)))
+                .map(|(i, d)| Server::new(d, i, streams))
                 .collect(),
+            local,
+            faults,
+            limits: ClientLimits {
+                connect_timeout,
+                helo_timeout: scenario.smtp.helo_timeout * SECOND,
+                address_limit: scenario.smtp.mx_address_limit,
+                session_limit: scenario.smtp.mx_session_limit,
+            },
+            fallback,
+            clients: Vec::new(),
+            shuffle: streams.stream("mx_shuffle", 0),
+            accepted: Vec::new(),
         }
     }
 
-    /// One delivery attempt to destination `dest` for the pending `recipients`; writes each
-    /// recipient's reply.
-    pub fn deliver(&mut self, dest: u32, now: Time, recipients: &mut [Recipient]) -> Session {
-        self.remotes[dest as usize].deliver(now, recipients)
+    /// An agent takes delivery request `entry` at `now`.
+    pub fn start(&mut self, entry: u32, now: Time, req: Request<'_>) -> Step {
+        if self.local[req.dest as usize] {
+            let done = now + self.servers[req.dest as usize].transaction_time();
+            for r in req.recipients.iter_mut().filter(|r| r.is_left()) {
+                r.reply = crate::postfix::message::Reply::Sent;
+            }
+            return Step::Done {
+                at: done.max(now),
+                site_failure: false,
+            };
+        }
+        let e = entry as usize;
+        if self.clients.len() <= e {
+            self.clients.resize_with(e + 1, Client::default);
+        }
+        self.clients[e].reset();
+        self.advance(e, now, req)
+    }
+
+    /// The agent of request `entry` continues at `now` (after a [`Step::Wait`]).
+    pub fn resume(&mut self, entry: u32, now: Time, req: Request<'_>) -> Step {
+        self.advance(entry as usize, now, req)
     }
 }

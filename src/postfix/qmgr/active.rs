@@ -6,7 +6,7 @@ use super::{Entry, Queue};
 use crate::engine::time::{Time, whole_seconds};
 use crate::observe::Observer;
 use crate::postfix::Mta;
-use crate::postfix::message::{Location, Origin, RcptStatus};
+use crate::postfix::message::{Location, RcptStatus};
 use std::cmp::Reverse;
 
 impl Mta {
@@ -15,13 +15,13 @@ impl Mta {
         self.relocate(m, Location::Active);
         let activation = self.qmgr.next_activation;
         self.qmgr.next_activation += 1;
-        let (origin, id) = {
+        let keys = {
             let msg = self.messages.get_mut(m);
             msg.activation = activation;
             msg.deferred_this_round = false;
             msg.bounced_this_round = false;
             msg.refcount = 0;
-            (msg.origin, msg.id)
+            msg.recipient_keys()
         };
         let n = self.messages.get(m).recipients.len();
         let mut lo = 0;
@@ -39,10 +39,7 @@ impl Mta {
                     if self.messages.get(m).recipients[r].status != RcptStatus::Pending {
                         continue;
                     }
-                    let key = match origin {
-                        Origin::Notice(stream) => (1u64 << 63) | u64::from(stream),
-                        Origin::Stream(_) => (id << 20) ^ r as u64,
-                    };
+                    let key = keys.key(r);
                     let q = self.queue_for_recipient(dest, key);
                     self.assign(m, q, r, r + 1, 1);
                 }
@@ -80,6 +77,9 @@ impl Mta {
             for r in &msg.recipients[lo..hi] {
                 if r.status == RcptStatus::Pending {
                     self.totals.suspended_deferrals += 1;
+                    self.totals
+                        .deferred_by_cause
+                        .add(crate::observe::Cause::Suspended);
                     msg.deferred_this_round = true;
                 }
             }

@@ -10,10 +10,11 @@
 use super::{Entry, NOT_QUEUED, Qmgr};
 use crate::engine::EventQueue;
 use crate::engine::time::{SECOND, Time, whole_seconds};
+use crate::observe::Cause;
 use crate::observe::Observer;
 use crate::postfix::message::{RcptStatus, Reply};
 use crate::postfix::{Event, Mta};
-use crate::world::World;
+use crate::world::{Request, Step, World};
 use std::cmp::Reverse;
 
 impl Qmgr {
@@ -128,14 +129,44 @@ impl Mta {
             start: now,
             recipients: count,
         });
+        let step = world.start(e, now, self.request(e));
+        self.schedule_step(e, now, step, events);
+    }
+
+    /// The delivery request `e` as its agent sees it.
+    fn request(&mut self, e: u32) -> Request<'_> {
+        let entry = self.qmgr.entries[e as usize];
+        let dest = self.qmgr.queues[entry.queue as usize].dest;
         let msg = self.messages.get_mut(entry.msg);
-        let rcpts = &mut msg.recipients[entry.lo as usize..entry.hi as usize];
-        let session = world.deliver(dest, now, rcpts);
-        self.qmgr.entries[e as usize].site_failure = session.site_failure.is_some();
-        events.schedule(
-            now + session.duration.max(0),
-            Event::DeliveryDone { entry: e },
-        );
+        Request {
+            dest,
+            sender: msg.sender_key(),
+            keys: msg.recipient_keys(),
+            first: entry.lo as usize,
+            recipients: &mut msg.recipients[entry.lo as usize..entry.hi as usize],
+        }
+    }
+
+    fn schedule_step(&mut self, e: u32, now: Time, step: Step, events: &mut EventQueue<Event>) {
+        match step {
+            Step::Wait(t) => events.schedule(t.max(now), Event::SmtpStep { entry: e }),
+            Step::Done { at, site_failure } => {
+                self.qmgr.entries[e as usize].site_failure = site_failure;
+                events.schedule(at.max(now), Event::DeliveryDone { entry: e });
+            }
+        }
+    }
+
+    /// The agent of request `e` goes on to its next host or site.
+    pub(crate) fn smtp_step(
+        &mut self,
+        e: u32,
+        now: Time,
+        events: &mut EventQueue<Event>,
+        world: &mut World,
+    ) {
+        let step = world.resume(e, now, self.request(e));
+        self.schedule_step(e, now, step, events);
     }
 
     /// `qmgr_deliver_update` then `qmgr_entry_done`: the agent's reply for request `e`.
@@ -156,13 +187,21 @@ impl Mta {
             }
             match rc.reply {
                 Reply::Sent => self.finalize(m, r, RcptStatus::Sent, now, obs),
-                Reply::Bounced => {
+                Reply::Bounced(cause) => {
+                    self.totals.bounced_by_cause.add(cause);
                     self.messages.get_mut(m).bounced_this_round = true;
                     self.finalize(m, r, RcptStatus::Bounced, now, obs);
                 }
-                Reply::Deferred | Reply::None => {
+                Reply::Deferred(cause) => {
                     any_deferred = true;
                     self.totals.deferrals += 1;
+                    self.totals.deferred_by_cause.add(cause);
+                }
+                Reply::None => {
+                    // The client always answers for every recipient it was given.
+                    any_deferred = true;
+                    self.totals.deferrals += 1;
+                    self.totals.deferred_by_cause.add(Cause::Unavailable);
                 }
             }
             self.messages.get_mut(m).recipients[r].reply = Reply::None;
@@ -215,6 +254,7 @@ impl Mta {
             for r in &msg.recipients[entry.lo as usize..entry.hi as usize] {
                 if r.status == RcptStatus::Pending {
                     self.totals.suspended_deferrals += 1;
+                    self.totals.deferred_by_cause.add(Cause::Suspended);
                     msg.deferred_this_round = true;
                 }
             }

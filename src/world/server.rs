@@ -1,0 +1,167 @@
+//! A destination's mail servers as the SMTP client meets them: how long each phase takes and
+//! what is answered at the greeting, to each RCPT and after DATA. One `Server` holds the
+//! behaviour and the shared policy state (greylisting, rate buckets) of one [[destination]];
+//! every MX host it lists uses it.
+
+use super::greylist::Greylist;
+use super::latency::Sampler;
+use super::rate_limit::TokenBucket;
+use crate::engine::rng::splitmix64;
+use crate::engine::time::Time;
+use crate::engine::{RngStreams, SimRng};
+use crate::observe::Cause;
+use crate::scenario::{DestinationSpec, RateReply, SpamSpec};
+use rand::Rng;
+
+pub struct Server {
+    dns: Sampler,
+    connect: Sampler,
+    greeting: Sampler,
+    rcpt: Sampler,
+    transaction: Sampler,
+    tempfail: f64,
+    permfail: f64,
+    spam: SpamSpec,
+    /// Recipients whose key hashes below this do not exist (`unknown_recipients` × 2^64).
+    unknown_below: u64,
+    unknown_salt: u64,
+    greylist: Option<Greylist>,
+    messages: Option<TokenBucket>,
+    connections: Option<TokenBucket>,
+    rate_reply: RateReply,
+    rng: SimRng,
+}
+
+impl Server {
+    pub fn new(spec: &DestinationSpec, index: usize, streams: &RngStreams) -> Self {
+        let rate = spec.rate_limit;
+        Server {
+            dns: Sampler::new(&spec.phases.dns),
+            connect: Sampler::new(&spec.phases.connect),
+            greeting: Sampler::new(&spec.phases.greeting),
+            rcpt: Sampler::new(&spec.phases.rcpt),
+            transaction: Sampler::new(&spec.phases.transaction),
+            tempfail: spec.tempfail,
+            permfail: spec.permfail,
+            spam: spec.spam,
+            unknown_below: probability_threshold(spec.unknown_recipients),
+            unknown_salt: streams.stream("unknown_recipients", index as u64).random(),
+            greylist: spec.greylist.map(Greylist::new),
+            messages: rate.and_then(|r| r.messages.map(|n| TokenBucket::new(n, r.per))),
+            connections: rate.and_then(|r| r.connections.map(|n| TokenBucket::new(n, r.per))),
+            rate_reply: rate.map(|r| r.reply).unwrap_or(RateReply::Rcpt450),
+            rng: streams.stream("remote", index as u64),
+        }
+    }
+
+    pub fn dns_time(&mut self) -> Time {
+        self.dns.sample(&mut self.rng)
+    }
+
+    pub fn connect_time(&mut self) -> Time {
+        self.connect.sample(&mut self.rng)
+    }
+
+    pub fn greeting_time(&mut self) -> Time {
+        self.greeting.sample(&mut self.rng)
+    }
+
+    pub fn rcpt_time(&mut self) -> Time {
+        self.rcpt.sample(&mut self.rng)
+    }
+
+    pub fn transaction_time(&mut self) -> Time {
+        self.transaction.sample(&mut self.rng)
+    }
+
+    /// The greeting, for a connection the server has taken at `t`: `Some(cause)` for a 421.
+    /// An accepted connection uses a connection token.
+    pub fn greet(&mut self, t: Time) -> Option<Cause> {
+        if self.connections.as_ref().is_some_and(|b| !b.available(t)) {
+            return Some(Cause::RateLimited);
+        }
+        if self.rate_reply == RateReply::Greeting421
+            && self.messages.as_ref().is_some_and(|b| !b.available(t))
+        {
+            return Some(Cause::RateLimited);
+        }
+        if let Some(b) = self.connections.as_mut() {
+            b.take(t);
+        }
+        None
+    }
+
+    /// Is the message rate exceeded at MAIL FROM time `t` (answered 450 to each RCPT)?
+    pub fn rcpt_rate_exceeded(&self, t: Time) -> bool {
+        self.rate_reply == RateReply::Rcpt450
+            && self.messages.as_ref().is_some_and(|b| !b.available(t))
+    }
+
+    /// A message was accepted at `t`: it counts against the message rate.
+    pub fn count_message(&mut self, t: Time) {
+        if let Some(b) = self.messages.as_mut() {
+            b.take(t);
+        }
+    }
+
+    /// The reply to one RCPT at `t` (seconds resolution for the policy server): `None` =
+    /// 250 OK. `rate_exceeded` comes from [`Server::rcpt_rate_exceeded`] at MAIL FROM.
+    pub fn rcpt(
+        &mut self,
+        sender: u32,
+        recipient: u64,
+        rate_exceeded: bool,
+        t: Time,
+    ) -> Option<Cause> {
+        // An unknown user is rejected whatever the policy says (postgrey answers
+        // DEFER_IF_PERMIT, so a later reject wins).
+        if self.unknown_below > 0 && splitmix64(recipient ^ self.unknown_salt) < self.unknown_below
+        {
+            return Some(Cause::UnknownUser);
+        }
+        if rate_exceeded {
+            return Some(Cause::RateLimited);
+        }
+        if let Some(g) = self.greylist.as_mut()
+            && !g.check(sender, recipient, crate::engine::time::whole_seconds(t))
+        {
+            return Some(Cause::Greylisted);
+        }
+        if self.permfail == 0.0 && self.tempfail == 0.0 {
+            return None;
+        }
+        let u: f64 = self.rng.random();
+        if u < self.permfail {
+            Some(Cause::RecipientRejected)
+        } else if u < self.permfail + self.tempfail {
+            Some(Cause::RecipientTempfail)
+        } else {
+            None
+        }
+    }
+
+    /// The reply after end of DATA: content scoring.
+    pub fn end_of_data(&mut self) -> Option<Cause> {
+        if self.spam.tempfail == 0.0 && self.spam.reject == 0.0 {
+            return None;
+        }
+        let u: f64 = self.rng.random();
+        if u < self.spam.reject {
+            Some(Cause::DataRejected)
+        } else if u < self.spam.reject + self.spam.tempfail {
+            Some(Cause::DataTempfail)
+        } else {
+            None
+        }
+    }
+}
+
+fn probability_threshold(p: f64) -> u64 {
+    if p <= 0.0 {
+        0
+    } else if p >= 1.0 {
+        u64::MAX
+    } else {
+        (p * 18_446_744_073_709_551_616.0) as u64
+    }
+}
