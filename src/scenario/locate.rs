@@ -36,7 +36,8 @@ pub fn key_line(text: &str, table: &str, index: Option<usize>, key: Option<&str>
             let unquoted = line.trim_start_matches(['"', '\'']);
             if let Some(rest) = unquoted.strip_prefix(key) {
                 let rest = rest.trim_start_matches(['"', '\'']).trim_start();
-                if rest.starts_with('=') {
+                // `key.sub = …` (a dotted key) sets part of the same key.
+                if rest.starts_with('=') || rest.starts_with('.') {
                     return Some(i + 1);
                 }
             }
@@ -105,6 +106,11 @@ mod tests {
         assert_eq!(
             key_line(TEXT, "destination", Some(0), Some("domain")),
             Some(5)
+        );
+        let dotted = "[[destination]]\ndomain = \"a\"\ngreylist.delay = \"5m\"\n";
+        assert_eq!(
+            key_line(dotted, "destination", Some(0), Some("greylist")),
+            Some(3)
         );
     }
 

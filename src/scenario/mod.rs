@@ -10,6 +10,7 @@ pub mod locate;
 pub mod params;
 mod raw;
 pub mod remote;
+mod resolve_world;
 pub mod units;
 
 use crate::engine::time::{SECOND, Time};
@@ -176,6 +177,9 @@ pub struct Scenario {
 /// The name of the implicit destination that accepts notices locally.
 pub const LOCAL_DESTINATION: &str = "local";
 
+/// Index of the `local` transport in [`Scenario::transports`] (always second, after `smtp`).
+pub const LOCAL_TRANSPORT: usize = 1;
+
 /// Reads and checks a scenario file.
 pub fn load(path: &Path) -> Result<Scenario, InputError> {
     let label = path.display().to_string();
@@ -231,8 +235,18 @@ type At<'k> = (&'k str, Option<usize>, &'k str);
 
 impl Resolver<'_> {
     fn err(&self, at: At<'_>, message: String) -> InputError {
-        let (table, index, key) = at;
-        let line = locate::key_line(self.text, table, index, Some(key));
+        self.err_shown(at, at.2, message)
+    }
+
+    /// An error about `sub` inside the inline table at `at`: the line is the table's key,
+    /// the key shown is `key.sub`.
+    fn err_in(&self, at: At<'_>, sub: &str, message: String) -> InputError {
+        self.err_shown(at, &format!("{}.{sub}", at.2), message)
+    }
+
+    fn err_shown(&self, at: At<'_>, key: &str, message: String) -> InputError {
+        let (table, index, located) = at;
+        let line = locate::key_line(self.text, table, index, Some(located));
         let shown = match (table, index) {
             ("", _) => key.to_string(),
             (t, Some(i)) => format!("[[{t}]] #{} {key}", i + 1),
@@ -294,6 +308,7 @@ impl Resolver<'_> {
 
         // Transports: smtp and local always exist; destinations may name others.
         let mut transport_names: Vec<String> = vec!["smtp".into(), "local".into()];
+        debug_assert_eq!(transport_names[LOCAL_TRANSPORT], "local");
         for (i, d) in raw.destination.iter().enumerate() {
             if let Some(t) = &d.transport {
                 if !is_service_name(t) {
@@ -343,7 +358,7 @@ impl Resolver<'_> {
         };
         destinations.push(DestinationSpec::accepting(
             LOCAL_DESTINATION,
-            1,
+            LOCAL_TRANSPORT,
             Phases::transaction_only(local_latency),
         ));
         let notices = match raw.notices.as_ref().and_then(|n| n.to.as_deref()) {
@@ -401,6 +416,8 @@ impl Resolver<'_> {
                     .into(),
             ));
         }
+        let smtp = self.smtp_client(&raw.postfix, &postfix_values, &destinations[..local_index])?;
+        let faults = self.faults(&raw.fault, &destinations[..local_index])?;
         Ok(Scenario {
             name: raw.name.clone(),
             description: raw.description.clone().unwrap_or_default(),
@@ -413,14 +430,8 @@ impl Resolver<'_> {
             destinations,
             traffic,
             notices,
-            smtp: SmtpClientConfig {
-                connect_timeout: 30,
-                helo_timeout: 300,
-                mx_address_limit: 5,
-                mx_session_limit: 2,
-                fallback_relay: Vec::new(),
-            },
-            faults: Vec::new(),
+            smtp,
+            faults,
             warnings,
         })
     }
@@ -443,6 +454,8 @@ impl Resolver<'_> {
                 transport_tail(name).and_then(|(_, tail)| params::tail_kind(tail))
             {
                 kind
+            } else if params::RELAY_LISTS.contains(&name.as_str()) {
+                continue; // lists of destinations and hosts: `smtp_client` reads them
             } else if params::ACCEPTED_NOT_MODELLED.contains(&name.as_str()) {
                 warnings.push(format!(
                     "{}:{}: [postfix] {name} is a Postfix parameter this model does not use yet; it has no effect",
@@ -454,6 +467,7 @@ impl Resolver<'_> {
                 let known = params::GLOBAL
                     .iter()
                     .map(|(n, _, _)| *n)
+                    .chain(params::RELAY_LISTS.iter().copied())
                     .chain(params::ACCEPTED_NOT_MODELLED.iter().copied());
                 return Err(self.err(
                     at,
@@ -674,6 +688,12 @@ impl Resolver<'_> {
                 "\"local\" is reserved for local delivery of notices".into(),
             ));
         }
+        if domain == resolve_world::DNS_TARGET {
+            return Err(self.err(
+                at("domain"),
+                "\"dns\" is reserved: a [[fault]] with target = \"dns\" means the resolver".into(),
+            ));
+        }
         if before.iter().any(|b| b.domain == domain) {
             return Err(self.err(at("domain"), format!("`{domain}` is defined twice")));
         }
@@ -694,11 +714,13 @@ impl Resolver<'_> {
                 "tempfail + permfail must not exceed 1".into(),
             ));
         }
-        Ok(DestinationSpec {
+        let mut spec = DestinationSpec {
             tempfail,
             permfail,
             ..DestinationSpec::accepting(&domain, transport, Phases::transaction_only(latency))
-        })
+        };
+        self.remote(i, d, &mut spec)?;
+        Ok(spec)
     }
 
     fn traffic(

@@ -31,17 +31,11 @@ pub const ACCEPTED_NOT_MODELLED: &[&str] = &[
     "in_flow_delay",
     "queue_minfree",
     "message_size_limit",
-    "smtp_connect_timeout",
-    "smtp_helo_timeout",
     "smtp_mail_timeout",
     "smtp_rcpt_timeout",
     "smtp_data_init_timeout",
     "smtp_data_xfer_timeout",
     "smtp_data_done_timeout",
-    "smtp_mx_address_limit",
-    "smtp_mx_session_limit",
-    "smtp_fallback_relay",
-    "fallback_relay",
     "relayhost",
     "smtp_connection_cache_on_demand",
     "smtp_connection_cache_destinations",
@@ -122,7 +116,18 @@ pub const GLOBAL: &[(&str, Kind, &str)] = &[
         time('s', 0, MAX_TIME),
         "0s",
     ),
+    // The SMTP client (smtp(8)); postconf(5) defaults. 0 = the OS connect timeout.
+    ("smtp_connect_timeout", time('s', 0, MAX_TIME), "30s"),
+    ("smtp_helo_timeout", time('s', 1, MAX_TIME), "300s"),
+    // 0 = no limit.
+    ("smtp_mx_address_limit", int(0, i32::MAX as i64), "5"),
+    ("smtp_mx_session_limit", int(0, i32::MAX as i64), "2"),
 ];
+
+/// Parameters whose value is a list of next-hop sites (`host`, `[host]`, with an optional
+/// `:port`). They name the scenario's destinations and hosts, so they are resolved after the
+/// destinations (`resolve_world.rs`), not by [`parse_value`].
+pub const RELAY_LISTS: &[&str] = &["smtp_fallback_relay", "fallback_relay"];
 
 /// Per-transport parameter tails: `<transport>_<tail>` overrides `default_<tail>`
 /// (`initial_destination_concurrency` has the `<transport>_initial_…` form).

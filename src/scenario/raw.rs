@@ -24,6 +24,8 @@ pub struct Scenario {
     #[serde(default)]
     pub destination: Vec<Destination>,
     pub notices: Option<Notices>,
+    #[serde(default)]
+    pub fault: Vec<Fault>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -49,6 +51,32 @@ pub struct Destination {
     pub latency: Option<toml::Value>,
     pub tempfail: Option<f64>,
     pub permfail: Option<f64>,
+    // The remote world (`remote.rs`). Inline tables stay `toml::Value` so that their unknown
+    // keys get the same "did you mean" error, naming the destination, as `latency`.
+    pub dns: Option<toml::Value>,
+    pub connect: Option<toml::Value>,
+    pub greeting: Option<toml::Value>,
+    pub rcpt: Option<toml::Value>,
+    pub mx: Option<toml::Value>,
+    pub greylist: Option<toml::Value>,
+    pub rate_limit: Option<toml::Value>,
+    pub max_connections: Option<toml::Value>,
+    pub spam: Option<toml::Value>,
+    pub unknown_recipients: Option<f64>,
+}
+
+/// One `[[fault]]`. Required keys are optional here so that a missing one is reported by
+/// the resolver, with what it accepts, rather than as serde's bare "missing field".
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    pub at: Option<String>,
+    #[serde(rename = "for")]
+    pub duration: Option<String>,
+    pub kind: Option<String>,
+    pub target: Option<String>,
+    pub stage: Option<String>,
+    pub lookup: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
