@@ -214,6 +214,13 @@ pub fn summarize(
         },
         end_time_s: secs(report.end_time),
         delay_s: delays.stats(),
+        destinations: delays.destinations(
+            scenario
+                .destinations
+                .iter()
+                .filter(|d| d.domain != crate::scenario::LOCAL_DESTINATION)
+                .map(|d| d.domain.as_str()),
+        ),
         peak: Peaks {
             maildrop: p.maildrop,
             incoming: p.incoming,

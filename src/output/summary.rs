@@ -38,6 +38,8 @@ pub struct Summary {
     pub end_time_s: f64,
     /// Delivery delays (arrival to `sent`) of traffic recipients, seconds.
     pub delay_s: DelayStats,
+    /// Outcomes and delays per destination (notices excluded), in scenario order.
+    pub destinations: Vec<DestinationSummary>,
     pub peak: Peaks,
     /// Events handled by the engine.
     pub events: u64,
@@ -53,6 +55,19 @@ pub struct DelayStats {
     pub max: Option<f64>,
 }
 
+/// One destination's share of the traffic.
+#[derive(Serialize, Debug, Clone, PartialEq, Default)]
+pub struct DestinationSummary {
+    pub domain: String,
+    pub sent: u64,
+    pub bounced: u64,
+    pub expired: u64,
+    pub deleted: u64,
+    pub queued_at_end: u64,
+    /// Delivery delays of its `sent` recipients, seconds.
+    pub delay_s: DelayStats,
+}
+
 #[derive(Serialize, Debug, Clone, PartialEq, Default)]
 pub struct Peaks {
     pub maildrop: u64,
@@ -62,16 +77,45 @@ pub struct Peaks {
     pub hold: u64,
 }
 
-/// Collects delivery delays of traffic recipients.
+/// Collects delivery delays of traffic recipients, overall and per destination.
 #[derive(Default)]
 pub struct DelayCollector {
     pub histogram: Histogram,
+    per_destination: Vec<(String, Histogram, [u64; 5])>,
 }
 
 impl Observer for DelayCollector {
     fn recipient_outcome(&mut self, o: &RecipientOutcome<'_>) {
-        if let (FinalStatus::Sent, false, Some(f)) = (o.status, o.notice, o.finished) {
+        if o.notice {
+            return;
+        }
+        let i = match self
+            .per_destination
+            .iter()
+            .position(|(d, _, _)| d == o.destination)
+        {
+            Some(i) => i,
+            None => {
+                self.per_destination.push((
+                    o.destination.to_string(),
+                    Histogram::default(),
+                    [0; 5],
+                ));
+                self.per_destination.len() - 1
+            }
+        };
+        let (_, histogram, counts) = &mut self.per_destination[i];
+        let slot = match o.status {
+            FinalStatus::Sent => 0,
+            FinalStatus::Bounced => 1,
+            FinalStatus::Expired => 2,
+            FinalStatus::Deleted => 3,
+            FinalStatus::Queued => 4,
+        };
+        counts[slot] += 1;
+        if let (FinalStatus::Sent, Some(f)) = (o.status, o.finished) {
             self.histogram.record(f - o.arrival);
+            histogram.record(f - o.arrival);
         }
     }
 }
@@ -84,14 +128,43 @@ pub fn seconds(t: Time) -> f64 {
 
 impl DelayCollector {
     pub fn stats(&self) -> DelayStats {
-        let h = &self.histogram;
-        DelayStats {
-            count: h.count(),
-            mean: h.mean().map(|m| (m / SECOND as f64 * 1e6).round() / 1e6),
-            p50: h.quantile(0.5).map(seconds),
-            p95: h.quantile(0.95).map(seconds),
-            p99: h.quantile(0.99).map(seconds),
-            max: h.max().map(seconds),
-        }
+        delay_stats(&self.histogram)
+    }
+
+    /// Per-destination summaries, ordered like `domains` (destinations nothing was sent to
+    /// are listed with zeros).
+    pub fn destinations<'a>(
+        &self,
+        domains: impl Iterator<Item = &'a str>,
+    ) -> Vec<DestinationSummary> {
+        domains
+            .map(|domain| {
+                let found = self.per_destination.iter().find(|(d, _, _)| d == domain);
+                let (stats, counts) = match found {
+                    Some((_, h, c)) => (delay_stats(h), *c),
+                    None => (DelayStats::default(), [0; 5]),
+                };
+                DestinationSummary {
+                    domain: domain.to_string(),
+                    sent: counts[0],
+                    bounced: counts[1],
+                    expired: counts[2],
+                    deleted: counts[3],
+                    queued_at_end: counts[4],
+                    delay_s: stats,
+                }
+            })
+            .collect()
+    }
+}
+
+fn delay_stats(h: &Histogram) -> DelayStats {
+    DelayStats {
+        count: h.count(),
+        mean: h.mean().map(|m| (m / SECOND as f64 * 1e6).round() / 1e6),
+        p50: h.quantile(0.5).map(seconds),
+        p95: h.quantile(0.95).map(seconds),
+        p99: h.quantile(0.99).map(seconds),
+        max: h.max().map(seconds),
     }
 }
