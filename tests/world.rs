@@ -521,3 +521,62 @@ greylist = "60s"
         2000
     );
 }
+
+fn tempfail_fault(stage: &str) -> String {
+    format!(
+        r#"
+name = "tempfail-{stage}"
+stop = "299s"
+[[traffic]]
+to = "t.test"
+messages = 20
+arrivals = "burst"
+[[destination]]
+domain = "t.test"
+latency = "0s"
+connect = "10ms"
+[[fault]]
+at = "0s"
+kind = "tempfail"
+stage = "{stage}"
+target = "t.test"
+"#
+    )
+}
+
+#[test]
+fn a_4xx_greeting_throttles_but_4xx_in_the_transaction_does_not() {
+    // §6.2: a 421 greeting is a site failure (three kill the queue: 5 attempts, 15
+    // deferred without one); 4xx to MAIL, RCPT or after DATA completes the session:
+    // positive feedback, every message gets its attempt.
+    let (_, report, _) = run(&tempfail_fault("greeting"));
+    let t = report.mta_totals;
+    assert_eq!((t.attempts, t.suspended_deferrals), (5, 15));
+    assert_eq!(t.deferred_by_cause.get(Cause::GreetingTempfail), 5);
+    for (stage, cause) in [
+        ("mail", Cause::MailTempfail),
+        ("rcpt", Cause::RecipientTempfail),
+        ("data", Cause::DataTempfail),
+    ] {
+        let (_, report, _) = run(&tempfail_fault(stage));
+        let t = report.mta_totals;
+        assert_eq!((t.attempts, t.suspended_deferrals), (20, 0), "{stage}");
+        assert_eq!(t.deferred_by_cause.get(cause), 20, "{stage}");
+    }
+}
+
+#[test]
+fn a_mute_excess_holds_the_extra_connection_for_the_helo_timeout() {
+    // Five connections are served; the window's sixth is never greeted and fails after
+    // smtp_helo_timeout: the agent is back at 300 s with a site failure.
+    let text =
+        concurrency_limited_server("1", "mute").replace(r#"stop = "290s""#, r#"stop = "350s""#);
+    let (_, report, _) = run(&text);
+    let t = report.mta_totals;
+    let timed_out = t.deferred_by_cause.get(Cause::GreetingTimedOut);
+    // The window grows to its limit of 20 while the hung connections count as busy, so
+    // 20 − 5 = 15 hang; the five served slots deliver everything else meanwhile.
+    assert_eq!(timed_out, 15);
+    assert_eq!(t.deferred_by_cause.get(Cause::TooManyConnections), 0);
+    assert_eq!(t.sent, 985);
+}

@@ -39,11 +39,15 @@ pub struct Request<'a> {
     pub recipients: &'a mut [Recipient],
 }
 
+/// A delivery agent's SMTP client working on one request (valid until its `Step::Done`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AgentId(u32);
+
 /// Where a delivery stands after a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
     /// The agent is busy until then; call [`World::resume`] at that time.
-    Wait(Time),
+    Wait(Time, AgentId),
     /// The agent finished at `at`. `site_failure`: the hop status was set (§6.2).
     Done { at: Time, site_failure: bool },
 }
@@ -86,7 +90,9 @@ pub struct World {
     faults: Timeline,
     limits: ClientLimits,
     fallback: Vec<SiteRef>,
+    /// Clients of agents at work, reused last-in first-out so the few in use stay in cache.
     clients: Vec<Client>,
+    free_clients: Vec<u32>,
     shuffle: SimRng,
     /// Scratch: recipients accepted at RCPT in the current transaction.
     accepted: Vec<usize>,
@@ -181,13 +187,14 @@ impl World {
             },
             fallback,
             clients: Vec::new(),
+            free_clients: Vec::new(),
             shuffle: streams.stream("mx_shuffle", 0),
             accepted: Vec::new(),
         }
     }
 
-    /// An agent takes delivery request `entry` at `now`.
-    pub fn start(&mut self, entry: u32, now: Time, req: Request<'_>) -> Step {
+    /// An agent takes a delivery request at `now`.
+    pub fn start(&mut self, now: Time, req: Request<'_>) -> Step {
         if self.local[req.dest as usize] {
             let done = now + self.servers[req.dest as usize].transaction_time();
             for r in req.recipients.iter_mut().filter(|r| r.is_left()) {
@@ -198,16 +205,27 @@ impl World {
                 site_failure: false,
             };
         }
-        let e = entry as usize;
-        if self.clients.len() <= e {
-            self.clients.resize_with(e + 1, Client::default);
-        }
-        self.clients[e].reset();
-        self.advance(e, now, req)
+        let agent = match self.free_clients.pop() {
+            Some(a) => a,
+            None => {
+                self.clients.push(Client::default());
+                (self.clients.len() - 1) as u32
+            }
+        };
+        self.clients[agent as usize].reset();
+        self.step(agent, now, req)
     }
 
-    /// The agent of request `entry` continues at `now` (after a [`Step::Wait`]).
-    pub fn resume(&mut self, entry: u32, now: Time, req: Request<'_>) -> Step {
-        self.advance(entry as usize, now, req)
+    /// `agent` continues at `now` (after a [`Step::Wait`]).
+    pub fn resume(&mut self, agent: AgentId, now: Time, req: Request<'_>) -> Step {
+        self.step(agent.0, now, req)
+    }
+
+    fn step(&mut self, agent: u32, now: Time, req: Request<'_>) -> Step {
+        let step = self.advance(agent as usize, now, req);
+        if let Step::Done { .. } = step {
+            self.free_clients.push(agent);
+        }
+        step
     }
 }

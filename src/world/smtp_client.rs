@@ -19,7 +19,7 @@
 //! phase instants.
 
 use super::connections::Admission;
-use super::{Request, SiteRef, Step, World};
+use super::{AgentId, Request, SiteRef, Step, World};
 use crate::engine::time::Time;
 use crate::observe::Cause;
 use crate::postfix::message::Reply;
@@ -30,7 +30,7 @@ use crate::scenario::{FaultKind, Stage};
 pub(super) struct Client {
     site: usize,
     resolved: bool,
-    addrs: Vec<u32>,
+    addrs: HostList,
     next_addr: usize,
     addr_count: u32,
     sess_count: u32,
@@ -54,6 +54,56 @@ impl Client {
     }
 }
 
+/// The hosts of the current site, kept inside the client for the usual short lists so the
+/// hot path does not chase a pointer per delivery.
+#[derive(Clone, Debug, Default)]
+struct HostList {
+    len: usize,
+    inline: [u32; INLINE_HOSTS],
+    spill: Vec<u32>,
+}
+
+const INLINE_HOSTS: usize = 6;
+
+impl HostList {
+    fn clear(&mut self) {
+        self.len = 0;
+        self.spill.clear();
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, h: u32) {
+        if self.len < INLINE_HOSTS {
+            self.inline[self.len] = h;
+        } else {
+            if self.spill.is_empty() {
+                self.spill.extend_from_slice(&self.inline);
+            }
+            self.spill.push(h);
+        }
+        self.len += 1;
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u32] {
+        if self.len <= INLINE_HOSTS {
+            &mut self.inline[..self.len]
+        } else {
+            &mut self.spill[..]
+        }
+    }
+
+    fn get(&self, i: usize) -> u32 {
+        if self.len <= INLINE_HOSTS {
+            self.inline[i]
+        } else {
+            self.spill[i]
+        }
+    }
+}
+
 /// How a conversation with one host ended.
 enum HostOutcome {
     /// No TCP connection: only logged, the next address is tried.
@@ -64,13 +114,20 @@ enum HostOutcome {
 }
 
 impl World {
-    pub(super) fn advance(&mut self, e: usize, mut now: Time, mut req: Request<'_>) -> Step {
+    /// Runs request `e` from `event_time` until it must wait for the clock (its next DNS
+    /// lookup or connection lies in the future) or is done. Finishing needs no wait: the
+    /// agent's reply is computed from what already happened.
+    pub(super) fn advance(&mut self, e: usize, event_time: Time, mut req: Request<'_>) -> Step {
+        let mut now = event_time;
         loop {
             if !req.recipients.iter().any(|r| r.is_left()) {
                 return self.finish(e, now, &mut req);
             }
             let sites = 1 + self.fallback.len();
             if !self.clients[e].resolved {
+                if now > event_time {
+                    return Step::Wait(now, AgentId(e as u32));
+                }
                 let site_index = self.clients[e].site;
                 let site = match site_index {
                     0 => SiteRef::Domain(req.dest),
@@ -89,9 +146,7 @@ impl World {
                 if error.is_some() {
                     c.last_cause = error;
                 }
-                if delay > 0 {
-                    return Step::Wait(now + delay);
-                }
+                now += delay.max(0);
                 continue;
             }
             let c = &mut self.clients[e];
@@ -103,19 +158,18 @@ impl World {
                 c.resolved = false;
                 continue;
             }
-            let host = c.addrs[c.next_addr];
+            if now > event_time {
+                return Step::Wait(now, AgentId(e as u32));
+            }
+            let host = c.addrs.get(c.next_addr);
             c.next_addr += 1;
             c.addr_count += 1;
-            let end = self.converse(e, host, now, &mut req);
-            if end > now {
-                return Step::Wait(end);
-            }
-            now = end;
+            now = self.converse(e, host, now, &mut req).max(now);
         }
     }
 
     /// DNS for one site: fills `addrs` and returns the lookup time and any error.
-    fn resolve(&mut self, site: SiteRef, now: Time, addrs: &mut Vec<u32>) -> (Time, Option<Cause>) {
+    fn resolve(&mut self, site: SiteRef, now: Time, addrs: &mut HostList) -> (Time, Option<Cause>) {
         let (domain, owner) = match site {
             SiteRef::Domain(d) => (Some(d as usize), d as usize),
             SiteRef::Host(h) => {
@@ -141,11 +195,13 @@ impl World {
                         j += 1;
                     }
                     let run = addrs.len();
-                    addrs.extend(list[i..j].iter().map(|&(_, h)| h));
+                    for &(_, h) in &list[i..j] {
+                        addrs.push(h);
+                    }
                     if j - i > 1 {
                         // Equal preferences are tried in random order.
                         use rand::seq::SliceRandom;
-                        addrs[run..].shuffle(&mut self.shuffle);
+                        addrs.as_mut_slice()[run..].shuffle(&mut self.shuffle);
                     }
                     i = j;
                 }

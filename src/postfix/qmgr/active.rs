@@ -110,6 +110,7 @@ impl Mta {
                     hi: end as u32,
                     order,
                     site_failure: false,
+                    agent: None,
                 };
                 let e = self.qmgr.alloc_entry(entry);
                 self.qmgr.queues[q as usize].todo.push_back(e);

@@ -129,7 +129,7 @@ impl Mta {
             start: now,
             recipients: count,
         });
-        let step = world.start(e, now, self.request(e));
+        let step = world.start(now, self.request(e));
         self.schedule_step(e, now, step, events);
     }
 
@@ -149,7 +149,10 @@ impl Mta {
 
     fn schedule_step(&mut self, e: u32, now: Time, step: Step, events: &mut EventQueue<Event>) {
         match step {
-            Step::Wait(t) => events.schedule(t.max(now), Event::SmtpStep { entry: e }),
+            Step::Wait(t, agent) => {
+                self.qmgr.entries[e as usize].agent = Some(agent);
+                events.schedule(t.max(now), Event::SmtpStep { entry: e });
+            }
             Step::Done { at, site_failure } => {
                 self.qmgr.entries[e as usize].site_failure = site_failure;
                 events.schedule(at.max(now), Event::DeliveryDone { entry: e });
@@ -165,7 +168,10 @@ impl Mta {
         events: &mut EventQueue<Event>,
         world: &mut World,
     ) {
-        let step = world.resume(e, now, self.request(e));
+        let Some(agent) = self.qmgr.entries[e as usize].agent else {
+            return;
+        };
+        let step = world.resume(agent, now, self.request(e));
         self.schedule_step(e, now, step, events);
     }
 

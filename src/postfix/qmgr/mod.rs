@@ -22,6 +22,7 @@ mod scan;
 
 use super::DeferredHeap;
 use crate::scenario::Scenario;
+use crate::world::AgentId;
 use feedback::{FeedbackRules, Window};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -73,6 +74,8 @@ pub(crate) struct Entry {
     /// Scheduling order (activation order, then destination order within a message).
     pub order: u64,
     pub site_failure: bool,
+    /// The agent working on it while its SMTP client waits between steps.
+    pub agent: Option<AgentId>,
 }
 
 /// Which directory scan.
