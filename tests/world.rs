@@ -580,3 +580,68 @@ fn a_mute_excess_holds_the_extra_connection_for_the_helo_timeout() {
     assert_eq!(t.deferred_by_cause.get(Cause::TooManyConnections), 0);
     assert_eq!(t.sent, 985);
 }
+
+/// One smtp process; message 1 goes to `d.test` (set up by `destination` and `faults`),
+/// message 2 to a healthy destination: it starts when the agent is free again.
+fn agent_time_for(postfix: &str, destination: &str, faults: &str) -> f64 {
+    let text = format!(
+        r#"
+name = "agent-time"
+stop = "299s"
+[postfix]
+{postfix}
+[master]
+smtp = 1
+[[traffic]]
+to = "d.test"
+messages = 1
+arrivals = "burst"
+[[traffic]]
+to = "ok.test"
+messages = 1
+arrivals = "burst"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+{destination}
+[[destination]]
+domain = "ok.test"
+latency = "0s"
+{faults}
+"#
+    );
+    let (rec, _, _) = run(&text);
+    attempt_seconds(&rec, 2)[0]
+}
+
+#[test]
+fn at_most_smtp_mx_address_limit_addresses_are_tried() {
+    // Six blackholed MX hosts: five tried, 5 × 30 s (six with the limit raised).
+    let mx = (1..=6)
+        .map(|i| format!(r#"{{ host = "mx{i}.d.test", preference = {i} }}"#))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let destination = format!("mx = [{mx}]");
+    let faults = "[[fault]]\nat = \"0s\"\nkind = \"blackhole\"\ntarget = \"d.test\"\n";
+    assert_eq!(agent_time_for("", &destination, faults), 150.0);
+    assert_eq!(
+        agent_time_for("smtp_mx_address_limit = 6", &destination, faults),
+        180.0
+    );
+}
+
+#[test]
+fn at_most_smtp_mx_session_limit_servers_get_the_transaction() {
+    // Three MX hosts answer 450 to every RCPT; each connection takes 1 s. The second
+    // completed session is the last allowed, so it is the final server (the recipient is
+    // deferred there) and the third host is never contacted: 2 s, not 3 s.
+    let destination = r#"connect = "1s"
+mx = [ { host = "mx1.d.test", preference = 10 }, { host = "mx2.d.test", preference = 20 }, { host = "mx3.d.test", preference = 30 } ]"#;
+    let faults =
+        "[[fault]]\nat = \"0s\"\nkind = \"tempfail\"\nstage = \"rcpt\"\ntarget = \"d.test\"\n";
+    assert_eq!(agent_time_for("", destination, faults), 2.0);
+    assert_eq!(
+        agent_time_for("smtp_mx_session_limit = 0", destination, faults),
+        3.0
+    );
+}
