@@ -161,11 +161,13 @@ fn every_new_key_resolves_to_its_checked_value() {
         vec![
             MxHost {
                 host: "mx1.big.test".into(),
-                preference: 10
+                preference: 10,
+                behaviour: None,
             },
             MxHost {
                 host: "mx2.big.test".into(),
-                preference: 20
+                preference: 20,
+                behaviour: None,
             },
         ]
     );

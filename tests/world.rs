@@ -645,3 +645,26 @@ mx = [ { host = "mx1.d.test", preference = 10 }, { host = "mx2.d.test", preferen
         3.0
     );
 }
+
+#[test]
+fn a_backup_mx_without_greylisting_takes_the_greylisted_mail_at_once() {
+    // The 450 from the greylisting primary is not final: the recipient is tried on the
+    // backup MX, which has its own (no) greylisting and accepts. A classic leak.
+    let text = one_message_to(
+        r#"greylist = "300s"
+mx = [ { host = "mx1.d.test", preference = 10 }, { host = "mx2.d.test", preference = 20, greylist = false } ]"#,
+        "",
+    );
+    let (rec, report, _) = run(&text);
+    assert_eq!(attempt_seconds(&rec, 1), [0.0]);
+    assert_eq!(finished_seconds(&rec, 1), [0.0]);
+    assert_eq!(report.mta_totals.deferrals, 0);
+}
+
+#[test]
+fn an_mx_entry_can_have_its_own_timing() {
+    // A slow backup: the primary refuses, the backup's transaction takes 5 s.
+    let destination = r#"mx = [ { host = "mx1.d.test", preference = 10 }, { host = "mx2.d.test", preference = 20, latency = "5s" } ]"#;
+    let faults = "[[fault]]\nat = \"0s\"\nkind = \"refuse\"\ntarget = \"mx1.d.test\"\n";
+    assert_eq!(agent_time_for("", destination, faults), 5.0);
+}

@@ -24,8 +24,8 @@ pub fn splitmix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// FNV-1a: a stable hash of the purpose name (std's hasher may change between releases).
-fn fnv1a(text: &str) -> u64 {
+/// FNV-1a: a stable hash of a name (std's hasher may change between releases).
+pub fn fnv1a(text: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in text.bytes() {
         h ^= u64::from(b);

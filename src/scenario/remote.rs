@@ -37,10 +37,15 @@ impl Phases {
 }
 
 /// One MX record of a destination.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct MxHost {
     pub host: String,
     pub preference: u32,
+    /// The host's own behaviour when its entry overrides the destination's (timings,
+    /// replies, greylisting, limits): the destination's spec with those keys replaced; its
+    /// `domain`, `mx` and `unknown_recipients` are the destination's and unused. `None`:
+    /// the host behaves as its destination and shares its greylist and rate buckets.
+    pub behaviour: Option<Box<super::DestinationSpec>>,
 }
 
 /// A postgrey-like greylisting policy at RCPT time, keyed by (client, sender, recipient).

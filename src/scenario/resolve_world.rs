@@ -98,6 +98,21 @@ fn name_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     s
 }
 
+/// What one MX entry may set for its host alone; the rest belongs to the domain (DNS,
+/// which recipients exist).
+const HOST_KEYS: &[&str] = &[
+    "latency",
+    "connect",
+    "greeting",
+    "rcpt",
+    "tempfail",
+    "permfail",
+    "greylist",
+    "rate_limit",
+    "max_connections",
+    "spam",
+];
+
 fn is_local(d: &DestinationSpec) -> bool {
     d.transport == LOCAL_TRANSPORT
 }
@@ -238,9 +253,6 @@ impl Resolver<'_> {
         if let Some(l) = phase("rcpt", &d.rcpt)? {
             spec.phases.rcpt = l;
         }
-        if let Some(v) = &d.mx {
-            spec.mx = self.mx(at("mx"), v)?;
-        }
         if let Some(v) = &d.greylist {
             spec.greylist = self.greylist(at("greylist"), v)?;
         }
@@ -255,10 +267,70 @@ impl Resolver<'_> {
         }
         spec.unknown_recipients =
             self.probability(at("unknown_recipients"), d.unknown_recipients)?;
+        // Last: an MX entry's own keys override the destination's, now complete.
+        if let Some(v) = &d.mx {
+            spec.mx = self.mx(at("mx"), v, spec)?;
+        }
         Ok(())
     }
 
-    fn mx(&self, at: At<'_>, v: &toml::Value) -> Result<Vec<MxHost>, InputError> {
+    /// The behaviour keys of one MX entry, applied over its destination's `base`; `None`
+    /// when the entry has none.
+    fn host_behaviour(
+        &self,
+        at: At<'_>,
+        entry: &str,
+        t: &Table,
+        base: &DestinationSpec,
+    ) -> Result<Option<Box<DestinationSpec>>, InputError> {
+        if !t.keys().any(|k| HOST_KEYS.contains(&k.as_str())) {
+            return Ok(None);
+        }
+        let mut spec = base.clone();
+        spec.mx.clear();
+        let within = |e: InputError| InputError {
+            message: format!("{entry}: {}", e.message),
+            ..e
+        };
+        for (key, v) in t {
+            match key.as_str() {
+                "latency" => spec.phases.transaction = self.latency(at, v).map_err(within)?,
+                "connect" => spec.phases.connect = self.latency(at, v).map_err(within)?,
+                "greeting" => spec.phases.greeting = self.latency(at, v).map_err(within)?,
+                "rcpt" => spec.phases.rcpt = self.latency(at, v).map_err(within)?,
+                "tempfail" | "permfail" => {
+                    let p = v.as_float().or_else(|| v.as_integer().map(|i| i as f64));
+                    let p = self.probability(at, p.or(Some(f64::NAN))).map_err(within)?;
+                    if key == "tempfail" {
+                        spec.tempfail = p;
+                    } else {
+                        spec.permfail = p;
+                    }
+                }
+                "greylist" => spec.greylist = self.greylist(at, v).map_err(within)?,
+                "rate_limit" => spec.rate_limit = Some(self.rate_limit(at, v).map_err(within)?),
+                "max_connections" => {
+                    spec.max_connections = Some(self.max_connections(at, v).map_err(within)?)
+                }
+                "spam" => spec.spam = self.spam(at, v).map_err(within)?,
+                _ => {}
+            }
+        }
+        if spec.tempfail + spec.permfail > 1.0 {
+            return Err(self.err(
+                at,
+                format!("{entry}: tempfail + permfail must not exceed 1"),
+            ));
+        }
+        Ok(Some(Box::new(spec)))
+    }
+
+    fn mx(
+        &self,
+        at: At<'_>,
+        v: &toml::Value,
+        base: &DestinationSpec,
+    ) -> Result<Vec<MxHost>, InputError> {
         const SHAPE: &str = "mx is a list of hosts such as [ { host = \"mx1.example.com\", preference = 10 }, { host = \"mx2.example.com\", preference = 20 } ]";
         let toml::Value::Array(entries) = v else {
             return Err(self.err(at, SHAPE.into()));
@@ -275,7 +347,11 @@ impl Resolver<'_> {
             let toml::Value::Table(t) = e else {
                 return Err(self.err(at, format!("{entry} is not a table: {SHAPE}")));
             };
-            self.known_keys(at, &entry, t, &["host", "preference"])?;
+            let accepted: Vec<&str> = ["host", "preference"]
+                .into_iter()
+                .chain(HOST_KEYS.iter().copied())
+                .collect();
+            self.known_keys(at, &entry, t, &accepted)?;
             let host = match t.get("host") {
                 Some(toml::Value::String(s)) => s.trim().to_ascii_lowercase(),
                 Some(_) => {
@@ -332,7 +408,12 @@ impl Resolver<'_> {
                     format!("{entry}: `{host}` is listed twice in this destination's mx"),
                 ));
             }
-            out.push(MxHost { host, preference });
+            let behaviour = self.host_behaviour(at, &entry, t, base)?;
+            out.push(MxHost {
+                host,
+                preference,
+                behaviour,
+            });
         }
         Ok(out)
     }

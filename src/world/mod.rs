@@ -20,7 +20,7 @@ pub mod traffic;
 use crate::engine::time::{SECOND, Time};
 use crate::engine::{RngStreams, SimRng};
 use crate::postfix::message::{Recipient, RecipientKeys};
-use crate::scenario::{Scenario, Site};
+use crate::scenario::{DestinationSpec, Scenario, Site};
 use connections::ConnectionSlots;
 use faults::Timeline;
 use server::Server;
@@ -54,7 +54,7 @@ pub enum Step {
 
 /// A mail server host (one address).
 struct Host {
-    /// The destination whose behaviour this host has.
+    /// Index of its behaviour in `World::servers`: its destination's, or its own.
     owner: u32,
     /// The destination named like this host, for DNS faults on `[host]` lookups.
     named_domain: Option<usize>,
@@ -112,26 +112,39 @@ impl World {
             })
             .collect();
         let mut host_ids: HashMap<String, u32> = HashMap::new();
+        let mut own_behaviours: Vec<&DestinationSpec> = Vec::new();
         let mut hosts: Vec<Host> = Vec::new();
         let mut mx: Vec<Vec<(u32, u32)>> = Vec::with_capacity(dests.len());
         for (d, spec) in dests.iter().enumerate() {
-            let names: Vec<(u32, &str)> = if local[d] {
+            let names: Vec<(u32, &str, Option<&DestinationSpec>)> = if local[d] {
                 Vec::new()
             } else if spec.mx.is_empty() {
-                vec![(0, spec.domain.as_str())]
+                vec![(0, spec.domain.as_str(), None)]
             } else {
                 spec.mx
                     .iter()
-                    .map(|m| (m.preference, m.host.as_str()))
+                    .map(|m| (m.preference, m.host.as_str(), m.behaviour.as_deref()))
                     .collect()
             };
             let mut list = Vec::with_capacity(names.len());
-            for (preference, name) in names {
+            for (preference, name, own) in names {
+                // A host listed by several destinations is one server: the first listing
+                // decides its behaviour.
                 let id = *host_ids.entry(name.to_string()).or_insert_with(|| {
+                    let (owner, limits) = match own {
+                        Some(b) => {
+                            own_behaviours.push(b);
+                            (
+                                (dests.len() + own_behaviours.len() - 1) as u32,
+                                b.max_connections,
+                            )
+                        }
+                        None => (d as u32, spec.max_connections),
+                    };
                     hosts.push(Host {
-                        owner: d as u32,
+                        owner,
                         named_domain: None,
-                        slots: spec.max_connections.as_ref().map(ConnectionSlots::new),
+                        slots: limits.as_ref().map(ConnectionSlots::new),
                     });
                     (hosts.len() - 1) as u32
                 });
@@ -174,6 +187,7 @@ impl World {
             mx,
             servers: dests
                 .iter()
+                .chain(own_behaviours)
                 .enumerate()
                 .map(|(i, d)| Server::new(d, i, streams))
                 .collect(),

@@ -6,7 +6,7 @@
 use super::greylist::Greylist;
 use super::latency::Sampler;
 use super::rate_limit::TokenBucket;
-use crate::engine::rng::splitmix64;
+use crate::engine::rng::{fnv1a, splitmix64};
 use crate::engine::time::Time;
 use crate::engine::{RngStreams, SimRng};
 use crate::observe::Cause;
@@ -45,7 +45,10 @@ impl Server {
             permfail: spec.permfail,
             spam: spec.spam,
             unknown_below: probability_threshold(spec.unknown_recipients),
-            unknown_salt: streams.stream("unknown_recipients", index as u64).random(),
+            // Keyed by the domain, so every MX host agrees on who does not exist.
+            unknown_salt: streams
+                .stream("unknown_recipients", fnv1a(&spec.domain))
+                .random(),
             greylist: spec.greylist.map(Greylist::new),
             messages: rate.and_then(|r| r.messages.map(|n| TokenBucket::new(n, r.per))),
             connections: rate.and_then(|r| r.connections.map(|n| TokenBucket::new(n, r.per))),
