@@ -462,6 +462,24 @@ fn destination_key_mistakes() {
         &["mx entry 2", "listed twice"],
     );
     rejects(
+        "mx = [ { host = \"mx.b.test\", preference = 1 }, { host = \"mx2.b.test\", preference = 2, greylist = \"soon\" } ]\n",
+        13,
+        "mx",
+        &["mx entry 2"],
+    );
+    rejects(
+        "mx = [ { host = \"mx.b.test\", preference = 1, tempfail = 0.7, permfail = 0.5 } ]\n",
+        13,
+        "mx",
+        &["mx entry 1", "must not exceed 1"],
+    );
+    rejects(
+        "mx = [ { host = \"mx.b.test\", preference = 1, unknown_recipients = 0.1 } ]\n",
+        13,
+        "mx",
+        &["unknown key `unknown_recipients`", "greylist"],
+    );
+    rejects(
         "mx = [ { host = \"mx.b.test\", preference = 70000 } ]\n",
         13,
         "mx",

@@ -5,6 +5,7 @@ mod common;
 use common::{Recorder, attempt_seconds, run};
 use mailsim::engine::time::SECOND;
 use mailsim::observe::{Cause, FinalStatus};
+use mailsim::run::RunReport;
 
 /// When each recipient of message `id` reached a final status, in seconds.
 fn finished_seconds(rec: &Recorder, id: u64) -> Vec<f64> {
@@ -16,28 +17,35 @@ fn finished_seconds(rec: &Recorder, id: u64) -> Vec<f64> {
         .collect()
 }
 
-fn one_message_to(destination: &str, extra: &str) -> String {
+/// `messages` sent at once to `d.test` (latency 0 plus `destination`'s keys); `header`
+/// goes at the top (e.g. a `stop`), `rest` at the end (faults, more destinations).
+fn burst(messages: u32, header: &str, destination: &str, rest: &str) -> String {
     format!(
         r#"
-name = "one"
-{extra}
+name = "burst"
+{header}
 [[traffic]]
 to = "d.test"
-messages = 1
+messages = {messages}
 arrivals = "burst"
 [[destination]]
 domain = "d.test"
 latency = "0s"
 {destination}
+{rest}
 "#
     )
+}
+
+fn one_message_to(destination: &str) -> String {
+    burst(1, "", destination, "")
 }
 
 #[test]
 fn a_greylisted_message_is_delivered_at_the_first_scan_after_the_delay() {
     // postgrey's 300 s equals minimal_backoff_time: deferred at 0 with mtime 300, seen by
     // the scan tick at 300 (mtime <= now + 1), 300 s after the first sighting: passes.
-    let (rec, report, _) = run(&one_message_to(r#"greylist = "300s""#, ""));
+    let (rec, report, _) = run(&one_message_to(r#"greylist = "300s""#));
     assert_eq!(attempt_seconds(&rec, 1), [0.0, 300.0]);
     assert_eq!(finished_seconds(&rec, 1), [300.0]);
     assert_eq!(
@@ -49,7 +57,7 @@ fn a_greylisted_message_is_delivered_at_the_first_scan_after_the_delay() {
 #[test]
 fn a_one_second_longer_delay_costs_a_whole_backoff_round() {
     // At 300 s only 300 s have passed (< 301): deferred again with age 300 → mtime 600.
-    let (rec, _, _) = run(&one_message_to(r#"greylist = "301s""#, ""));
+    let (rec, _, _) = run(&one_message_to(r#"greylist = "301s""#));
     assert_eq!(attempt_seconds(&rec, 1), [0.0, 300.0, 600.0]);
     assert_eq!(finished_seconds(&rec, 1), [600.0]);
 }
@@ -57,7 +65,7 @@ fn a_one_second_longer_delay_costs_a_whole_backoff_round() {
 #[test]
 fn milter_greylist_half_hour_delay_delivers_at_forty_minutes() {
     // Retries at 0, 300, 600, 1200, 2400 (backoff = age); the first one ≥ 1800 s is 2400.
-    let (rec, _, _) = run(&one_message_to(r#"greylist = "30m""#, ""));
+    let (rec, _, _) = run(&one_message_to(r#"greylist = "30m""#));
     assert_eq!(
         attempt_seconds(&rec, 1),
         [0.0, 300.0, 600.0, 1200.0, 2400.0]
@@ -110,42 +118,12 @@ target = "r.test"
     assert!(last > 600 * SECOND && last < 601 * SECOND, "{last}");
 }
 
-fn starvation(blackholed_hosts: &str) -> String {
-    format!(
-        r#"
-name = "starvation"
-stop = "400s"
-[master]
-smtp = 1
-[[traffic]]
-to = "dead.test"
-messages = 1
-arrivals = "burst"
-[[traffic]]
-to = "ok.test"
-messages = 1
-arrivals = "burst"
-[[destination]]
-domain = "dead.test"
-latency = "0s"
-mx = [{blackholed_hosts}]
-[[destination]]
-domain = "ok.test"
-latency = "0s"
-[[fault]]
-at = "0s"
-kind = "blackhole"
-target = "dead.test"
-"#
-    )
-}
+const BLACKHOLE_D: &str = "[[fault]]\nat = \"0s\"\nkind = \"blackhole\"\ntarget = \"d.test\"\n";
 
 #[test]
 fn a_blackholed_host_holds_the_agent_for_the_connect_timeout() {
     // One smtp process: the healthy destination's message waits for smtp_connect_timeout.
-    let (rec, report, _) = run(&starvation(
-        r#"{ host = "mx1.dead.test", preference = 10 }"#,
-    ));
+    let (rec, report) = agent_run("", "", BLACKHOLE_D);
     // Deferred at 30 s with mtime 330: the next try is at the 600 s scan, after the stop.
     assert_eq!(attempt_seconds(&rec, 1), [0.0]);
     assert_eq!(attempt_seconds(&rec, 2), [30.0]);
@@ -160,17 +138,13 @@ fn a_blackholed_host_holds_the_agent_for_the_connect_timeout() {
 
 #[test]
 fn each_blackholed_mx_address_costs_another_connect_timeout() {
-    let (rec, _, _) = run(&starvation(
-        r#"{ host = "mx1.dead.test", preference = 10 }, { host = "mx2.dead.test", preference = 20 }"#,
-    ));
-    assert_eq!(attempt_seconds(&rec, 2), [60.0]);
+    let mx = r#"mx = [ { host = "mx1.d.test", preference = 10 }, { host = "mx2.d.test", preference = 20 } ]"#;
+    assert_eq!(agent_time_for("", mx, BLACKHOLE_D), 60.0);
 }
 
 #[test]
 fn a_mute_host_holds_the_agent_for_the_helo_timeout() {
-    let text = starvation(r#"{ host = "mx1.dead.test", preference = 10 }"#)
-        .replace(r#"kind = "blackhole""#, r#"kind = "mute""#);
-    let (rec, report, _) = run(&text);
+    let (rec, report) = agent_run("", "", &BLACKHOLE_D.replace("blackhole", "mute"));
     assert_eq!(attempt_seconds(&rec, 2), [300.0]);
     assert_eq!(
         report
@@ -186,22 +160,13 @@ fn one_dead_mx_of_two_halves_throughput_to_window_times_two_over_connect_timeout
     // Equal preferences are tried in random order: half the sessions first spend the 30 s
     // connect timeout on the dead host. A 20-session window then delivers 20 × 2 / 30 s =
     // 1.33 messages/s; 2000 messages take about 1500 s (sd ≈ 34 s).
-    let text = r#"
-name = "one-dead-mx"
-[[traffic]]
-to = "d.test"
-messages = 2000
-arrivals = "burst"
-[[destination]]
-domain = "d.test"
-latency = "0s"
-mx = [ { host = "a.d.test", preference = 10 }, { host = "b.d.test", preference = 10 } ]
-[[fault]]
-at = "0s"
-kind = "blackhole"
-target = "b.d.test"
-"#;
-    let (_, report, _) = run(text);
+    let text = burst(
+        2000,
+        "",
+        r#"mx = [ { host = "a.d.test", preference = 10 }, { host = "b.d.test", preference = 10 } ]"#,
+        "[[fault]]\nat = \"0s\"\nkind = \"blackhole\"\ntarget = \"b.d.test\"",
+    );
+    let (_, report, _) = run(&text);
     let t = report.mta_totals;
     assert_eq!(t.sent, 2000);
     assert_eq!(
@@ -296,19 +261,13 @@ fn a_message_rate_limit_with_450_lets_a_bucketful_through_per_retry() {
     // 60 messages per minute, burst 60. 600 messages at 0 s: 60 accepted, the rest get 450
     // per recipient (positive feedback, no throttling) and retry at 300 s, when the bucket
     // has refilled (60 more), then at 600, 1200, 2400 s (backoff = age).
-    let text = r#"
-name = "rate-450"
-stop = "2500s"
-[[traffic]]
-to = "g.test"
-messages = 600
-arrivals = "burst"
-[[destination]]
-domain = "g.test"
-latency = "0s"
-rate_limit = { messages = 60, per = "1m", reply = "450" }
-"#;
-    let (rec, report, _) = run(text);
+    let text = burst(
+        600,
+        r#"stop = "2500s""#,
+        r#"rate_limit = { messages = 60, per = "1m", reply = "450" }"#,
+        "",
+    );
+    let (rec, report, _) = run(&text);
     let sent_at = |s: i64| {
         rec.outcomes
             .iter()
@@ -326,19 +285,13 @@ rate_limit = { messages = 60, per = "1m", reply = "450" }
 fn a_message_rate_limit_with_421_throttles_the_destination_to_death() {
     // The same limit answered with 421 at the greeting: a site failure each time. After
     // the 60 tokens, three refusals kill the queue; the rest is deferred without connecting.
-    let text = r#"
-name = "rate-421"
-stop = "299s"
-[[traffic]]
-to = "g.test"
-messages = 600
-arrivals = "burst"
-[[destination]]
-domain = "g.test"
-latency = "0s"
-rate_limit = { messages = 60, per = "1m", reply = "421" }
-"#;
-    let (_, report, _) = run(text);
+    let text = burst(
+        600,
+        r#"stop = "299s""#,
+        r#"rate_limit = { messages = 60, per = "1m", reply = "421" }"#,
+        "",
+    );
+    let (_, report, _) = run(&text);
     let t = report.mta_totals;
     assert_eq!(t.sent, 60);
     assert!(t.deferred_by_cause.get(Cause::RateLimited) >= 1);
@@ -347,48 +300,27 @@ rate_limit = { messages = 60, per = "1m", reply = "421" }
 
 #[test]
 fn a_backup_mx_takes_the_mail_while_the_primary_refuses() {
-    let text = r#"
-name = "backup-mx"
-[[traffic]]
-to = "d.test"
-messages = 50
-arrivals = "burst"
-[[destination]]
-domain = "d.test"
-latency = "0s"
-mx = [ { host = "mx1.d.test", preference = 10 }, { host = "mx2.d.test", preference = 20 } ]
-[[fault]]
-at = "0s"
-kind = "refuse"
-target = "mx1.d.test"
-"#;
-    let (_, report, _) = run(text);
+    let text = burst(
+        50,
+        "",
+        r#"mx = [ { host = "mx1.d.test", preference = 10 }, { host = "mx2.d.test", preference = 20 } ]"#,
+        "[[fault]]\nat = \"0s\"\nkind = \"refuse\"\ntarget = \"mx1.d.test\"",
+    );
+    let (_, report, _) = run(&text);
     let t = report.mta_totals;
     assert_eq!((t.sent, t.deferrals, t.attempts), (50, 0, 50));
 }
 
 #[test]
 fn a_fallback_relay_takes_mail_the_destination_refuses() {
-    let text = r#"
-name = "fallback"
-[postfix]
-smtp_fallback_relay = "[relay.test]"
-[[traffic]]
-to = "d.test"
-messages = 10
-arrivals = "burst"
-[[destination]]
-domain = "d.test"
-latency = "0s"
-[[destination]]
-domain = "relay.test"
-latency = "0s"
-[[fault]]
-at = "0s"
-kind = "refuse"
-target = "d.test"
-"#;
-    let (_, report, _) = run(text);
+    let text = burst(
+        10,
+        "[postfix]\nsmtp_fallback_relay = \"[relay.test]\"",
+        "",
+        "[[destination]]\ndomain = \"relay.test\"\nlatency = \"0s\"\n\
+         [[fault]]\nat = \"0s\"\nkind = \"refuse\"\ntarget = \"d.test\"",
+    );
+    let (_, report, _) = run(&text);
     assert_eq!(
         (report.mta_totals.sent, report.mta_totals.deferrals),
         (10, 0)
@@ -397,24 +329,13 @@ target = "d.test"
 
 #[test]
 fn dns_servfail_defers_and_throttles_like_a_connection_failure() {
-    let text = r#"
-name = "servfail"
-stop = "299s"
-[[traffic]]
-to = "d.test"
-messages = 10
-arrivals = "burst"
-[[destination]]
-domain = "d.test"
-latency = "0s"
-dns = "5ms"
-[[fault]]
-at = "0s"
-for = "1h"
-kind = "dns_servfail"
-target = "dns"
-"#;
-    let (_, report, _) = run(text);
+    let text = burst(
+        10,
+        r#"stop = "299s""#,
+        r#"dns = "5ms""#,
+        "[[fault]]\nat = \"0s\"\nfor = \"1h\"\nkind = \"dns_servfail\"\ntarget = \"dns\"",
+    );
+    let (_, report, _) = run(&text);
     let t = report.mta_totals;
     assert_eq!(t.deferred_by_cause.get(Cause::DnsTempfail), 5);
     assert_eq!(t.suspended_deferrals, 5);
@@ -452,13 +373,12 @@ target = "d.test"
 
 #[test]
 fn nxdomain_bounces_with_a_notice() {
-    let text = one_message_to("", "")
-        + r#"
-[[fault]]
-at = "0s"
-kind = "dns_nxdomain"
-target = "d.test"
-"#;
+    let text = burst(
+        1,
+        "",
+        "",
+        "[[fault]]\nat = \"0s\"\nkind = \"dns_nxdomain\"\ntarget = \"d.test\"",
+    );
     let (rec, report, _) = run(&text);
     assert_eq!(
         rec.outcomes.iter().find(|o| o.0 == 1).map(|o| o.1),
@@ -473,19 +393,13 @@ target = "d.test"
 
 #[test]
 fn unknown_recipients_and_spam_rejections_bounce_at_their_rates() {
-    let text = r#"
-name = "rejections"
-[[traffic]]
-to = "d.test"
-messages = 20000
-arrivals = "burst"
-[[destination]]
-domain = "d.test"
-latency = "0s"
-unknown_recipients = 0.05
-spam = { reject = 0.01, tempfail = 0.02 }
-"#;
-    let (_, report, _) = run(text);
+    let text = burst(
+        20000,
+        "",
+        "unknown_recipients = 0.05\nspam = { reject = 0.01, tempfail = 0.02 }",
+        "",
+    );
+    let (_, report, _) = run(&text);
     let t = report.mta_totals;
     let unknown = t.bounced_by_cause.get(Cause::UnknownUser) as f64 / 20000.0;
     // Spam scoring applies to the 95 % that reach DATA.
@@ -500,19 +414,8 @@ spam = { reject = 0.01, tempfail = 0.02 }
 #[test]
 fn an_unknown_recipient_stays_unknown_on_every_try() {
     // Greylisting first defers everyone; at the retry the same recipients are unknown.
-    let text = r#"
-name = "unknown-stable"
-[[traffic]]
-to = "d.test"
-messages = 2000
-arrivals = "burst"
-[[destination]]
-domain = "d.test"
-latency = "0s"
-unknown_recipients = 0.1
-greylist = "60s"
-"#;
-    let (_, report, _) = run(text);
+    let text = burst(2000, "", "unknown_recipients = 0.1\ngreylist = \"60s\"", "");
+    let (_, report, _) = run(&text);
     let t = report.mta_totals;
     // Unknown users are rejected before the policy check, so they bounce at once and are
     // never greylisted.
@@ -582,12 +485,12 @@ fn a_mute_excess_holds_the_extra_connection_for_the_helo_timeout() {
 }
 
 /// One smtp process; message 1 goes to `d.test` (set up by `destination` and `faults`),
-/// message 2 to a healthy destination: it starts when the agent is free again.
-fn agent_time_for(postfix: &str, destination: &str, faults: &str) -> f64 {
+/// message 2 to a healthy destination and starts when the agent is free again.
+fn agent_run(postfix: &str, destination: &str, faults: &str) -> (Recorder, RunReport) {
     let text = format!(
         r#"
 name = "agent-time"
-stop = "299s"
+stop = "400s"
 [postfix]
 {postfix}
 [master]
@@ -610,7 +513,13 @@ latency = "0s"
 {faults}
 "#
     );
-    let (rec, _, _) = run(&text);
+    let (rec, report, _) = run(&text);
+    (rec, report)
+}
+
+/// When the healthy message of [`agent_run`] starts, in seconds.
+fn agent_time_for(postfix: &str, destination: &str, faults: &str) -> f64 {
+    let (rec, _) = agent_run(postfix, destination, faults);
     attempt_seconds(&rec, 2)[0]
 }
 
@@ -653,7 +562,6 @@ fn a_backup_mx_without_greylisting_takes_the_greylisted_mail_at_once() {
     let text = one_message_to(
         r#"greylist = "300s"
 mx = [ { host = "mx1.d.test", preference = 10 }, { host = "mx2.d.test", preference = 20, greylist = false } ]"#,
-        "",
     );
     let (rec, report, _) = run(&text);
     assert_eq!(attempt_seconds(&rec, 1), [0.0]);
