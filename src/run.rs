@@ -81,7 +81,16 @@ pub fn simulate(
             streams_open += 1;
         }
     }
-    events.schedule(first_tick, Event::DeferredScan);
+    events.schedule(first_tick, Event::DeferredScan { generation: 0 });
+    let mut admin_pending = scenario.admin.len();
+    for (i, a) in scenario.admin.iter().enumerate() {
+        events.schedule(
+            a.at,
+            Event::Admin {
+                index: u16::try_from(i).unwrap_or(u16::MAX),
+            },
+        );
+    }
 
     let sample = scenario.sample;
     let mut next_sample: Time = 0;
@@ -112,9 +121,16 @@ pub fn simulate(
                 mta.submit(now, stream, &dests, via_maildrop);
                 mta.run_qmgr(now, &mut events, &mut world, observer);
             }
-            other => mta.handle(now, other, &mut events, &mut world, observer),
+            other => {
+                if let Event::Admin { .. } = other {
+                    admin_pending -= 1;
+                }
+                mta.handle(now, other, &mut events, &mut world, observer)
+            }
         }
-        if streams_open == 0 && mta.unfinished() == 0 {
+        // Done when nothing can arrive, nothing is left to do, and no admin command is
+        // still to come (it might release held mail).
+        if streams_open == 0 && admin_pending == 0 && mta.unfinished() == 0 {
             break;
         }
     }

@@ -21,6 +21,17 @@ pub enum Location {
     Gone,
 }
 
+/// What happens to a file when qmgr lets go of it, after an admin command moved or removed
+/// it while it was active.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaveAction {
+    /// Deferred or removed as usual.
+    Normal,
+    Hold,
+    Delete,
+    Requeue,
+}
+
 /// Who sent the message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
@@ -91,8 +102,19 @@ pub struct Message {
     pub refcount: u32,
     /// Some recipient was deferred in the current round (qmgr's DELIVER_STAT_DEFER flag).
     pub deferred_this_round: bool,
-    /// Some recipient bounced in the current round: a non-delivery notice is due.
+    /// Some recipient bounced since the last notice: a non-delivery notice is due when the
+    /// message next leaves the active queue.
     pub bounced_this_round: bool,
+    /// What an admin command asked for while the file was in the active queue; applied
+    /// when qmgr is done with it (the rename happened under qmgr's feet, §2.2).
+    pub on_leave: LeaveAction,
+    /// `postsuper -e`/`-f`: expire at the next activation without a delivery attempt.
+    pub force_expired: bool,
+    /// `postqueue -i`: unthrottle this message's destinations when it is read (g+r bit).
+    pub flush_bit: bool,
+    /// Deliveries still running in agents of a qmgr that has exited (reload, stop): the
+    /// file is locked and the new qmgr skips it (`skipped, still being delivered`).
+    pub locked: u32,
     pub recipients: Vec<Recipient>,
 }
 
@@ -181,6 +203,15 @@ impl Arena {
     /// Messages currently in some queue directory.
     pub fn live(&self) -> usize {
         self.live
+    }
+
+    /// Every live message with its slot.
+    pub fn iter_live_indexed(&self) -> impl Iterator<Item = (u32, &Message)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.location != Location::Gone)
+            .map(|(i, m)| (i as u32, m))
     }
 
     /// Every live message (for end-of-run accounting).

@@ -8,6 +8,7 @@
 //! qmgr's own work (importing a file, choosing an entry) takes no simulated time: in real
 //! Postfix it is CPU-bound and microseconds long next to delivery and retry times.
 
+mod admin;
 pub mod message;
 pub mod qmgr;
 
@@ -16,7 +17,7 @@ use crate::engine::time::{Time, whole_seconds};
 use crate::observe::{Address, CauseCounts, FinalStatus, Observer, RecipientOutcome};
 use crate::scenario::{PostfixConfig, Scenario};
 use crate::world::World;
-use message::{Arena, Location, Message, Origin, RcptStatus, Recipient, Reply};
+use message::{Arena, LeaveAction, Location, Message, Origin, RcptStatus, Recipient, Reply};
 use std::collections::{BinaryHeap, VecDeque};
 
 /// Everything that can happen to the mail system at a scheduled time.
@@ -24,8 +25,15 @@ use std::collections::{BinaryHeap, VecDeque};
 pub enum Event {
     /// The next message of traffic stream `stream` arrives.
     Arrival { stream: u16 },
-    /// qmgr's periodic deferred-queue scan timer (`queue_run_delay`).
-    DeferredScan,
+    /// qmgr's periodic deferred-queue scan timer (`queue_run_delay`); a timer of an exited
+    /// qmgr (older `generation`) does nothing.
+    DeferredScan { generation: u32 },
+    /// master's periodic wakeup of qmgr (an incoming scan).
+    QmgrWakeup { generation: u32 },
+    /// pickup's periodic wakeup.
+    PickupWakeup,
+    /// The scenario's admin action `index`.
+    Admin { index: u16 },
     /// The agent of request `entry` moves on to its next host or site.
     SmtpStep { entry: u32 },
     /// A delivery agent finished the request `entry`.
@@ -90,6 +98,9 @@ pub struct Totals {
     pub suspended_deferrals: u64,
     /// Recipient deferrals after an attempt.
     pub deferrals: u64,
+    /// Queue files removed by `postsuper -d`.
+    pub deleted_messages: u64,
+    pub admin_commands: u64,
     /// Deferrals by cause, qmgr's suspended deferrals included.
     pub deferred_by_cause: CauseCounts,
     pub bounced_by_cause: CauseCounts,
@@ -112,6 +123,16 @@ pub struct Mta {
     last_final: Option<Time>,
     pub(crate) qmgr: qmgr::Qmgr,
     maildrop: VecDeque<(u32, u64)>,
+    /// Postfix is up (`postfix stop` makes it false until `postfix start`).
+    running: bool,
+    /// Counts qmgr processes, so the timers of an exited one are ignored.
+    qmgr_generation: u32,
+    qmgr_started_at: Time,
+    qmgr_wakeup_pending: bool,
+    pickup_wakeup_pending: bool,
+    pickup_wanted: bool,
+    admin_actions: Vec<crate::scenario::AdminAction>,
+    reconfigurations: Vec<crate::scenario::Reconfiguration>,
 }
 
 impl Mta {
@@ -136,6 +157,14 @@ impl Mta {
             last_final: None,
             qmgr: qmgr::Qmgr::new(scenario),
             maildrop: VecDeque::new(),
+            running: true,
+            qmgr_generation: 0,
+            qmgr_started_at: 0,
+            qmgr_wakeup_pending: false,
+            pickup_wakeup_pending: false,
+            pickup_wanted: false,
+            admin_actions: scenario.admin.clone(),
+            reconfigurations: scenario.reconfigurations.clone(),
         }
     }
 
@@ -208,6 +237,9 @@ impl Mta {
 
     /// pickup: every maildrop file goes through cleanup into incoming.
     fn pickup(&mut self, now: Time) {
+        if !self.running {
+            return;
+        }
         while let Some((m, stamp)) = self.maildrop.pop_front() {
             let msg = self.messages.get(m);
             if msg.location != Location::Maildrop || msg.move_stamp != stamp {
@@ -259,6 +291,10 @@ impl Mta {
                 refcount: 0,
                 deferred_this_round: false,
                 bounced_this_round: false,
+                on_leave: LeaveAction::Normal,
+                force_expired: false,
+                flush_bit: false,
+                locked: 0,
                 recipients,
             }
         });
@@ -419,13 +455,19 @@ impl Mta {
     ) {
         match event {
             Event::Arrival { .. } => {}
-            Event::DeferredScan => {
+            Event::DeferredScan { generation } => {
+                if generation != self.qmgr_generation {
+                    return;
+                }
                 self.qmgr.deferred_scan_tick(self.next_move_stamp);
                 events.schedule(
                     now + self.cfg.queue_run_delay * crate::engine::SECOND,
-                    Event::DeferredScan,
+                    Event::DeferredScan { generation },
                 );
             }
+            Event::QmgrWakeup { generation } => self.qmgr_wakeup(generation),
+            Event::PickupWakeup => self.pickup_wakeup(now, events),
+            Event::Admin { index } => self.admin(usize::from(index), now, events, world, obs),
             Event::SmtpStep { entry } => self.smtp_step(entry, now, events, world),
             Event::DeliveryDone { entry } => self.delivery_done(entry, now, events, obs),
             Event::QueueRevive { queue, generation } => self.queue_revive_timer(queue, generation),

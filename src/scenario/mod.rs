@@ -6,20 +6,24 @@
 //! are in simulator units (microseconds, seconds for qmgr parameters) with every Postfix
 //! default filled in (3.7 defaults, `params.rs`).
 
+pub mod admin;
 pub mod locate;
 pub mod params;
 mod raw;
 pub mod remote;
+mod resolve_admin;
 mod resolve_world;
 pub mod units;
 
 use crate::engine::time::{SECOND, Time};
 use crate::error::InputError;
+pub use admin::{AdminAction, AdminCommand, QueueSet, Selection};
 use params::{Feedback, Kind, Value};
 pub use remote::{
     Excess, FaultKind, FaultSpec, FaultTarget, GreylistSpec, MaxConnectionsSpec, MxHost, Phases,
     RateLimitSpec, RateReply, Site, SmtpClientConfig, SpamSpec, Stage,
 };
+pub use resolve_admin::Reconfiguration;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -170,6 +174,10 @@ pub struct Scenario {
     pub notices: Notices,
     pub smtp: SmtpClientConfig,
     pub faults: Vec<FaultSpec>,
+    /// Admin commands in time order.
+    pub admin: Vec<AdminAction>,
+    /// The configuration each `postfix reload` / `postfix start` switches to.
+    pub reconfigurations: Vec<Reconfiguration>,
     /// Things the user should know that are not errors (accepted but unmodelled parameters).
     pub warnings: Vec<String>,
 }
@@ -418,6 +426,16 @@ impl Resolver<'_> {
         }
         let smtp = self.smtp_client(&raw.postfix, &postfix_values, &destinations[..local_index])?;
         let faults = self.faults(&raw.fault, &destinations[..local_index])?;
+        let (admin, reconfigurations) = self.admin(
+            &raw.admin,
+            &resolve_admin::Context {
+                postfix: &raw.postfix,
+                transports: &transport_names,
+                maxprocs: &maxprocs,
+                destinations: &destinations[..local_index],
+            },
+            &mut warnings,
+        )?;
         Ok(Scenario {
             name: raw.name.clone(),
             description: raw.description.clone().unwrap_or_default(),
@@ -432,6 +450,8 @@ impl Resolver<'_> {
             notices,
             smtp,
             faults,
+            admin,
+            reconfigurations,
             warnings,
         })
     }

@@ -26,6 +26,8 @@ pub struct Scenario {
     pub notices: Option<Notices>,
     #[serde(default)]
     pub fault: Vec<Fault>,
+    #[serde(default)]
+    pub admin: Vec<Admin>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -84,6 +86,14 @@ pub struct Fault {
 pub struct Notices {
     pub to: Option<String>,
     pub latency: Option<toml::Value>,
+}
+
+/// An administrator's command on the timeline.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub at: String,
+    pub command: String,
 }
 
 /// A main.cf-style value: users write `qmgr_message_active_limit = 200` or `"200"`.

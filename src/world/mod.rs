@@ -20,7 +20,7 @@ pub mod traffic;
 use crate::engine::time::{SECOND, Time};
 use crate::engine::{RngStreams, SimRng};
 use crate::postfix::message::{Recipient, RecipientKeys};
-use crate::scenario::{DestinationSpec, Scenario, Site};
+use crate::scenario::{DestinationSpec, Scenario, Site, SmtpClientConfig};
 use connections::ConnectionSlots;
 use faults::Timeline;
 use server::Server;
@@ -76,6 +76,20 @@ struct ClientLimits {
     session_limit: u32,
 }
 
+impl ClientLimits {
+    fn from(smtp: &SmtpClientConfig) -> Self {
+        ClientLimits {
+            connect_timeout: match smtp.connect_timeout {
+                0 => OS_CONNECT_TIMEOUT,
+                s => s * SECOND,
+            },
+            helo_timeout: smtp.helo_timeout * SECOND,
+            address_limit: smtp.mx_address_limit,
+            session_limit: smtp.mx_session_limit,
+        }
+    }
+}
+
 /// Linux's connect timeout with the default `tcp_syn_retries = 6`, used when
 /// `smtp_connect_timeout = 0` leaves it to the operating system.
 const OS_CONNECT_TIMEOUT: Time = 127 * SECOND;
@@ -90,6 +104,7 @@ pub struct World {
     faults: Timeline,
     limits: ClientLimits,
     fallback: Vec<SiteRef>,
+    host_ids: HashMap<String, u32>,
     /// Clients of agents at work, reused last-in first-out so the few in use stay in cache.
     clients: Vec<Client>,
     free_clients: Vec<u32>,
@@ -169,20 +184,7 @@ impl World {
             },
             |name| host_ids.get(name).copied(),
         );
-        let fallback = scenario
-            .smtp
-            .fallback_relay
-            .iter()
-            .filter_map(|site| match site {
-                Site::Domain(d) => Some(SiteRef::Domain(*d as u32)),
-                Site::Host(name) => host_ids.get(name).map(|&h| SiteRef::Host(h)),
-            })
-            .collect();
-        let connect_timeout = match scenario.smtp.connect_timeout {
-            0 => OS_CONNECT_TIMEOUT,
-            s => s * SECOND,
-        };
-        World {
+        let mut world = World {
             hosts,
             mx,
             servers: dests
@@ -193,18 +195,29 @@ impl World {
                 .collect(),
             local,
             faults,
-            limits: ClientLimits {
-                connect_timeout,
-                helo_timeout: scenario.smtp.helo_timeout * SECOND,
-                address_limit: scenario.smtp.mx_address_limit,
-                session_limit: scenario.smtp.mx_session_limit,
-            },
-            fallback,
+            limits: ClientLimits::from(&scenario.smtp),
+            fallback: Vec::new(),
+            host_ids,
             clients: Vec::new(),
             free_clients: Vec::new(),
             shuffle: streams.stream("mx_shuffle", 0),
             accepted: Vec::new(),
-        }
+        };
+        world.reconfigure(&scenario.smtp);
+        world
+    }
+
+    /// New delivery agents after `postfix reload` read the new `smtp_*` settings.
+    pub fn reconfigure(&mut self, smtp: &SmtpClientConfig) {
+        self.limits = ClientLimits::from(smtp);
+        self.fallback = smtp
+            .fallback_relay
+            .iter()
+            .filter_map(|site| match site {
+                Site::Domain(d) => Some(SiteRef::Domain(*d as u32)),
+                Site::Host(name) => self.host_ids.get(name).map(|&h| SiteRef::Host(h)),
+            })
+            .collect();
     }
 
     /// An agent takes a delivery request at `now`.

@@ -6,20 +6,37 @@ use super::{Entry, Queue};
 use crate::engine::time::{Time, whole_seconds};
 use crate::observe::Observer;
 use crate::postfix::Mta;
-use crate::postfix::message::{Location, RcptStatus};
+use crate::postfix::message::{LeaveAction, Location, RcptStatus};
 use std::cmp::Reverse;
 
 impl Mta {
     /// qmgr imports file `m` into the active queue and queues its delivery requests.
     pub(super) fn activate(&mut self, m: u32, now: Time, obs: &mut dyn Observer) {
+        if self.messages.get(m).locked > 0 {
+            // An agent of an exited qmgr still has the file open: "skipped, still being
+            // delivered", retried 60 s later (`qmgr_active_feed`).
+            self.messages.get_mut(m).mtime = whole_seconds(now) + 60;
+            let stamp = self.relocate(m, Location::Incoming);
+            self.qmgr.incoming_later.push((m, stamp));
+            return;
+        }
         self.relocate(m, Location::Active);
+        if self.messages.get(m).force_expired {
+            // §4.3: an administratively expired message is returned without an attempt.
+            self.messages.get_mut(m).deferred_this_round = true;
+            self.messages.get_mut(m).refcount = 0;
+            self.active_done(m, now, obs);
+            return;
+        }
+        if std::mem::take(&mut self.messages.get_mut(m).flush_bit) {
+            self.unthrottle_destinations_of(m);
+        }
         let activation = self.qmgr.next_activation;
         self.qmgr.next_activation += 1;
         let keys = {
             let msg = self.messages.get_mut(m);
             msg.activation = activation;
             msg.deferred_this_round = false;
-            msg.bounced_this_round = false;
             msg.refcount = 0;
             msg.recipient_keys()
         };
@@ -111,6 +128,7 @@ impl Mta {
                     order,
                     site_failure: false,
                     agent: None,
+                    orphan: false,
                 };
                 let e = self.qmgr.alloc_entry(entry);
                 self.qmgr.queues[q as usize].todo.push_back(e);
@@ -163,13 +181,22 @@ impl Mta {
         if bounced && !null_sender {
             self.send_notice(m, now);
         }
+        self.messages.get_mut(m).bounced_this_round = false;
+        match self.messages.get(m).on_leave {
+            LeaveAction::Normal => {}
+            action => {
+                self.leave_after_admin(m, action, now, obs);
+                return;
+            }
+        }
+        let force_expired = self.messages.get(m).force_expired;
         if deferred {
             let lifetime = if null_sender {
                 self.cfg.bounce_queue_lifetime
             } else {
                 self.cfg.maximal_queue_lifetime
             };
-            if now_s >= create_time + lifetime {
+            if force_expired || now_s >= create_time + lifetime {
                 // "status=expired, returned to sender": the defer log becomes a notice.
                 let n = self.messages.get(m).recipients.len();
                 for r in 0..n {
@@ -202,7 +229,7 @@ impl Mta {
     }
 
     /// The queue file is deleted ("removed").
-    fn remove(&mut self, m: u32) {
+    pub(crate) fn remove(&mut self, m: u32) {
         self.relocate(m, Location::Gone);
         self.messages.free(m);
     }

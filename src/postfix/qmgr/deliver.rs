@@ -12,7 +12,7 @@ use crate::engine::EventQueue;
 use crate::engine::time::{SECOND, Time, whole_seconds};
 use crate::observe::Cause;
 use crate::observe::Observer;
-use crate::postfix::message::{RcptStatus, Reply};
+use crate::postfix::message::{Location, RcptStatus, Reply};
 use crate::postfix::{Event, Mta};
 use crate::world::{Request, Step, World};
 use std::cmp::Reverse;
@@ -184,6 +184,10 @@ impl Mta {
         obs: &mut dyn Observer,
     ) {
         let entry = self.qmgr.entries[e as usize];
+        if entry.orphan {
+            self.orphan_done(e, now, obs);
+            return;
+        }
         let m = entry.msg;
         let mut any_deferred = false;
         for r in entry.lo as usize..entry.hi as usize {
@@ -233,6 +237,129 @@ impl Mta {
         }
         self.qmgr.transports[t].busy_agents -= 1;
         self.entry_done(e, true, now, events, obs);
+    }
+
+    /// An agent of an exited qmgr finishes: it writes its results into the queue file (sent
+    /// and bounced recipients are done; deferred ones stay pending for the new qmgr) and
+    /// gives back its process; no feedback reaches anyone.
+    fn orphan_done(&mut self, e: u32, now: Time, obs: &mut dyn Observer) {
+        let entry = self.qmgr.entries[e as usize];
+        let m = entry.msg;
+        for r in entry.lo as usize..entry.hi as usize {
+            let rc = self.messages.get(m).recipients[r];
+            if rc.status != RcptStatus::Pending {
+                continue;
+            }
+            match rc.reply {
+                Reply::Sent => self.finalize(m, r, RcptStatus::Sent, now, obs),
+                Reply::Bounced(cause) => {
+                    self.totals.bounced_by_cause.add(cause);
+                    self.messages.get_mut(m).bounced_this_round = true;
+                    self.finalize(m, r, RcptStatus::Bounced, now, obs);
+                }
+                Reply::Deferred(cause) => {
+                    self.totals.deferrals += 1;
+                    self.totals.deferred_by_cause.add(cause);
+                }
+                Reply::None => {}
+            }
+            self.messages.get_mut(m).recipients[r].reply = Reply::None;
+        }
+        let t = self.qmgr.queues[entry.queue as usize].transport as usize;
+        if let Some(transport) = self.qmgr.transports.get_mut(t) {
+            transport.busy_agents = transport.busy_agents.saturating_sub(1);
+        }
+        self.qmgr.free_entries.push(e);
+        let msg = self.messages.get_mut(m);
+        msg.locked = msg.locked.saturating_sub(1);
+        if msg.locked == 0 && msg.location != Location::Gone && msg.pending_recipients() == 0 {
+            // Everything was delivered by the old agents: nothing left for the new qmgr.
+            self.remove(m);
+        }
+    }
+
+    /// qmgr exits: in-flight requests are orphaned, queued ones are forgotten (the file
+    /// keeps the recipients).
+    pub(crate) fn abandon_entries(&mut self) {
+        for q in 0..self.qmgr.queues.len() {
+            while let Some(e) = self.qmgr.queues[q].todo.pop_front() {
+                self.qmgr.free_entries.push(e);
+            }
+        }
+        let free: std::collections::HashSet<u32> = self.qmgr.free_entries.iter().copied().collect();
+        for e in 0..self.qmgr.entries.len() as u32 {
+            if free.contains(&e) {
+                continue;
+            }
+            let entry = &mut self.qmgr.entries[e as usize];
+            if !entry.orphan {
+                entry.orphan = true;
+                let m = entry.msg;
+                self.messages.get_mut(m).locked += 1;
+            }
+        }
+    }
+
+    /// `postsuper` acted on an active message: its requests not yet with an agent are
+    /// dropped (the agent would not find the file); those in flight finish.
+    pub(crate) fn cancel_queued_entries(
+        &mut self,
+        m: u32,
+        now: Time,
+        events: &mut EventQueue<Event>,
+    ) {
+        let mut dropped = Vec::new();
+        for q in 0..self.qmgr.queues.len() {
+            let queue = &mut self.qmgr.queues[q];
+            if !queue
+                .todo
+                .iter()
+                .any(|&e| self.qmgr.entries[e as usize].msg == m)
+            {
+                continue;
+            }
+            let entries = &self.qmgr.entries;
+            queue.todo.retain(|&e| {
+                if entries[e as usize].msg == m {
+                    dropped.push(e);
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        let mut discard = crate::observe::NullObserver;
+        for e in dropped {
+            self.entry_done(e, false, now, events, &mut discard);
+        }
+    }
+
+    /// `qmgr_enable_all` (`postqueue -f`, `-s`): every dead queue comes back now.
+    pub(crate) fn enable_all(&mut self) {
+        for q in 0..self.qmgr.queues.len() as u32 {
+            self.enable_queue(q);
+        }
+    }
+
+    /// `qmgr_enable_queue`.
+    pub(crate) fn enable_queue(&mut self, q: u32) {
+        let queue = &mut self.qmgr.queues[q as usize];
+        if !queue.exists {
+            return;
+        }
+        if queue.win.is_dead() {
+            let t = queue.transport as usize;
+            let rules = self.qmgr.transports[t].rules;
+            let busy = queue.busy;
+            queue.win.unthrottle(&rules, busy);
+            queue.timer_generation += 1;
+        }
+        let queue = &self.qmgr.queues[q as usize];
+        if queue.win.is_ready() && queue.todo.is_empty() && queue.busy == 0 {
+            self.delete_queue(q);
+        } else {
+            self.qmgr.offer(q);
+        }
     }
 
     /// A queue has just been declared dead: its queued requests are deferred through the
@@ -319,7 +446,7 @@ impl Mta {
             self.qmgr.offer(q);
         }
         let msg = self.messages.get_mut(entry.msg);
-        msg.refcount -= 1;
+        msg.refcount = msg.refcount.saturating_sub(1);
         if msg.refcount == 0 {
             self.active_done(entry.msg, now, obs);
         }

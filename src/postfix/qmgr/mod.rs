@@ -21,7 +21,7 @@ pub mod feedback;
 mod scan;
 
 use super::DeferredHeap;
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, TransportConfig};
 use crate::world::AgentId;
 use feedback::{FeedbackRules, Window};
 use std::cmp::Reverse;
@@ -76,6 +76,9 @@ pub(crate) struct Entry {
     pub site_failure: bool,
     /// The agent working on it while its SMTP client waits between steps.
     pub agent: Option<AgentId>,
+    /// Its qmgr has exited (reload, stop): the agent finishes and updates the file, and
+    /// nobody takes its reply.
+    pub orphan: bool,
 }
 
 /// Which directory scan.
@@ -93,11 +96,17 @@ pub(crate) struct Scan {
     pub restart: bool,
     /// Files that entered the directory at or after this stamp are not seen by this pass.
     pub start_stamp: u64,
+    /// `QMGR_SCAN_ALL` on this pass: ignore file time stamps (`postqueue -f`).
+    pub all: bool,
+    /// `QMGR_SCAN_ALL` for the queued restart.
+    pub restart_all: bool,
 }
 
 pub(crate) struct Qmgr {
     pub active_limit: usize,
     pub incoming: VecDeque<(u32, u64)>,
+    /// Incoming files this pass skipped for a future time stamp; the next pass sees them.
+    pub incoming_later: Vec<(u32, u64)>,
     pub deferred: DeferredHeap,
     /// Due files skipped because they entered after the running scan started.
     pub held_back: Vec<(i64, u64, u32)>,
@@ -116,46 +125,44 @@ pub(crate) struct Qmgr {
     pub next_activation: u64,
 }
 
+fn transports_from(configs: &[TransportConfig]) -> Vec<Transport> {
+    configs
+        .iter()
+        .map(|t| Transport {
+            maxproc: t.maxproc,
+            busy_agents: 0,
+            rules: FeedbackRules {
+                limit: t.dest_concurrency_limit,
+                initial: t.initial_concurrency,
+                positive: t.positive_feedback,
+                negative: t.negative_feedback,
+                failed_cohort_limit: t.failed_cohort_limit,
+            },
+            recipient_limit: t.recipient_limit,
+            rate_delay: t.rate_delay,
+            ready: BinaryHeap::new(),
+        })
+        .collect()
+}
+
 impl Qmgr {
     pub fn new(scenario: &Scenario) -> Self {
-        let transports: Vec<Transport> = scenario
-            .transports
-            .iter()
-            .map(|t| Transport {
-                maxproc: t.maxproc,
-                busy_agents: 0,
-                rules: FeedbackRules {
-                    limit: t.dest_concurrency_limit,
-                    initial: t.initial_concurrency,
-                    positive: t.positive_feedback,
-                    negative: t.negative_feedback,
-                    failed_cohort_limit: t.failed_cohort_limit,
-                },
-                recipient_limit: t.recipient_limit,
-                rate_delay: t.rate_delay,
-                ready: BinaryHeap::new(),
-            })
-            .collect();
+        let transports = transports_from(&scenario.transports);
         let dest_transport: Vec<u16> = scenario
             .destinations
             .iter()
             .map(|d| u16::try_from(d.transport).unwrap_or(0))
             .collect();
-        // One preallocated queue per destination; per-recipient queues are added on demand.
-        let queues = dest_transport
-            .iter()
-            .enumerate()
-            .map(|(i, &t)| Queue::new(t, i as u32, &transports[t as usize].rules))
-            .collect();
-        Qmgr {
+        let mut qmgr = Qmgr {
             active_limit: scenario.postfix.qmgr_message_active_limit,
             incoming: VecDeque::new(),
+            incoming_later: Vec::new(),
             deferred: BinaryHeap::new(),
             held_back: Vec::new(),
             incoming_scan: Scan::default(),
             deferred_scan: Scan::default(),
             first: Dir::Incoming,
-            queues,
+            queues: Vec::new(),
             free_queues: Vec::new(),
             per_recipient_queues: HashMap::new(),
             transports,
@@ -164,7 +171,41 @@ impl Qmgr {
             free_entries: Vec::new(),
             next_entry_order: 0,
             next_activation: 0,
+        };
+        qmgr.fresh_queues();
+        qmgr
+    }
+
+    /// One preallocated queue per destination; per-recipient queues are added on demand.
+    fn fresh_queues(&mut self) {
+        let transports = &self.transports;
+        self.queues = self
+            .dest_transport
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| Queue::new(t, i as u32, &transports[t as usize].rules))
+            .collect();
+        self.free_queues.clear();
+        self.per_recipient_queues.clear();
+    }
+
+    /// A new qmgr process (`postfix reload`, `postfix start`): everything in memory is
+    /// forgotten — windows, dead and suspended queues, pending requests — and both scans
+    /// start (§2.1, §9.18). The directories, and the agents still finishing requests of the
+    /// old qmgr (they hold processes), survive.
+    pub fn restart(&mut self, active_limit: usize, transports: &[TransportConfig], stamp: u64) {
+        let busy: Vec<u32> = self.transports.iter().map(|t| t.busy_agents).collect();
+        self.transports = transports_from(transports);
+        for (t, b) in self.transports.iter_mut().zip(busy) {
+            t.busy_agents = b;
         }
+        self.active_limit = active_limit;
+        self.fresh_queues();
+        self.incoming_scan = Scan::default();
+        self.deferred_scan = Scan::default();
+        self.request_scan(Dir::Incoming, u64::MAX, false);
+        self.request_scan(Dir::Deferred, stamp, false);
+        self.first = Dir::Incoming;
     }
 
     /// cleanup's `W` trigger: a new file in incoming starts (or re-requests) the incoming scan.
@@ -172,26 +213,30 @@ impl Qmgr {
         self.incoming.push_back((m, stamp));
         // New incoming files are seen by a running scan (and cleanup's trigger would
         // re-run it anyway), so the incoming scan has no stamp cut-off.
-        self.request_scan(Dir::Incoming, u64::MAX);
+        self.request_scan(Dir::Incoming, u64::MAX, false);
     }
 
     /// The deferred-scan timer fired; `stamp_now` is the next directory-move stamp, so the
     /// scan sees exactly the files that are in deferred/ now.
     pub fn deferred_scan_tick(&mut self, stamp_now: u64) {
-        self.request_scan(Dir::Deferred, stamp_now);
+        self.request_scan(Dir::Deferred, stamp_now, false);
     }
 
     /// Starts a scan, or queues one restart if it is already running (`qmgr_scan_request`).
-    fn request_scan(&mut self, dir: Dir, stamp: u64) {
+    /// `all` (ignore time stamps) also applies to a pass in progress.
+    pub fn request_scan(&mut self, dir: Dir, stamp: u64, all: bool) {
         let scan = match dir {
             Dir::Incoming => &mut self.incoming_scan,
             Dir::Deferred => &mut self.deferred_scan,
         };
         if scan.running {
             scan.restart = true;
+            scan.restart_all |= all;
+            scan.all |= all;
         } else {
             scan.running = true;
             scan.start_stamp = stamp;
+            scan.all = all;
         }
     }
 

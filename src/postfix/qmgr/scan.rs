@@ -27,6 +27,9 @@ impl Mta {
         world: &mut World,
         obs: &mut dyn Observer,
     ) {
+        if !self.running {
+            return;
+        }
         loop {
             let mut imported = false;
             while (self.counts.active as usize) < self.qmgr.active_limit {
@@ -60,6 +63,8 @@ impl Mta {
                 break;
             }
         }
+        self.ensure_qmgr_wakeup(now, events);
+        self.ensure_pickup_wakeup(now, events);
     }
 
     /// The next eligible file of a running scan, already removed from its directory index;
@@ -72,22 +77,30 @@ impl Mta {
                 return None;
             }
             let found = match dir {
-                Dir::Incoming => self.next_incoming(now_s),
-                Dir::Deferred => self.next_deferred(now_s, scan.start_stamp),
+                Dir::Incoming => self.next_incoming(now_s, scan.all),
+                Dir::Deferred => self.next_deferred(now_s, scan.start_stamp, scan.all),
             };
             if found.is_some() {
                 return found;
             }
             // This pass is complete.
             let restart_stamp = self.next_move_stamp;
-            if dir == Dir::Deferred {
-                for item in self.qmgr.held_back.drain(..) {
-                    self.qmgr.deferred.push(Reverse(item));
+            match dir {
+                Dir::Deferred => {
+                    for item in self.qmgr.held_back.drain(..) {
+                        self.qmgr.deferred.push(Reverse(item));
+                    }
+                }
+                Dir::Incoming => {
+                    let later = std::mem::take(&mut self.qmgr.incoming_later);
+                    self.qmgr.incoming.extend(later);
                 }
             }
             let scan = self.scan_mut(dir);
+            scan.all = false;
             if scan.restart {
                 scan.restart = false;
+                scan.all = std::mem::take(&mut scan.restart_all);
                 scan.start_stamp = if dir == Dir::Deferred {
                     restart_stamp
                 } else {
@@ -100,30 +113,30 @@ impl Mta {
         }
     }
 
-    fn next_incoming(&mut self, now_s: i64) -> Option<u32> {
-        while let Some(&(m, stamp)) = self.qmgr.incoming.front() {
+    fn next_incoming(&mut self, now_s: i64, all: bool) -> Option<u32> {
+        while let Some((m, stamp)) = self.qmgr.incoming.pop_front() {
             let msg = self.messages.get(m);
             if msg.location != Location::Incoming || msg.move_stamp != stamp {
-                self.qmgr.incoming.pop_front();
                 continue;
             }
-            if msg.mtime > now_s + 1 {
-                return None;
+            if msg.mtime > now_s + 1 && !all {
+                // Skipped by this pass (a time stamp in the future); still in incoming/.
+                self.qmgr.incoming_later.push((m, stamp));
+                continue;
             }
-            self.qmgr.incoming.pop_front();
             return Some(m);
         }
         None
     }
 
-    fn next_deferred(&mut self, now_s: i64, start_stamp: u64) -> Option<u32> {
+    fn next_deferred(&mut self, now_s: i64, start_stamp: u64, all: bool) -> Option<u32> {
         while let Some(&Reverse((mtime, stamp, m))) = self.qmgr.deferred.peek() {
             let msg = self.messages.get(m);
             if msg.location != Location::Deferred || msg.move_stamp != stamp {
                 self.qmgr.deferred.pop();
                 continue;
             }
-            if mtime > now_s + 1 {
+            if mtime > now_s + 1 && !all {
                 return None;
             }
             self.qmgr.deferred.pop();

@@ -1,0 +1,370 @@
+//! Admin commands on the timeline (`[[admin]]`), with the effects of §2.1–2.2: what moves,
+//! what wakes, what waits.
+//!
+//! - `postqueue -f`: qmgr triggers F (revive every dead queue), A (ignore time stamps),
+//!   D and I (scan deferred and incoming), and pickup is woken.
+//! - `postqueue -s site`: F, then every deferred file with mail for the site gets mtime =
+//!   now and moves to incoming (if the site is a fast-flush domain), then I.
+//! - `postqueue -i id`: a deferred file moves to incoming with mtime = now and the g+r bit,
+//!   which makes qmgr unthrottle its destinations when it reads it.
+//! - `postsuper -d/-h/-H/-r/-e/-f`: renames and removals. A file in the active queue is
+//!   renamed under qmgr's feet: deliveries already with an agent finish, queued ones are
+//!   dropped, and the rename shows when qmgr lets go of the message.
+//! - `postfix reload`, `stop`, `start`: qmgr exits (its agents finish their requests), and
+//!   a new one moves active files back to incoming, forgets every window and dead queue,
+//!   and starts both scans with a new scan phase.
+
+use super::message::{LeaveAction, Location, RcptStatus};
+use super::{Event, Mta};
+use crate::engine::EventQueue;
+use crate::engine::time::{SECOND, Time, whole_seconds};
+use crate::observe::Observer;
+use crate::scenario::{AdminCommand, QueueSet, Selection};
+use crate::world::World;
+use std::cmp::Reverse;
+
+/// pickup's wakeup period (master.cf `pickup … 60`).
+pub const PICKUP_WAKEUP: Time = 60 * SECOND;
+/// master's wakeup of qmgr (master.cf `qmgr … 300`): an incoming scan.
+pub const QMGR_WAKEUP: Time = 300 * SECOND;
+
+impl Mta {
+    /// Carries out admin action `index` of the scenario.
+    pub(super) fn admin(
+        &mut self,
+        index: usize,
+        now: Time,
+        events: &mut EventQueue<Event>,
+        world: &mut World,
+        obs: &mut dyn Observer,
+    ) {
+        let Some(action) = self.admin_actions.get(index).cloned() else {
+            return;
+        };
+        self.totals.admin_commands += 1;
+        match action.command {
+            AdminCommand::Flush => {
+                if self.running {
+                    self.enable_all();
+                    let stamp = self.next_move_stamp;
+                    self.qmgr
+                        .request_scan(super::qmgr::Dir::Deferred, stamp, true);
+                    self.qmgr
+                        .request_scan(super::qmgr::Dir::Incoming, u64::MAX, true);
+                }
+                self.pickup(now);
+            }
+            AdminCommand::FlushSite { destination } => {
+                if !self.running {
+                    return;
+                }
+                self.enable_all();
+                let now_s = whole_seconds(now);
+                for m in self.select(Selection::All, DEFERRED_ONLY) {
+                    let for_site =
+                        self.messages.get(m).recipients.iter().any(|r| {
+                            r.status == RcptStatus::Pending && r.dest as usize == destination
+                        });
+                    if for_site {
+                        self.messages.get_mut(m).mtime = now_s;
+                        let stamp = self.relocate(m, Location::Incoming);
+                        self.qmgr.incoming_push(m, stamp);
+                    }
+                }
+            }
+            AdminCommand::FlushId(id) => {
+                if let Some(m) = self.find(id)
+                    && self.messages.get(m).location == Location::Deferred
+                {
+                    let msg = self.messages.get_mut(m);
+                    msg.mtime = whole_seconds(now);
+                    msg.flush_bit = true;
+                    let stamp = self.relocate(m, Location::Incoming);
+                    self.qmgr.incoming_push(m, stamp);
+                }
+            }
+            AdminCommand::Delete(selection, queues) => {
+                for m in self.select(selection, queues) {
+                    if self.messages.get(m).location == Location::Active {
+                        self.messages.get_mut(m).on_leave = LeaveAction::Delete;
+                        self.cancel_queued_entries(m, now, events);
+                    } else {
+                        self.delete_file(m, now, obs);
+                    }
+                }
+            }
+            AdminCommand::Hold(selection, queues) => {
+                let queues = QueueSet {
+                    maildrop: false, // postsuper never holds maildrop files
+                    hold: false,
+                    ..queues
+                };
+                for m in self.select(selection, queues) {
+                    if self.messages.get(m).location == Location::Active {
+                        self.messages.get_mut(m).on_leave = LeaveAction::Hold;
+                        self.cancel_queued_entries(m, now, events);
+                    } else {
+                        self.relocate(m, Location::Hold);
+                    }
+                }
+            }
+            AdminCommand::Release(selection) => {
+                for m in self.select(selection, HOLD_ONLY) {
+                    self.release(m);
+                }
+            }
+            AdminCommand::Requeue(selection, queues) => {
+                for m in self.select(selection, queues) {
+                    if selection != Selection::All {
+                        // A single ID also gets mtime = now (postsuper.c: requeue_one).
+                        self.messages.get_mut(m).mtime = whole_seconds(now);
+                    }
+                    if self.messages.get(m).location == Location::Active {
+                        self.messages.get_mut(m).on_leave = LeaveAction::Requeue;
+                        self.cancel_queued_entries(m, now, events);
+                    } else if self.messages.get(m).location != Location::Maildrop {
+                        self.to_maildrop(m, now, events);
+                    }
+                }
+            }
+            AdminCommand::Expire {
+                selection,
+                queues,
+                release,
+            } => {
+                for m in self.select(selection, queues) {
+                    self.messages.get_mut(m).force_expired = true;
+                    if release && self.messages.get(m).location == Location::Hold {
+                        self.release(m);
+                    }
+                }
+            }
+            AdminCommand::Postconf(_) => {} // read at the next reload or start
+            AdminCommand::Reload { config } => {
+                self.qmgr_exit();
+                self.qmgr_start(config, now, events, world);
+            }
+            AdminCommand::Stop => self.qmgr_exit(),
+            AdminCommand::Start { config } => self.qmgr_start(config, now, events, world),
+        }
+        self.ensure_pickup_wakeup(now, events);
+    }
+
+    /// Queue files matching a `postsuper` selection, in message-id order.
+    fn select(&self, selection: Selection, queues: QueueSet) -> Vec<u32> {
+        let in_set = |loc: Location| match loc {
+            Location::Maildrop => queues.maildrop,
+            Location::Incoming => queues.incoming,
+            Location::Active => queues.active,
+            Location::Deferred => queues.deferred,
+            Location::Hold => queues.hold,
+            Location::Gone => false,
+        };
+        let mut found: Vec<(u64, u32)> = self
+            .messages
+            .iter_live_indexed()
+            .filter(|(_, msg)| in_set(msg.location))
+            .filter(|(_, msg)| match selection {
+                Selection::All => true,
+                Selection::Id(id) => msg.id == id,
+            })
+            .map(|(m, msg)| (msg.id, m))
+            .collect();
+        found.sort_unstable();
+        found.into_iter().map(|(_, m)| m).collect()
+    }
+
+    fn find(&self, id: u64) -> Option<u32> {
+        self.select(Selection::Id(id), ALL_QUEUES).first().copied()
+    }
+
+    /// `postsuper -d` of a file not in the active queue.
+    fn delete_file(&mut self, m: u32, now: Time, obs: &mut dyn Observer) {
+        let n = self.messages.get(m).recipients.len();
+        for r in 0..n {
+            if self.messages.get(m).recipients[r].status == RcptStatus::Pending {
+                self.finalize(m, r, RcptStatus::Deleted, now, obs);
+            }
+        }
+        self.totals.deleted_messages += 1;
+        self.remove(m);
+    }
+
+    /// `postsuper -H`: back to deferred with its old time stamp; the next deferred scan
+    /// takes it once that time has come.
+    fn release(&mut self, m: u32) {
+        let mtime = self.messages.get(m).mtime;
+        let stamp = self.relocate(m, Location::Deferred);
+        self.qmgr.deferred.push(Reverse((mtime, stamp, m)));
+    }
+
+    /// `postsuper -r`: into maildrop, for pickup's next wakeup (postsuper sends no trigger).
+    fn to_maildrop(&mut self, m: u32, now: Time, events: &mut EventQueue<Event>) {
+        let stamp = self.relocate(m, Location::Maildrop);
+        self.maildrop.push_back((m, stamp));
+        self.ensure_pickup_wakeup(now, events);
+    }
+
+    /// qmgr is done with a message an admin command renamed or removed while it was active.
+    pub(super) fn leave_after_admin(
+        &mut self,
+        m: u32,
+        action: LeaveAction,
+        now: Time,
+        obs: &mut dyn Observer,
+    ) {
+        self.messages.get_mut(m).on_leave = LeaveAction::Normal;
+        if self.messages.get(m).pending_recipients() == 0 {
+            self.remove(m);
+            return;
+        }
+        match action {
+            LeaveAction::Hold => {
+                self.relocate(m, Location::Hold);
+            }
+            LeaveAction::Delete => self.delete_file(m, now, obs),
+            LeaveAction::Requeue => {
+                let stamp = self.relocate(m, Location::Maildrop);
+                self.maildrop.push_back((m, stamp));
+                self.pickup_wanted = true;
+            }
+            LeaveAction::Normal => {}
+        }
+    }
+
+    /// `postqueue -i`: qmgr reads the g+r bit and unthrottles the message's destinations.
+    pub(super) fn unthrottle_destinations_of(&mut self, m: u32) {
+        let dests: Vec<u32> = self
+            .messages
+            .get(m)
+            .recipients
+            .iter()
+            .filter(|r| r.status == RcptStatus::Pending)
+            .map(|r| r.dest)
+            .collect();
+        for d in dests {
+            if (d as usize) < self.qmgr.dest_transport.len() {
+                self.enable_queue(d);
+            }
+        }
+    }
+
+    /// qmgr exits (`postfix reload` or `stop`): its in-memory state is gone; agents at work
+    /// finish their requests and update the files.
+    fn qmgr_exit(&mut self) {
+        self.abandon_entries();
+        self.running = false;
+        self.qmgr_generation += 1;
+    }
+
+    /// A new qmgr starts with configuration `config` (`qmgr_post_init`): active files go
+    /// back to incoming with mtime = now, both scans start, and the deferred-scan clock gets
+    /// a new phase.
+    fn qmgr_start(
+        &mut self,
+        config: usize,
+        now: Time,
+        events: &mut EventQueue<Event>,
+        world: &mut World,
+    ) {
+        if let Some(c) = self.reconfigurations.get(config).cloned() {
+            self.cfg = c.postfix.clone();
+            world.reconfigure(&c.smtp);
+            self.qmgr.restart(
+                c.postfix.qmgr_message_active_limit,
+                &c.transports,
+                self.next_move_stamp,
+            );
+        }
+        let now_s = whole_seconds(now);
+        for m in self.select(Selection::All, ACTIVE_ONLY) {
+            let msg = self.messages.get_mut(m);
+            msg.mtime = now_s;
+            msg.refcount = 0;
+            msg.on_leave = LeaveAction::Normal;
+            let stamp = self.relocate(m, Location::Incoming);
+            self.qmgr.incoming.push_back((m, stamp));
+        }
+        self.running = true;
+        self.qmgr_generation += 1;
+        let generation = self.qmgr_generation;
+        events.schedule(
+            now + self.cfg.queue_run_delay * SECOND,
+            Event::DeferredScan { generation },
+        );
+        self.qmgr_started_at = now;
+        self.pickup(now);
+    }
+
+    /// A pickup wakeup is due if maildrop has files nobody triggered for.
+    pub(super) fn ensure_pickup_wakeup(&mut self, now: Time, events: &mut EventQueue<Event>) {
+        if (self.pickup_wanted || !self.maildrop.is_empty()) && !self.pickup_wakeup_pending {
+            let next = (now.div_euclid(PICKUP_WAKEUP) + 1) * PICKUP_WAKEUP;
+            events.schedule(next, Event::PickupWakeup);
+            self.pickup_wakeup_pending = true;
+        }
+        self.pickup_wanted = false;
+    }
+
+    /// pickup's periodic wakeup (only scheduled while maildrop has files).
+    pub(super) fn pickup_wakeup(&mut self, now: Time, events: &mut EventQueue<Event>) {
+        self.pickup_wakeup_pending = false;
+        if self.running {
+            self.pickup(now);
+        }
+        self.ensure_pickup_wakeup(now, events);
+    }
+
+    /// master's periodic wakeup of qmgr: an incoming scan, for files whose time stamp was
+    /// in the future when a scan passed them (only scheduled while there are any).
+    pub(super) fn ensure_qmgr_wakeup(&mut self, now: Time, events: &mut EventQueue<Event>) {
+        if !self.qmgr.incoming_later.is_empty() && !self.qmgr_wakeup_pending && self.running {
+            let phase = self.qmgr_started_at;
+            let next = phase + ((now - phase).div_euclid(QMGR_WAKEUP) + 1) * QMGR_WAKEUP;
+            events.schedule(
+                next,
+                Event::QmgrWakeup {
+                    generation: self.qmgr_generation,
+                },
+            );
+            self.qmgr_wakeup_pending = true;
+        }
+    }
+
+    pub(super) fn qmgr_wakeup(&mut self, generation: u32) {
+        self.qmgr_wakeup_pending = false;
+        if generation == self.qmgr_generation && self.running {
+            self.qmgr
+                .request_scan(super::qmgr::Dir::Incoming, u64::MAX, false);
+        }
+    }
+}
+
+const DEFERRED_ONLY: QueueSet = QueueSet {
+    maildrop: false,
+    incoming: false,
+    active: false,
+    deferred: true,
+    hold: false,
+};
+const HOLD_ONLY: QueueSet = QueueSet {
+    maildrop: false,
+    incoming: false,
+    active: false,
+    deferred: false,
+    hold: true,
+};
+const ACTIVE_ONLY: QueueSet = QueueSet {
+    maildrop: false,
+    incoming: false,
+    active: true,
+    deferred: false,
+    hold: false,
+};
+const ALL_QUEUES: QueueSet = QueueSet {
+    maildrop: true,
+    incoming: true,
+    active: true,
+    deferred: true,
+    hold: true,
+};

@@ -1,0 +1,205 @@
+//! Resolving `[[admin]]` entries: command syntax (`admin.rs`), names checked against the
+//! scenario, and for every `postfix reload` or `postfix start` the configuration that
+//! takes effect then, with the `postconf -e` changes made before it.
+
+use super::admin::{self, AdminAction, AdminCommand, Parsed};
+use super::params::{self, Value};
+use super::{
+    DestinationSpec, PostfixConfig, Resolver, SmtpClientConfig, TransportConfig, did_you_mean, raw,
+    transport_config,
+};
+use crate::error::InputError;
+use std::collections::BTreeMap;
+
+/// The settings a restarted qmgr and new delivery agents read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reconfiguration {
+    pub postfix: PostfixConfig,
+    pub transports: Vec<TransportConfig>,
+    pub smtp: SmtpClientConfig,
+}
+
+/// What the resolver knows that a reconfiguration needs.
+pub(super) struct Context<'a> {
+    pub postfix: &'a BTreeMap<String, raw::ParamValue>,
+    pub transports: &'a [String],
+    pub maxprocs: &'a BTreeMap<String, u32>,
+    pub destinations: &'a [DestinationSpec],
+}
+
+impl Resolver<'_> {
+    pub(super) fn admin(
+        &self,
+        entries: &[raw::Admin],
+        cx: &Context<'_>,
+        warnings: &mut Vec<String>,
+    ) -> Result<(Vec<AdminAction>, Vec<Reconfiguration>), InputError> {
+        let mut timed = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            let at = self.duration(("admin", Some(i), "at"), &e.at, false)?;
+            timed.push((at, i));
+        }
+        // The timeline runs in time order; entries at the same instant keep file order.
+        timed.sort();
+        let mut table = cx.postfix.clone();
+        let mut pending_changes: Option<usize> = None;
+        let mut actions = Vec::new();
+        let mut configs = Vec::new();
+        for (at, i) in timed {
+            let key = ("admin", Some(i), "command");
+            let text = entries[i].command.trim();
+            let parsed = admin::parse(text).map_err(|m| self.err(key, m))?;
+            let command = match parsed {
+                Parsed::Flush => AdminCommand::Flush,
+                Parsed::FlushSite(site) => {
+                    match cx.destinations.iter().position(|d| d.domain == site) {
+                        Some(destination) => AdminCommand::FlushSite { destination },
+                        None => {
+                            return Err(self.err(
+                                key,
+                                format!(
+                                    "postqueue -s `{site}`: no [[destination]] has this domain{}",
+                                    did_you_mean(
+                                        &site,
+                                        cx.destinations.iter().map(|d| d.domain.as_str())
+                                    )
+                                ),
+                            ));
+                        }
+                    }
+                }
+                Parsed::FlushId(id) => AdminCommand::FlushId(id),
+                Parsed::Postsuper(op, selection, queues) => match op {
+                    'd' => AdminCommand::Delete(selection, queues),
+                    'h' => AdminCommand::Hold(selection, queues),
+                    'H' => AdminCommand::Release(selection),
+                    'r' => AdminCommand::Requeue(selection, queues),
+                    'e' | 'f' => AdminCommand::Expire {
+                        selection,
+                        queues,
+                        release: op == 'f',
+                    },
+                    _ => return Err(self.err(key, format!("postsuper -{op} is not modelled"))),
+                },
+                Parsed::Postconf(pairs) => {
+                    for (name, value) in &pairs {
+                        self.check_postconf(key, name, value, cx, warnings)?;
+                        table.insert(name.clone(), raw::ParamValue::Text(value.clone()));
+                    }
+                    pending_changes.get_or_insert(i);
+                    AdminCommand::Postconf(pairs)
+                }
+                Parsed::Reload | Parsed::Start => {
+                    let config = configs.len();
+                    configs.push(self.reconfiguration(key, &table, cx)?);
+                    pending_changes = None;
+                    if parsed == Parsed::Reload {
+                        AdminCommand::Reload { config }
+                    } else {
+                        AdminCommand::Start { config }
+                    }
+                }
+                Parsed::Stop => AdminCommand::Stop,
+            };
+            actions.push(AdminAction {
+                at,
+                command,
+                text: text.to_string(),
+            });
+        }
+        if let Some(i) = pending_changes {
+            warnings.push(format!(
+                "{}:{}: [[admin]] #{}: postconf -e changes take effect at `postfix reload` or `postfix start`, and none follows",
+                self.file,
+                super::locate::key_line(self.text, "admin", Some(i), Some("command")).unwrap_or(0),
+                i + 1
+            ));
+        }
+        self.check_stop_start(&actions)?;
+        Ok((actions, configs))
+    }
+
+    /// One `postconf -e` setting must be a parameter the scenario could set in `[postfix]`.
+    fn check_postconf(
+        &self,
+        key: super::At<'_>,
+        name: &str,
+        value: &str,
+        cx: &Context<'_>,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), InputError> {
+        let single: BTreeMap<String, raw::ParamValue> =
+            [(name.to_string(), raw::ParamValue::Text(value.to_string()))].into();
+        let mut scratch = Vec::new();
+        let rewrap = |e: InputError| {
+            self.err(
+                key,
+                format!("postconf -e '{name} = {value}': {}", e.message),
+            )
+        };
+        self.postfix_values(&single, &mut scratch).map_err(rewrap)?;
+        self.check_transport_prefixes(&single, cx.transports, &mut scratch)
+            .map_err(rewrap)?;
+        if params::ACCEPTED_NOT_MODELLED.contains(&name) {
+            warnings.push(format!(
+                "{}: postconf -e '{name} = …': a Postfix parameter this model does not use yet; it has no effect",
+                self.file
+            ));
+        }
+        Ok(())
+    }
+
+    /// The configuration read from `table` (the `[postfix]` table with `postconf -e` changes).
+    fn reconfiguration(
+        &self,
+        key: super::At<'_>,
+        table: &BTreeMap<String, raw::ParamValue>,
+        cx: &Context<'_>,
+    ) -> Result<Reconfiguration, InputError> {
+        let mut scratch = Vec::new();
+        let rewrap = |e: InputError| self.err(key, format!("after postconf -e: {}", e.message));
+        let values: BTreeMap<String, Value> =
+            self.postfix_values(table, &mut scratch).map_err(rewrap)?;
+        let postfix = self.postfix_config(&values, &mut scratch);
+        let transports = cx
+            .transports
+            .iter()
+            .map(|name| transport_config(name, &values, cx.maxprocs, postfix.default_process_limit))
+            .collect();
+        let smtp = self
+            .smtp_client(table, &values, cx.destinations)
+            .map_err(rewrap)?;
+        Ok(Reconfiguration {
+            postfix,
+            transports,
+            smtp,
+        })
+    }
+
+    /// `postfix stop` and `postfix start` must alternate: Postfix refuses to start twice.
+    fn check_stop_start(&self, actions: &[AdminAction]) -> Result<(), InputError> {
+        let mut running = true;
+        for a in actions {
+            let ok = match a.command {
+                AdminCommand::Stop => std::mem::replace(&mut running, false),
+                AdminCommand::Start { .. } => !std::mem::replace(&mut running, true),
+                AdminCommand::Reload { .. } => running,
+                _ => true,
+            };
+            if !ok {
+                return Err(InputError::new(
+                    self.file,
+                    None,
+                    Some("admin"),
+                    format!(
+                        "`{}` at {} s: Postfix is {} then (postfix stop and postfix start must alternate; reload needs a running Postfix)",
+                        a.text,
+                        crate::output::summary::seconds(a.at),
+                        if running { "running" } else { "stopped" }
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,246 @@
+//! Admin commands on the timeline (§2.1–2.2), against hand-computed timelines.
+
+mod common;
+use common::{Recorder, attempt_seconds, run};
+use mailsim::engine::time::SECOND;
+use mailsim::observe::FinalStatus;
+
+/// Final outcomes of message `id`: (status, finished seconds).
+fn outcome(rec: &Recorder, id: u64) -> Vec<(FinalStatus, Option<f64>)> {
+    rec.outcomes
+        .iter()
+        .filter(|o| o.0 == id && !o.3)
+        .map(|o| (o.1, o.2.map(|t| t as f64 / 1e6)))
+        .collect()
+}
+
+/// One message at 0 s to `d.test`, whose server refuses connections until `refuse_for`.
+fn refused_until(refuse_for: &str, admin: &str, extra: &str) -> String {
+    format!(
+        r#"
+name = "admin"
+{extra}
+[[traffic]]
+to = "d.test"
+messages = 1
+arrivals = "burst"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[fault]]
+at = "0s"
+for = "{refuse_for}"
+kind = "refuse"
+target = "d.test"
+{admin}
+"#
+    )
+}
+
+fn admin(at: &str, command: &str) -> String {
+    format!("[[admin]]\nat = \"{at}\"\ncommand = \"{command}\"\n")
+}
+
+#[test]
+fn without_admin_the_message_waits_for_its_backoff() {
+    let (rec, _, _) = run(&refused_until("50s", "", ""));
+    assert_eq!(attempt_seconds(&rec, 1), [0.0, 300.0]);
+}
+
+#[test]
+fn postqueue_f_makes_deferred_mail_eligible_at_once() {
+    // Deferred at 0 with mtime 300; the flush at 100 s ignores time stamps.
+    let (rec, _, _) = run(&refused_until("50s", &admin("100s", "postqueue -f"), ""));
+    assert_eq!(attempt_seconds(&rec, 1), [0.0, 100.0]);
+    assert_eq!(outcome(&rec, 1), [(FinalStatus::Sent, Some(100.0))]);
+}
+
+#[test]
+fn postqueue_f_revives_a_dead_destination() {
+    // 20 messages at 10 s kill the queue (connections refused after 50 ms until 100 s);
+    // dead until 310 s. A message arriving at 200 s would be deferred without a
+    // connection; after `postqueue -f` at 150 s the queue is alive and everything flushed
+    // is delivered then, and the late message at once.
+    let text = |flush: &str| {
+        format!(
+            r#"
+name = "flush-dead"
+[[traffic]]
+to = "r.test"
+messages = 20
+arrivals = "burst"
+start = "10s"
+[[traffic]]
+to = "r.test"
+messages = 1
+arrivals = "burst"
+start = "200s"
+[[destination]]
+domain = "r.test"
+latency = "0s"
+connect = "50ms"
+[[fault]]
+at = "0s"
+for = "100s"
+kind = "refuse"
+target = "r.test"
+{flush}
+"#
+        )
+    };
+    let (rec, report, _) = run(&text(""));
+    assert_eq!(report.mta_totals.suspended_deferrals, 15 + 1);
+    // With the scan at 600 s; 21 messages in windows of 5, 10, … 50 ms deliveries.
+    let late = attempt_seconds(&rec, 21);
+    assert!(
+        late.len() == 1 && (600.0..601.0).contains(&late[0]),
+        "{late:?}"
+    );
+    let (rec, report, _) = run(&text(&admin("150s", "postqueue -f")));
+    assert_eq!(report.mta_totals.suspended_deferrals, 15);
+    assert_eq!(attempt_seconds(&rec, 21), [200.0]);
+    let last = report.last_final.expect("delivered");
+    assert!(last < 201 * SECOND, "{last}");
+    for id in 1..=20 {
+        let last = *attempt_seconds(&rec, id).last().expect("attempted");
+        assert!((150.0..151.0).contains(&last), "message {id}: {last}");
+    }
+}
+
+#[test]
+fn postsuper_d_all_deferred_removes_exactly_the_deferred_mail() {
+    // 10 messages are deferred at 0 s (every recipient 4xx); 5 others are being delivered
+    // (100 s each). At 50 s the deferred ones are deleted; the active ones are untouched.
+    let text = r#"
+name = "delete-deferred"
+[[traffic]]
+to = "fail.test"
+messages = 10
+arrivals = "burst"
+[[traffic]]
+to = "slow.test"
+messages = 5
+arrivals = "burst"
+[[destination]]
+domain = "fail.test"
+latency = "0s"
+tempfail = 1.0
+[[destination]]
+domain = "slow.test"
+latency = "100s"
+[[admin]]
+at = "50s"
+command = "postsuper -d ALL deferred"
+"#;
+    let (rec, report, _) = run(text);
+    let t = report.mta_totals;
+    assert_eq!((t.deleted, t.deleted_messages, t.sent), (10, 10, 5));
+    let count = |status, at: i64| {
+        rec.outcomes
+            .iter()
+            .filter(|o| o.1 == status && o.2 == Some(at * SECOND))
+            .count()
+    };
+    assert_eq!(count(FinalStatus::Deleted, 50), 10);
+    assert_eq!(count(FinalStatus::Sent, 100), 5);
+}
+
+#[test]
+fn released_mail_waits_for_the_next_deferred_scan() {
+    // Deferred at 0 (mtime 300), held at 10 s, released at 400 s: the file goes back to
+    // deferred with its old time stamp and is taken by the scan at 600 s.
+    let admins = admin("10s", "postsuper -h ALL") + &admin("400s", "postsuper -H ALL");
+    let (rec, report, _) = run(&refused_until("50s", &admins, ""));
+    assert_eq!(attempt_seconds(&rec, 1), [0.0, 600.0]);
+    assert_eq!(report.peaks.hold, 1);
+    // Released before its time stamp, it keeps its place: the 300 s scan.
+    let admins = admin("10s", "postsuper -h ALL") + &admin("200s", "postsuper -H ALL");
+    let (rec, _, _) = run(&refused_until("50s", &admins, ""));
+    assert_eq!(attempt_seconds(&rec, 1), [0.0, 300.0]);
+}
+
+#[test]
+fn held_mail_never_moves_by_itself() {
+    let (rec, report, _) = run(&refused_until(
+        "50s",
+        &admin("10s", "postsuper -h ALL"),
+        r#"stop = "2h""#,
+    ));
+    assert_eq!(attempt_seconds(&rec, 1), [0.0]);
+    assert_eq!(report.queued_at_end, 1);
+    assert_eq!(outcome(&rec, 1), [(FinalStatus::Queued, None)]);
+}
+
+#[test]
+fn requeued_mail_waits_for_pickups_wakeup() {
+    // postsuper -r at 100 s: into maildrop, no trigger; pickup's 60 s wakeup at 120 s
+    // re-injects it through cleanup (new create_time) and qmgr delivers it at once.
+    let (rec, _, _) = run(&refused_until(
+        "50s",
+        &admin("100s", "postsuper -r ALL"),
+        "",
+    ));
+    assert_eq!(attempt_seconds(&rec, 1), [0.0, 120.0]);
+}
+
+#[test]
+fn force_expired_mail_is_returned_at_its_next_scan_without_an_attempt() {
+    // Refused for good; expired by the admin at 100 s; the 300 s scan reads it and
+    // returns it to the sender without trying.
+    let (rec, report, _) = run(&refused_until(
+        "1d",
+        &admin("100s", "postsuper -e ALL"),
+        r#"stop = "1h""#,
+    ));
+    assert_eq!(attempt_seconds(&rec, 1), [0.0]);
+    assert_eq!(outcome(&rec, 1), [(FinalStatus::Expired, Some(300.0))]);
+    assert_eq!(report.mta_totals.notices, 1);
+}
+
+#[test]
+fn reload_gives_the_deferred_scan_a_new_phase() {
+    // Refused until 400 s: tries at 0 and 300 (mtime 600). Without a reload the scan at
+    // 600 delivers. A reload at 450 s restarts the scan clock: scans at 450, 750.
+    let (rec, _, _) = run(&refused_until("400s", "", ""));
+    assert_eq!(attempt_seconds(&rec, 1), [0.0, 300.0, 600.0]);
+    let (rec, _, _) = run(&refused_until("400s", &admin("450s", "postfix reload"), ""));
+    assert_eq!(attempt_seconds(&rec, 1), [0.0, 300.0, 750.0]);
+}
+
+#[test]
+fn postconf_then_reload_applies_the_new_setting() {
+    // queue_run_delay = 60s from the reload at 450 s: scans at 450, 510, 570, 630.
+    let admins =
+        admin("440s", "postconf -e 'queue_run_delay = 60s'") + &admin("450s", "postfix reload");
+    let (rec, _, _) = run(&refused_until("400s", &admins, ""));
+    assert_eq!(attempt_seconds(&rec, 1), [0.0, 300.0, 630.0]);
+}
+
+#[test]
+fn reload_orphans_deliveries_in_flight_and_requeues_the_rest() {
+    // Concurrency 1, 100 s per delivery: message 1 is with an agent, message 2 waits in
+    // the active queue. The reload at 50 s sends message 2 back through incoming to the new
+    // qmgr, which starts it at once; the old agent finishes message 1 at 100 s.
+    let text = r#"
+name = "reload-active"
+[postfix]
+initial_destination_concurrency = 1
+default_destination_concurrency_limit = 1
+[[traffic]]
+to = "slow.test"
+messages = 2
+arrivals = "burst"
+[[destination]]
+domain = "slow.test"
+latency = "100s"
+[[admin]]
+at = "50s"
+command = "postfix reload"
+"#;
+    let (rec, report, _) = run(text);
+    assert_eq!(attempt_seconds(&rec, 1), [0.0]);
+    assert_eq!(attempt_seconds(&rec, 2), [50.0]);
+    assert_eq!(outcome(&rec, 1), [(FinalStatus::Sent, Some(100.0))]);
+    assert_eq!(outcome(&rec, 2), [(FinalStatus::Sent, Some(150.0))]);
+    assert_eq!(report.mta_totals.sent, 2);
+}
