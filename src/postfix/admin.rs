@@ -123,7 +123,7 @@ impl Mta {
                         self.messages.get_mut(m).on_leave = LeaveAction::Requeue;
                         self.cancel_queued_entries(m, now, events);
                     } else if self.messages.get(m).location != Location::Maildrop {
-                        self.to_maildrop(m, now, events);
+                        self.requeue_to_maildrop(m, now, events);
                     }
                 }
             }
@@ -199,7 +199,7 @@ impl Mta {
     }
 
     /// `postsuper -r`: into maildrop, for pickup's next wakeup (postsuper sends no trigger).
-    fn to_maildrop(&mut self, m: u32, now: Time, events: &mut EventQueue<Event>) {
+    fn requeue_to_maildrop(&mut self, m: u32, now: Time, events: &mut EventQueue<Event>) {
         let stamp = self.relocate(m, Location::Maildrop);
         self.maildrop.push_back((m, stamp));
         self.ensure_pickup_wakeup(now, events);
