@@ -244,3 +244,45 @@ command = "postfix reload"
     assert_eq!(outcome(&rec, 2), [(FinalStatus::Sent, Some(150.0))]);
     assert_eq!(report.mta_totals.sent, 2);
 }
+
+#[test]
+fn mail_offered_while_postfix_is_stopped_is_retried_by_its_sender() {
+    // Messages every 10 s from 0 to 290 s; Postfix is stopped from 100 to 200 s. Offers in
+    // [100, 200) are refused and come back 300 s later (sender_retry): nothing is lost.
+    let text = r#"
+name = "stop-start"
+[[traffic]]
+to = "d.test"
+messages = 30
+rate = "0.1/s"
+arrivals = "uniform"
+sender_retry = "300s"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[admin]]
+at = "100s"
+command = "postfix stop"
+[[admin]]
+at = "200s"
+command = "postfix start"
+"#;
+    let (rec, report, _) = run(text);
+    let t = report.mta_totals;
+    assert_eq!(t.refused_stopped, 10);
+    assert_eq!((t.messages, t.sent, t.not_accepted), (30, 30, 0));
+    let finished: Vec<f64> = rec
+        .outcomes
+        .iter()
+        .filter_map(|o| o.2)
+        .map(|t| t as f64 / 1e6)
+        .collect();
+    // The refused ones arrive at 100…190 s and are accepted at 400…490 s.
+    for k in 0..10 {
+        let at = 400.0 + 10.0 * k as f64;
+        assert!(
+            finished.contains(&at),
+            "nothing finished at {at}: {finished:?}"
+        );
+    }
+}

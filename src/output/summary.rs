@@ -28,6 +28,16 @@ pub struct Summary {
     pub deferrals: u64,
     /// Recipients deferred by qmgr without an attempt because their destination was dead.
     pub suspended_deferrals: u64,
+    /// Queue files removed by `postsuper -d`.
+    pub deleted_messages: u64,
+    /// Offers refused at the door, which their senders retry: 452 for lack of disk space,
+    /// or connection refused while Postfix was stopped.
+    pub refused_disk_full: u64,
+    pub refused_stopped: u64,
+    /// Messages whose sender gave up after being refused until `sender_lifetime`.
+    pub not_accepted: u64,
+    /// Messages rejected for good at the door (552 5.3.4, over message_size_limit).
+    pub rejected_too_large: u64,
     /// Deferrals (after an attempt, and qmgr's suspended ones) by cause; zero counts omitted.
     pub deferred_by_cause: BTreeMap<&'static str, u64>,
     /// Bounced recipients by cause; zero counts omitted.

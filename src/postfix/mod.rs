@@ -25,6 +25,8 @@ use std::collections::{BinaryHeap, VecDeque};
 pub enum Event {
     /// The next message of traffic stream `stream` arrives.
     Arrival { stream: u16 },
+    /// A sender offers refused message `slot` again.
+    Resubmit { slot: u32 },
     /// qmgr's periodic deferred-queue scan timer (`queue_run_delay`); a timer of an exited
     /// qmgr (older `generation`) does nothing.
     DeferredScan { generation: u32 },
@@ -100,6 +102,13 @@ pub struct Totals {
     pub deferrals: u64,
     /// Queue files removed by `postsuper -d`.
     pub deleted_messages: u64,
+    /// Offers refused with 452 (disk) or because Postfix was stopped; the sender retries.
+    pub refused_disk: u64,
+    pub refused_stopped: u64,
+    /// Messages whose sender gave up after refusals.
+    pub not_accepted: u64,
+    /// Messages rejected for good at the door (552, too large).
+    pub rejected_messages: u64,
     pub admin_commands: u64,
     /// Deferrals by cause, qmgr's suspended deferrals included.
     pub deferred_by_cause: CauseCounts,
@@ -111,7 +120,6 @@ pub struct Mta {
     cfg: PostfixConfig,
     pub(crate) domains: Vec<String>,
     senders: Vec<String>,
-    stream_sizes: Vec<u64>,
     notices_destination: u32,
     pub(crate) messages: Arena,
     next_message_id: u64,
@@ -133,6 +141,29 @@ pub struct Mta {
     pickup_wanted: bool,
     admin_actions: Vec<crate::scenario::AdminAction>,
     reconfigurations: Vec<crate::scenario::Reconfiguration>,
+    disk: Option<crate::scenario::DiskSpec>,
+    /// disk_full faults: (start, end, bytes; `None` = everything).
+    disk_fills: Vec<(Time, Time, Option<u64>)>,
+    /// Bytes of all queue files.
+    queue_bytes: u64,
+}
+
+/// What happened to a message a sender offered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offer {
+    Accepted,
+    Refused(Refusal),
+    /// Permanently (552 5.3.4, larger than message_size_limit).
+    Rejected,
+}
+
+/// Why a sender must try again later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// 452 4.3.1 Insufficient system storage (or postdrop's write error).
+    DiskFull,
+    /// Postfix is stopped: connection refused.
+    Stopped,
 }
 
 impl Mta {
@@ -145,7 +176,6 @@ impl Mta {
                 .map(|d| d.domain.clone())
                 .collect(),
             senders: scenario.traffic.iter().map(|t| t.sender.clone()).collect(),
-            stream_sizes: scenario.traffic.iter().map(|t| t.size).collect(),
             notices_destination: u32::try_from(scenario.notices.destination).unwrap_or(0),
             messages: Arena::default(),
             next_message_id: 1,
@@ -165,6 +195,16 @@ impl Mta {
             pickup_wanted: false,
             admin_actions: scenario.admin.clone(),
             reconfigurations: scenario.reconfigurations.clone(),
+            disk: scenario.disk,
+            disk_fills: scenario
+                .faults
+                .iter()
+                .filter_map(|f| match f.kind {
+                    crate::scenario::FaultKind::DiskFull { fill } => Some((f.start, f.end, fill)),
+                    _ => None,
+                })
+                .collect(),
+            queue_bytes: 0,
         }
     }
 
@@ -206,6 +246,11 @@ impl Mta {
         let from = msg.location;
         msg.location = to;
         msg.move_stamp = stamp;
+        if from == Location::Gone {
+            self.queue_bytes += msg.size;
+        } else if to == Location::Gone {
+            self.queue_bytes -= msg.size;
+        }
         if let Some(c) = self.counts.slot(from) {
             *c -= 1;
         }
@@ -217,12 +262,78 @@ impl Mta {
         stamp
     }
 
-    /// A message arrives from traffic stream `stream` with recipients at `dests`
-    /// (smtpd or sendmail, then cleanup; §2.1).
-    pub fn submit(&mut self, now: Time, stream: u16, dests: &[u32], via_maildrop: bool) {
+    /// A sender offers a message from traffic stream `stream` for `dests` (smtpd, or
+    /// sendmail/postdrop): accepted into the queue, refused for now (the sender retries), or
+    /// rejected for good (§7.1).
+    pub fn offer(
+        &mut self,
+        now: Time,
+        stream: u16,
+        dests: &[u32],
+        size: u64,
+        via_maildrop: bool,
+    ) -> Offer {
+        if via_maildrop {
+            // postdrop checks no threshold; it fails only when the file does not fit.
+            if self.disk.is_some() && self.free_space(now) < size {
+                return self.refuse(Refusal::DiskFull);
+            }
+        } else {
+            if !self.running {
+                return self.refuse(Refusal::Stopped);
+            }
+            let limit = self.cfg.message_size_limit;
+            if limit > 0 && size > limit {
+                // 552 5.3.4 Message size exceeds fixed limit: the sender bounces it.
+                self.totals.rejected_messages += 1;
+                return Offer::Rejected;
+            }
+            if self.disk.is_some() {
+                // smtpd_check_queue at MAIL FROM: 452 4.3.1 Insufficient system storage.
+                let free = u128::from(self.free_space(now));
+                if free <= u128::from(self.cfg.queue_minfree) || 2 * free < 3 * u128::from(limit) {
+                    return self.refuse(Refusal::DiskFull);
+                }
+            }
+        }
+        self.submit(now, stream, dests, size, via_maildrop);
+        Offer::Accepted
+    }
+
+    fn refuse(&mut self, why: Refusal) -> Offer {
+        match why {
+            Refusal::DiskFull => self.totals.refused_disk += 1,
+            Refusal::Stopped => self.totals.refused_stopped += 1,
+        }
+        Offer::Refused(why)
+    }
+
+    /// A sender gave up on a message we kept refusing.
+    pub fn sender_gave_up(&mut self) {
+        self.totals.not_accepted += 1;
+    }
+
+    /// Free bytes on the queue file system at `now`.
+    pub fn free_space(&self, now: Time) -> u64 {
+        let Some(disk) = self.disk else {
+            return u64::MAX;
+        };
+        let mut fill = 0u64;
+        for &(start, end, bytes) in &self.disk_fills {
+            if start <= now && now < end {
+                fill = fill.saturating_add(bytes.unwrap_or(u64::MAX));
+            }
+        }
+        disk.size
+            .saturating_sub(disk.used)
+            .saturating_sub(self.queue_bytes)
+            .saturating_sub(fill)
+    }
+
+    /// An accepted message enters the queue (smtpd or sendmail, then cleanup; §2.1).
+    fn submit(&mut self, now: Time, stream: u16, dests: &[u32], size: u64, via_maildrop: bool) {
         self.totals.messages += 1;
         self.first_arrival.get_or_insert(now);
-        let size = self.stream_sizes.get(stream as usize).copied().unwrap_or(0);
         let m = self.new_queue_file(now, Origin::Stream(stream), false, size, dests);
         if via_maildrop {
             // postdrop writes maildrop/ and triggers pickup, which copies the file to
@@ -454,7 +565,7 @@ impl Mta {
         obs: &mut dyn Observer,
     ) {
         match event {
-            Event::Arrival { .. } => {}
+            Event::Arrival { .. } | Event::Resubmit { .. } => {}
             Event::DeferredScan { generation } => {
                 if generation != self.qmgr_generation {
                     return;

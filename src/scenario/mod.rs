@@ -12,6 +12,7 @@ pub mod params;
 mod raw;
 pub mod remote;
 mod resolve_admin;
+mod resolve_host;
 mod resolve_world;
 pub mod units;
 
@@ -20,10 +21,11 @@ use crate::error::InputError;
 pub use admin::{AdminAction, AdminCommand, QueueSet, Selection};
 use params::{Feedback, Kind, Value};
 pub use remote::{
-    Excess, FaultKind, FaultSpec, FaultTarget, GreylistSpec, MaxConnectionsSpec, MxHost, Phases,
-    RateLimitSpec, RateReply, Site, SmtpClientConfig, SpamSpec, Stage,
+    DiskSpec, Excess, FaultKind, FaultSpec, FaultTarget, GreylistSpec, MaxConnectionsSpec, MxHost,
+    Phases, RateLimitSpec, RateReply, Site, SmtpClientConfig, SpamSpec, Stage,
 };
 pub use resolve_admin::Reconfiguration;
+pub use resolve_host::SizeDist;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -67,6 +69,10 @@ pub struct PostfixConfig {
     pub transport_retry_time: i64,
     pub qmgr_message_active_limit: usize,
     pub default_process_limit: u32,
+    /// Bytes.
+    pub queue_minfree: u64,
+    /// Bytes; 0 = no limit.
+    pub message_size_limit: u64,
 }
 
 /// One delivery transport (a master.cf service used by qmgr) with its resolved
@@ -148,7 +154,11 @@ pub struct TrafficStream {
     pub recipients: u32,
     pub submit: Submit,
     pub sender: String,
-    pub size: u64,
+    pub size: SizeDist,
+    /// When mail is refused at the door (452, Postfix stopped), the sending side retries
+    /// after this long, and gives up once the message is this old.
+    pub sender_retry: Time,
+    pub sender_lifetime: Time,
 }
 
 /// Where non-delivery and delay notices go (a destination index; by default the implicit
@@ -178,6 +188,8 @@ pub struct Scenario {
     pub admin: Vec<AdminAction>,
     /// The configuration each `postfix reload` / `postfix start` switches to.
     pub reconfigurations: Vec<Reconfiguration>,
+    /// The queue file system; `None` = never full.
+    pub disk: Option<DiskSpec>,
     /// Things the user should know that are not errors (accepted but unmodelled parameters).
     pub warnings: Vec<String>,
 }
@@ -425,7 +437,11 @@ impl Resolver<'_> {
             ));
         }
         let smtp = self.smtp_client(&raw.postfix, &postfix_values, &destinations[..local_index])?;
-        let faults = self.faults(&raw.fault, &destinations[..local_index])?;
+        let faults = self.faults(&raw.fault, &destinations[..local_index], &transport_names)?;
+        let disk = match &raw.disk {
+            Some(d) => Some(self.disk(d)?),
+            None => None,
+        };
         let (admin, reconfigurations) = self.admin(
             &raw.admin,
             &resolve_admin::Context {
@@ -452,6 +468,7 @@ impl Resolver<'_> {
             faults,
             admin,
             reconfigurations,
+            disk,
             warnings,
         })
     }
@@ -531,6 +548,8 @@ impl Resolver<'_> {
             qmgr_message_active_limit: usize::try_from(int("qmgr_message_active_limit"))
                 .unwrap_or(1),
             default_process_limit: u32::try_from(int("default_process_limit")).unwrap_or(1),
+            queue_minfree: u64::try_from(int("queue_minfree")).unwrap_or(0),
+            message_size_limit: u64::try_from(int("message_size_limit")).unwrap_or(0),
         }
     }
 
@@ -871,9 +890,22 @@ impl Resolver<'_> {
             ));
         }
         let size = match &t.size {
-            Some(v) => units::parse_size(&v.as_text()).map_err(|m| self.err(at("size"), m))?,
-            None => 10_000,
+            Some(v) => self.size_dist(at("size"), v)?,
+            None => SizeDist::Fixed(10_000),
         };
+        let retry_setting = |key: &'static str, value: &Option<String>, default: Time| match value {
+            Some(text) => {
+                let d = self.duration(at(key), text, false)?;
+                if d <= 0 {
+                    return Err(self.err(at(key), "must be positive".into()));
+                }
+                Ok(d)
+            }
+            None => Ok(default),
+        };
+        let sender_retry = retry_setting("sender_retry", &t.sender_retry, 300 * SECOND)?;
+        let sender_lifetime =
+            retry_setting("sender_lifetime", &t.sender_lifetime, 5 * 86_400 * SECOND)?;
         Ok(TrafficStream {
             to,
             messages: t.messages,
@@ -885,6 +917,8 @@ impl Resolver<'_> {
             submit,
             sender,
             size,
+            sender_retry,
+            sender_lifetime,
         })
     }
 }

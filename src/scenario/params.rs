@@ -29,8 +29,6 @@ pub enum Kind {
 /// It is reported as a warning, never silently dropped.
 pub const ACCEPTED_NOT_MODELLED: &[&str] = &[
     "in_flow_delay",
-    "queue_minfree",
-    "message_size_limit",
     "smtp_mail_timeout",
     "smtp_rcpt_timeout",
     "smtp_data_init_timeout",
@@ -75,6 +73,8 @@ pub const GLOBAL: &[(&str, Kind, &str)] = &[
     ("bounce_queue_lifetime", time('d', 0, 8_640_000), "5d"),
     ("delay_warning_time", time('h', 0, MAX_TIME), "0h"),
     ("transport_retry_time", time('s', 1, MAX_TIME), "60s"),
+    ("queue_minfree", int(0, i64::MAX), "0"),
+    ("message_size_limit", int(0, i64::MAX), "10240000"),
     (
         "qmgr_message_active_limit",
         int(1, i32::MAX as i64),

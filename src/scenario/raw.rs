@@ -28,6 +28,7 @@ pub struct Scenario {
     pub fault: Vec<Fault>,
     #[serde(default)]
     pub admin: Vec<Admin>,
+    pub disk: Option<Disk>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -42,7 +43,9 @@ pub struct Traffic {
     pub recipients: Option<u32>,
     pub submit: Option<String>,
     pub from: Option<String>,
-    pub size: Option<ParamValue>,
+    pub size: Option<toml::Value>,
+    pub sender_retry: Option<String>,
+    pub sender_lifetime: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -79,6 +82,7 @@ pub struct Fault {
     pub target: Option<String>,
     pub stage: Option<String>,
     pub lookup: Option<String>,
+    pub fill: Option<ParamValue>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -86,6 +90,14 @@ pub struct Fault {
 pub struct Notices {
     pub to: Option<String>,
     pub latency: Option<toml::Value>,
+}
+
+/// The queue file system.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    pub size: ParamValue,
+    pub used: Option<ParamValue>,
 }
 
 /// An administrator's command on the timeline.

@@ -141,6 +141,10 @@ pub enum FaultKind {
     DnsTimeout { lookup: Time },
     /// The domain does not exist: `Host or domain name not found` (5.4.4, bounce).
     DnsNxdomain,
+    /// Another process fills the queue file system: `fill` bytes (`None`: all of it).
+    DiskFull { fill: Option<u64> },
+    /// The transport's delivery agents cannot be started or contacted (§5.4).
+    TransportDown,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,6 +155,10 @@ pub enum FaultTarget {
     Host(String),
     /// The whole resolver (DNS kinds only).
     Dns,
+    /// Our queue file system (`disk_full`).
+    Disk,
+    /// A transport of ours by index into `Scenario::transports` (`transport_down`).
+    Transport(usize),
 }
 
 /// One fault on the timeline: active for `start <= t < end`.
@@ -185,4 +193,12 @@ pub struct SmtpClientConfig {
     pub mx_session_limit: u32,
     /// `smtp_fallback_relay` (default `$fallback_relay`), tried after the primary site.
     pub fallback_relay: Vec<Site>,
+}
+
+/// The queue file system (`[disk]`): free space = size − used − queue files − fault fills.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskSpec {
+    pub size: u64,
+    /// Taken by everything else on that file system.
+    pub used: u64,
 }

@@ -44,6 +44,8 @@ const FAULT_KINDS: &[&str] = &[
     "dns_servfail",
     "dns_timeout",
     "dns_nxdomain",
+    "disk_full",
+    "transport_down",
 ];
 const STAGES: &[&str] = &["greeting", "mail", "rcpt", "data"];
 
@@ -675,6 +677,7 @@ impl Resolver<'_> {
         &self,
         faults: &[raw::Fault],
         dests: &[DestinationSpec],
+        transports: &[String],
     ) -> Result<Vec<FaultSpec>, InputError> {
         let hosts = mx_hosts(dests);
         let mut out = Vec::new();
@@ -732,6 +735,10 @@ impl Resolver<'_> {
                     FaultKind::DnsTimeout { lookup }
                 }
                 "dns_nxdomain" => FaultKind::DnsNxdomain,
+                "disk_full" => FaultKind::DiskFull {
+                    fill: self.fill(at("fill"), f.fill.as_ref())?,
+                },
+                "transport_down" => FaultKind::TransportDown,
                 other => {
                     return Err(self.err(
                         at("kind"),
@@ -755,14 +762,57 @@ impl Resolver<'_> {
                     format!("only applies to kind = \"dns_timeout\", not \"{kind_name}\""),
                 ));
             }
-            let Some(target) = &f.target else {
+            if f.fill.is_some() && !matches!(kind, FaultKind::DiskFull { .. }) {
                 return Err(self.err(
-                    at("target"),
-                    "missing: a [[destination]] domain, an MX host, or \"dns\" (the resolver)"
-                        .into(),
+                    at("fill"),
+                    format!("only applies to kind = \"disk_full\", not \"{kind_name}\""),
                 ));
+            }
+            let target = match kind {
+                FaultKind::DiskFull { .. } => match f.target.as_deref() {
+                    None | Some("disk") => FaultTarget::Disk,
+                    Some(other) => {
+                        return Err(self.err(
+                            at("target"),
+                            format!("`{other}`: a disk_full fault fills our queue file system; write target = \"disk\" or leave it out"),
+                        ));
+                    }
+                },
+                FaultKind::TransportDown => {
+                    let Some(name) = f.target.as_deref() else {
+                        return Err(self.err(
+                            at("target"),
+                            format!(
+                                "missing: the transport whose agents cannot start (transports: {})",
+                                transports.join(", ")
+                            ),
+                        ));
+                    };
+                    match transports.iter().position(|t| t == name) {
+                        Some(i) => FaultTarget::Transport(i),
+                        None => {
+                            return Err(self.err(
+                                at("target"),
+                                format!(
+                                    "`{name}` is not a transport of this scenario (transports: {}){}",
+                                    transports.join(", "),
+                                    did_you_mean(name, transports.iter().map(String::as_str))
+                                ),
+                            ));
+                        }
+                    }
+                }
+                _ => {
+                    let Some(target) = &f.target else {
+                        return Err(self.err(
+                            at("target"),
+                            "missing: a [[destination]] domain, an MX host, or \"dns\" (the resolver)"
+                                .into(),
+                        ));
+                    };
+                    self.fault_target(at("target"), target, kind_name, dests, &hosts)?
+                }
             };
-            let target = self.fault_target(at("target"), target, kind_name, dests, &hosts)?;
             out.push(FaultSpec {
                 kind,
                 start,
@@ -771,6 +821,20 @@ impl Resolver<'_> {
             });
         }
         Ok(out)
+    }
+
+    /// `fill` of a disk_full fault: a size, or "100%" / absent for the whole disk.
+    fn fill(&self, at: At<'_>, v: Option<&raw::ParamValue>) -> Result<Option<u64>, InputError> {
+        let Some(v) = v else {
+            return Ok(None);
+        };
+        let text = v.as_text();
+        if text.trim() == "100%" {
+            return Ok(None);
+        }
+        super::units::parse_size(&text)
+            .map(Some)
+            .map_err(|m| self.err(at, format!("{m}; or \"100%\" for the whole disk")))
     }
 
     fn stage(&self, at: At<'_>, stage: Option<&str>) -> Result<Stage, InputError> {

@@ -69,8 +69,11 @@ impl Timeline {
                         t.by_host[h as usize].push(w);
                     }
                 }
-                // The scenario check refuses DNS faults on a host.
-                (FaultTarget::Host(_), true) => {}
+                // The scenario check refuses DNS faults on a host; disk and transport faults
+                // are our own host's, not the world's.
+                (FaultTarget::Host(_), true)
+                | (FaultTarget::Disk, _)
+                | (FaultTarget::Transport(_), _) => {}
             }
         }
         t

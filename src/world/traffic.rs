@@ -4,9 +4,9 @@
 //! change the arrivals of the others.
 
 use crate::engine::{SECOND, SimRng, Time};
-use crate::scenario::{ArrivalProcess, TrafficStream};
+use crate::scenario::{ArrivalProcess, SizeDist, TrafficStream};
 use rand::Rng;
-use rand_distr::{Distribution, Exp};
+use rand_distr::{Distribution, Exp, LogNormal};
 
 pub struct Stream {
     pub spec: TrafficStream,
@@ -16,10 +16,53 @@ pub struct Stream {
     cumulative: Vec<f64>,
     total_weight: f64,
     interarrival: Option<Exp<f64>>,
+    sizes: SizeSampler,
+    /// Sizes have their own stream so a size distribution does not move the arrivals.
+    size_rng: SimRng,
+}
+
+/// Message sizes in bytes.
+enum SizeSampler {
+    Fixed(u64),
+    Uniform(u64, u64),
+    Exponential(Exp<f64>),
+    LogNormal(LogNormal<f64>),
+}
+
+impl SizeSampler {
+    fn new(dist: SizeDist) -> Self {
+        match dist {
+            SizeDist::Fixed(n) => SizeSampler::Fixed(n),
+            SizeDist::Uniform { min, max } => SizeSampler::Uniform(min, max),
+            SizeDist::Exponential { mean } => match Exp::new(1.0 / mean.max(1) as f64) {
+                Ok(e) => SizeSampler::Exponential(e),
+                Err(_) => SizeSampler::Fixed(mean),
+            },
+            SizeDist::LogNormal { mean, sd } => {
+                let m = mean.max(1) as f64;
+                let v = (sd as f64) * (sd as f64);
+                let sigma2 = (1.0 + v / (m * m)).ln();
+                match LogNormal::new(m.ln() - sigma2 / 2.0, sigma2.sqrt()) {
+                    Ok(d) => SizeSampler::LogNormal(d),
+                    Err(_) => SizeSampler::Fixed(mean),
+                }
+            }
+        }
+    }
+
+    fn sample(&self, rng: &mut SimRng) -> u64 {
+        match self {
+            SizeSampler::Fixed(n) => *n,
+            SizeSampler::Uniform(a, b) => rng.random_range(*a..=*b),
+            // `as` saturates: a huge draw becomes u64::MAX, never wraps.
+            SizeSampler::Exponential(e) => e.sample(rng).round() as u64,
+            SizeSampler::LogNormal(d) => d.sample(rng).round() as u64,
+        }
+    }
 }
 
 impl Stream {
-    pub fn new(spec: TrafficStream, rng: SimRng) -> Self {
+    pub fn new(spec: TrafficStream, rng: SimRng, size_rng: SimRng) -> Self {
         let mut acc = 0.0;
         let cumulative = spec
             .to
@@ -34,13 +77,20 @@ impl Stream {
             _ => None,
         };
         Stream {
+            sizes: SizeSampler::new(spec.size),
             spec,
             rng,
             emitted: 0,
             cumulative,
             total_weight: acc,
             interarrival,
+            size_rng,
         }
+    }
+
+    /// The size of the next message.
+    pub fn draw_size(&mut self) -> u64 {
+        self.sizes.sample(&mut self.size_rng)
     }
 
     /// Time of the first arrival, if the stream produces any.

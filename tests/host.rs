@@ -1,0 +1,132 @@
+//! Our own host: the queue file system and smtpd's 452 (§7.1), refused mail coming back
+//! from its senders.
+
+mod common;
+use common::run;
+
+#[test]
+fn smtpd_refuses_mail_once_free_space_is_below_one_and_a_half_message_size_limits() {
+    // 100 MB file system, 1 MB messages every second, a destination that never answers
+    // (everything stays queued). smtpd answers 452 at MAIL FROM when free space is below
+    // 1.5 × message_size_limit = 15 MB: the 86 messages offered at 0…85 s fit
+    // (100 − 85 = 15 MB free before the last), the offer at 86 s finds 14 MB and is refused,
+    // and so is every later one.
+    let text = r#"
+name = "disk-threshold"
+stop = "150s"
+[disk]
+size = "100MB"
+[postfix]
+message_size_limit = 10000000
+[[traffic]]
+to = "d.test"
+rate = "1/s"
+arrivals = "uniform"
+size = "1MB"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[fault]]
+at = "0s"
+kind = "blackhole"
+target = "d.test"
+"#;
+    let (_, report, _) = run(text);
+    let t = report.mta_totals;
+    assert_eq!(t.messages, 86);
+    // Offers at 86 … 150 s (the one at 150 s still runs).
+    assert_eq!(t.refused_disk, 65);
+    assert_eq!(t.not_accepted, 0);
+}
+
+#[test]
+fn refusals_last_exactly_as_long_as_the_disk_is_full_and_nothing_is_lost() {
+    // Another process fills all but 10 MB from 100 s to 200 s (< 15 MB: 452). Offers at
+    // 100…199 s are refused; their senders come back 300 s later and are accepted.
+    let text = r#"
+name = "disk-full"
+[disk]
+size = "1GB"
+[postfix]
+message_size_limit = 10000000
+[[traffic]]
+to = "d.test"
+messages = 300
+rate = "1/s"
+arrivals = "uniform"
+size = "100KB"
+sender_retry = "300s"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[fault]]
+at = "100s"
+for = "100s"
+kind = "disk_full"
+fill = "990MB"
+"#;
+    let (rec, report, _) = run(text);
+    let t = report.mta_totals;
+    assert_eq!(t.refused_disk, 100);
+    assert_eq!((t.messages, t.sent, t.not_accepted), (300, 300, 0));
+    let accepted_at: Vec<i64> = rec
+        .outcomes
+        .iter()
+        .filter_map(|o| o.2)
+        .map(|t| t / 1_000_000)
+        .collect();
+    assert!(accepted_at.iter().all(|&s| !(100..200).contains(&s)));
+    assert_eq!(
+        accepted_at
+            .iter()
+            .filter(|&&s| (400..500).contains(&s))
+            .count(),
+        100
+    );
+}
+
+#[test]
+fn a_sender_gives_up_after_its_lifetime() {
+    let text = r#"
+name = "give-up"
+[disk]
+size = "1GB"
+[[traffic]]
+to = "d.test"
+messages = 10
+arrivals = "burst"
+sender_retry = "10m"
+sender_lifetime = "1h"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[fault]]
+at = "0s"
+kind = "disk_full"
+"#;
+    let (_, report, _) = run(text);
+    let t = report.mta_totals;
+    // Tried at 0, 10, …, 60 min (7 offers each), then the next try would be past 1 h.
+    assert_eq!((t.messages, t.not_accepted, t.refused_disk), (0, 10, 70));
+}
+
+#[test]
+fn a_message_over_message_size_limit_is_rejected_for_good() {
+    let text = r#"
+name = "too-big"
+[postfix]
+message_size_limit = 1000000
+[[traffic]]
+to = "d.test"
+messages = 100
+arrivals = "burst"
+size = { dist = "uniform", min = "500KB", max = "1500KB" }
+[[destination]]
+domain = "d.test"
+latency = "0s"
+"#;
+    let (_, report, _) = run(text);
+    let t = report.mta_totals;
+    assert_eq!(t.messages + t.rejected_messages, 100);
+    assert!((30..70).contains(&t.rejected_messages), "{t:?}");
+}
