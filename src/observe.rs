@@ -115,6 +115,8 @@ pub enum Cause {
     ConnectionTimedOut,
     /// `timed out while receiving the initial server greeting`.
     GreetingTimedOut,
+    /// `timed out while sending end of data -- message may be sent more than once`.
+    DataTimedOut,
     /// `Host not found, try again` (SERVFAIL or a resolver timeout).
     DnsTempfail,
     /// qmgr deferred it without an attempt: the destination is dead
@@ -133,7 +135,7 @@ pub enum Cause {
 }
 
 impl Cause {
-    pub const ALL: [Cause; 17] = [
+    pub const ALL: [Cause; 18] = [
         Cause::Greylisted,
         Cause::RateLimited,
         Cause::TooManyConnections,
@@ -144,6 +146,7 @@ impl Cause {
         Cause::ConnectionRefused,
         Cause::ConnectionTimedOut,
         Cause::GreetingTimedOut,
+        Cause::DataTimedOut,
         Cause::DnsTempfail,
         Cause::Suspended,
         Cause::UnknownUser,
@@ -170,6 +173,7 @@ impl Cause {
             Cause::ConnectionRefused => "connection_refused",
             Cause::ConnectionTimedOut => "connection_timed_out",
             Cause::GreetingTimedOut => "greeting_timed_out",
+            Cause::DataTimedOut => "data_timed_out",
             Cause::DnsTempfail => "dns_tempfail",
             Cause::Suspended => "suspended",
             Cause::UnknownUser => "unknown_user",
@@ -191,7 +195,7 @@ impl Cause {
             Cause::DataTempfail => "4.7.1",
             Cause::GreetingTempfail => "4.7.0",
             Cause::ConnectionRefused | Cause::ConnectionTimedOut => "4.4.1",
-            Cause::GreetingTimedOut => "4.4.2",
+            Cause::GreetingTimedOut | Cause::DataTimedOut => "4.4.2",
             Cause::DnsTempfail => "4.4.3",
             Cause::Suspended => "4.4.1",
             Cause::UnknownUser => "5.1.1",

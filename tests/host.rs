@@ -130,3 +130,59 @@ latency = "0s"
     assert_eq!(t.messages + t.rejected_messages, 100);
     assert!((30..70).contains(&t.rejected_messages), "{t:?}");
 }
+
+fn filtered(messages: u32, filter: &str, faults: &str) -> String {
+    format!(
+        r#"
+name = "filter"
+[postfix]
+content_filter = "smtp-amavis:[127.0.0.1]:10024"
+[master]
+smtp-amavis = 2
+[filter]
+{filter}
+[[traffic]]
+to = "d.test"
+messages = {messages}
+arrivals = "burst"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+{faults}
+"#
+    )
+}
+
+#[test]
+fn filter_throughput_is_filter_maxproc_over_filter_latency() {
+    // Two amavis processes at 1 s per message: 1000 messages pass in 500 s, each
+    // re-injected as a new queue file and delivered at once.
+    let (rec, report, _) = run(&filtered(1000, r#"latency = "1s""#, ""));
+    let t = report.mta_totals;
+    assert_eq!((t.filtered, t.sent, t.recipients), (1000, 1000, 1000));
+    assert_eq!(report.last_final, Some(500 * mailsim::engine::time::SECOND));
+    // Every message was tried twice: once to the filter, once to its destination, and is
+    // reported under its original id with its original arrival.
+    assert_eq!(rec.attempts.len(), 2000);
+    assert!(rec.outcomes.iter().all(|o| o.0 <= 1000));
+}
+
+#[test]
+fn a_hung_filter_holds_its_processes_for_smtp_data_done_timeout() {
+    // The filter takes the data and never answers from 0 to 100 s: the two deliveries
+    // started at 0 s fail at 600 s (site failures), the eight others then pass at 2/s,
+    // and the two failed ones, 600 s old, back off 600 s and are retried at 1200 s.
+    let faults = "[[fault]]\nat = \"0s\"\nfor = \"100s\"\nkind = \"hang\"\ntarget = \"filter\"";
+    let (_, report, _) = run(&filtered(10, r#"latency = "1s""#, faults));
+    let t = report.mta_totals;
+    assert_eq!(
+        t.deferred_by_cause
+            .get(mailsim::observe::Cause::DataTimedOut),
+        2
+    );
+    assert_eq!(t.sent, 10);
+    assert_eq!(
+        report.last_final,
+        Some(1201 * mailsim::engine::time::SECOND)
+    );
+}

@@ -136,6 +136,7 @@ fn every_new_key_resolves_to_its_checked_value() {
                 Site::Host("mx2.big.test".into()),
                 Site::Host("relay.test".into()),
             ],
+            data_done_timeout: 600,
         }
     );
 
@@ -355,6 +356,7 @@ fn without_the_new_keys_everything_has_its_default() {
             mx_address_limit: 5,
             mx_session_limit: 2,
             fallback_relay: Vec::new(),
+            data_done_timeout: 600,
         }
     );
     assert!(s.faults.is_empty());

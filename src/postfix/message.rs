@@ -48,6 +48,8 @@ pub enum RcptStatus {
     Bounced,
     Expired,
     Deleted,
+    /// Handed to the content filter, which re-injected it as a recipient of a new file.
+    Filtered,
 }
 
 /// What the last delivery attempt said about one recipient (set when the attempt starts,
@@ -69,6 +71,9 @@ pub struct Recipient {
     /// for a dead destination, are not attempts).
     pub attempts: u32,
     pub reply: Reply,
+    /// Its index in the message as first received (names the address; stays the same when
+    /// the content filter re-injects a subset).
+    pub orig_index: u32,
 }
 
 impl Recipient {
@@ -86,6 +91,12 @@ pub struct Message {
     pub size: u64,
     /// When the message was received (µs): the base of `delay=` and qshape ages.
     pub arrival: Time,
+    /// The message as the sender submitted it, before any content-filter re-injection:
+    /// its id and arrival (for end-to-end delays and stable addresses).
+    pub origin_id: u64,
+    pub origin_arrival: Time,
+    /// cleanup added a FILTER record: qmgr sends every recipient to the content filter.
+    pub filter_pass: bool,
     /// When cleanup wrote this queue file, in whole seconds: the base of backoff and expiry.
     pub create_time: i64,
     /// The file's mtime, in whole seconds.
@@ -127,13 +138,13 @@ pub struct RecipientKeys {
 }
 
 impl RecipientKeys {
-    /// The key of recipient `r` (its index in the queue file).
-    pub fn key(&self, r: usize) -> u64 {
+    /// The key of the recipient with original index `index`.
+    pub fn key(&self, index: u32) -> u64 {
         match self.origin {
             // A notice goes to the original sender, the same address for every notice.
             Origin::Notice(stream) => (1u64 << 63) | u64::from(stream),
             // Generated mailboxes are unique per message; < 2^20 recipients per message.
-            Origin::Stream(_) => (self.message_id << 20) ^ r as u64,
+            Origin::Stream(_) => (self.message_id << 20) ^ u64::from(index),
         }
     }
 }
@@ -142,7 +153,7 @@ impl Message {
     pub fn recipient_keys(&self) -> RecipientKeys {
         RecipientKeys {
             origin: self.origin,
-            message_id: self.id,
+            message_id: self.origin_id,
         }
     }
 

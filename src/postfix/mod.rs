@@ -109,6 +109,8 @@ pub struct Totals {
     pub not_accepted: u64,
     /// Messages rejected for good at the door (552, too large).
     pub rejected_messages: u64,
+    /// Recipients the content filter accepted and re-injected.
+    pub filtered: u64,
     pub admin_commands: u64,
     /// Deferrals by cause, qmgr's suspended deferrals included.
     pub deferred_by_cause: CauseCounts,
@@ -146,6 +148,7 @@ pub struct Mta {
     disk_fills: Vec<(Time, Time, Option<u64>)>,
     /// Bytes of all queue files.
     queue_bytes: u64,
+    pub(crate) content_filter: Option<crate::scenario::ContentFilter>,
 }
 
 /// What happened to a message a sender offered.
@@ -205,6 +208,7 @@ impl Mta {
                 })
                 .collect(),
             queue_bytes: 0,
+            content_filter: scenario.content_filter,
         }
     }
 
@@ -372,6 +376,33 @@ impl Mta {
         size: u64,
         dests: &[u32],
     ) -> u32 {
+        let m = self.alloc_queue_file(now, origin, null_sender, size, |recipients| {
+            recipients.extend(dests.iter().map(|&dest| Recipient {
+                dest,
+                status: RcptStatus::Pending,
+                attempts: 0,
+                reply: Reply::None,
+                orig_index: 0,
+            }));
+            recipients.sort_by_key(|r| r.dest);
+            for (i, r) in recipients.iter_mut().enumerate() {
+                r.orig_index = u32::try_from(i).unwrap_or(u32::MAX);
+            }
+        });
+        self.totals.recipients += dests.len() as u64;
+        m
+    }
+
+    /// A queue file with recipients filled in by `fill`; `origin_id`/`origin_arrival` are
+    /// its own until the caller says otherwise.
+    fn alloc_queue_file(
+        &mut self,
+        now: Time,
+        origin: Origin,
+        null_sender: bool,
+        size: u64,
+        fill: impl FnOnce(&mut Vec<Recipient>),
+    ) -> u32 {
         let id = self.next_message_id;
         self.next_message_id += 1;
         let warn_time = if !null_sender && self.cfg.delay_warning_time > 0 {
@@ -379,20 +410,17 @@ impl Mta {
         } else {
             0
         };
-        let m = self.messages.alloc(|mut recipients| {
-            recipients.extend(dests.iter().map(|&dest| Recipient {
-                dest,
-                status: RcptStatus::Pending,
-                attempts: 0,
-                reply: Reply::None,
-            }));
-            recipients.sort_by_key(|r| r.dest);
+        self.messages.alloc(|mut recipients| {
+            fill(&mut recipients);
             Message {
                 id,
                 origin,
                 null_sender,
                 size,
                 arrival: now,
+                origin_id: id,
+                origin_arrival: now,
+                filter_pass: false,
                 create_time: whole_seconds(now),
                 mtime: whole_seconds(now),
                 warn_time,
@@ -408,15 +436,57 @@ impl Mta {
                 locked: 0,
                 recipients,
             }
+        })
+    }
+
+    /// The content filter answered 250 for recipients `lo..hi` of `m` that it accepted: it
+    /// has re-injected them through its own smtpd as a new queue file (new queue ID, new
+    /// arrival and create time; §7.3). The new file is not filtered again.
+    pub(crate) fn reinject_filtered(&mut self, m: u32, lo: usize, hi: usize, now: Time) {
+        let (origin, null_sender, size, origin_id, origin_arrival) = {
+            let msg = self.messages.get(m);
+            (
+                msg.origin,
+                msg.null_sender,
+                msg.size,
+                msg.origin_id,
+                msg.origin_arrival,
+            )
+        };
+        let mut moved: Vec<Recipient> = Vec::new();
+        for r in lo..hi {
+            let rc = &mut self.messages.get_mut(m).recipients[r];
+            if rc.status == RcptStatus::Filtered && rc.reply == Reply::Sent {
+                rc.reply = Reply::None;
+                moved.push(Recipient {
+                    status: RcptStatus::Pending,
+                    reply: Reply::None,
+                    ..*rc
+                });
+            }
+        }
+        if moved.is_empty() {
+            return;
+        }
+        self.totals.filtered += moved.len() as u64;
+        let new = self.alloc_queue_file(now, origin, null_sender, size, |recipients| {
+            recipients.extend_from_slice(&moved);
         });
-        self.totals.recipients += dests.len() as u64;
-        m
+        let msg = self.messages.get_mut(new);
+        msg.origin_id = origin_id;
+        msg.origin_arrival = origin_arrival;
+        self.cleanup_done(new, now);
     }
 
     /// cleanup has written the file: it enters incoming and qmgr is woken (`W` trigger).
+    /// With a content_filter, mail from outside gets a FILTER record; a re-injected file
+    /// (from the filter) and Postfix's own notices do not (`internal_mail_filter_classes`
+    /// is empty by default).
     fn cleanup_done(&mut self, m: u32, now: Time) {
         let stamp = self.relocate(m, Location::Incoming);
+        let filter = self.content_filter.is_some();
         let msg = self.messages.get_mut(m);
+        msg.filter_pass = filter && !msg.null_sender && msg.origin_id == msg.id;
         msg.create_time = whole_seconds(now);
         msg.mtime = whole_seconds(now);
         self.qmgr.incoming_push(m, stamp);
@@ -452,14 +522,14 @@ impl Mta {
             RcptStatus::Bounced => FinalStatus::Bounced,
             RcptStatus::Expired => FinalStatus::Expired,
             RcptStatus::Deleted => FinalStatus::Deleted,
-            RcptStatus::Pending => FinalStatus::Queued,
+            RcptStatus::Pending | RcptStatus::Filtered => FinalStatus::Queued,
         };
         match status {
             RcptStatus::Sent => self.totals.sent += 1,
             RcptStatus::Bounced => self.totals.bounced += 1,
             RcptStatus::Expired => self.totals.expired += 1,
             RcptStatus::Deleted => self.totals.deleted += 1,
-            RcptStatus::Pending => {}
+            RcptStatus::Pending | RcptStatus::Filtered => {}
         }
         self.last_final = Some(now);
         let msg = self.messages.get(m);
@@ -487,17 +557,17 @@ impl Mta {
                     .unwrap_or("?"),
             ),
             Origin::Stream(_) => Address::Generated {
-                message: msg.id,
-                index: u32::try_from(r).unwrap_or(u32::MAX),
+                message: msg.origin_id,
+                index: rcpt.orig_index,
                 domain,
             },
         };
         RecipientOutcome {
-            message_id: msg.id,
+            message_id: msg.origin_id,
             notice: msg.null_sender,
             recipient,
             destination: domain,
-            arrival: msg.arrival,
+            arrival: msg.origin_arrival,
             finished,
             attempts: rcpt.attempts,
             status,

@@ -21,8 +21,9 @@ use crate::error::InputError;
 pub use admin::{AdminAction, AdminCommand, QueueSet, Selection};
 use params::{Feedback, Kind, Value};
 pub use remote::{
-    DiskSpec, Excess, FaultKind, FaultSpec, FaultTarget, GreylistSpec, MaxConnectionsSpec, MxHost,
-    Phases, RateLimitSpec, RateReply, Site, SmtpClientConfig, SpamSpec, Stage,
+    ContentFilter, DiskSpec, Excess, FaultKind, FaultSpec, FaultTarget, GreylistSpec,
+    MaxConnectionsSpec, MxHost, Phases, RateLimitSpec, RateReply, Site, SmtpClientConfig, SpamSpec,
+    Stage,
 };
 pub use resolve_admin::Reconfiguration;
 pub use resolve_host::SizeDist;
@@ -44,6 +45,7 @@ impl DestinationSpec {
             max_connections: None,
             spam: SpamSpec::default(),
             unknown_recipients: 0.0,
+            is_content_filter: false,
         }
     }
 }
@@ -122,6 +124,8 @@ pub struct DestinationSpec {
     pub spam: SpamSpec,
     /// Fraction of recipient addresses that do not exist (`550 5.1.1` at RCPT, every time).
     pub unknown_recipients: f64,
+    /// This is the content filter's nexthop, not a mail domain.
+    pub is_content_filter: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -190,6 +194,7 @@ pub struct Scenario {
     pub reconfigurations: Vec<Reconfiguration>,
     /// The queue file system; `None` = never full.
     pub disk: Option<DiskSpec>,
+    pub content_filter: Option<ContentFilter>,
     /// Things the user should know that are not errors (accepted but unmodelled parameters).
     pub warnings: Vec<String>,
 }
@@ -344,6 +349,13 @@ impl Resolver<'_> {
                 }
             }
         }
+        // The content filter's transport is a master.cf service too.
+        let filter_nexthop = self.content_filter_setting(&raw.postfix, raw.filter.is_some())?;
+        if let Some((transport, _)) = &filter_nexthop
+            && !transport_names.contains(transport)
+        {
+            transport_names.push(transport.clone());
+        }
         let maxprocs = self.master(&raw.master, &transport_names, postfix.default_process_limit)?;
         self.check_transport_prefixes(&raw.postfix, &transport_names, &mut warnings)?;
         let transports: Vec<TransportConfig> = transport_names
@@ -371,6 +383,23 @@ impl Resolver<'_> {
                     .into(),
             ));
         }
+        let user_destinations = destinations.len();
+        let content_filter = match &filter_nexthop {
+            Some((transport, host)) => {
+                let transport = transport_names
+                    .iter()
+                    .position(|t| t == transport)
+                    .unwrap_or(0);
+                let spec =
+                    self.filter_destination(host, transport, raw.filter.as_ref(), &destinations)?;
+                destinations.push(spec);
+                Some(ContentFilter {
+                    transport,
+                    destination: destinations.len() - 1,
+                })
+            }
+            None => None,
+        };
         let local_index = destinations.len();
         let local_latency = match raw.notices.as_ref().and_then(|n| n.latency.as_ref()) {
             Some(v) => self.latency(("notices", None, "latency"), v)?,
@@ -413,7 +442,7 @@ impl Resolver<'_> {
         }
         let mut traffic = Vec::new();
         for (i, t) in raw.traffic.iter().enumerate() {
-            traffic.push(self.traffic(i, t, &destinations[..local_index])?);
+            traffic.push(self.traffic(i, t, &destinations[..user_destinations])?);
         }
         if traffic.is_empty() {
             return Err(InputError::new(
@@ -469,6 +498,7 @@ impl Resolver<'_> {
             admin,
             reconfigurations,
             disk,
+            content_filter,
             warnings,
         })
     }
@@ -491,8 +521,9 @@ impl Resolver<'_> {
                 transport_tail(name).and_then(|(_, tail)| params::tail_kind(tail))
             {
                 kind
-            } else if params::RELAY_LISTS.contains(&name.as_str()) {
-                continue; // lists of destinations and hosts: `smtp_client` reads them
+            } else if params::RELAY_LISTS.contains(&name.as_str()) || name == params::CONTENT_FILTER
+            {
+                continue; // lists and nexthops: `smtp_client` and `content_filter_setting` read them
             } else if params::ACCEPTED_NOT_MODELLED.contains(&name.as_str()) {
                 warnings.push(format!(
                     "{}:{}: [postfix] {name} is a Postfix parameter this model does not use yet; it has no effect",
@@ -505,6 +536,7 @@ impl Resolver<'_> {
                     .iter()
                     .map(|(n, _, _)| *n)
                     .chain(params::RELAY_LISTS.iter().copied())
+                    .chain([params::CONTENT_FILTER])
                     .chain(params::ACCEPTED_NOT_MODELLED.iter().copied());
                 return Err(self.err(
                     at,

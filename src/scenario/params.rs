@@ -33,7 +33,6 @@ pub const ACCEPTED_NOT_MODELLED: &[&str] = &[
     "smtp_rcpt_timeout",
     "smtp_data_init_timeout",
     "smtp_data_xfer_timeout",
-    "smtp_data_done_timeout",
     "relayhost",
     "smtp_connection_cache_on_demand",
     "smtp_connection_cache_destinations",
@@ -57,7 +56,6 @@ pub const ACCEPTED_NOT_MODELLED: &[&str] = &[
     "confirm_delay_cleared",
     "qmgr_clog_warn_time",
     "notify_classes",
-    "content_filter",
     "service_throttle_time",
     "enable_long_queue_ids",
     "delay_logging_resolution_limit",
@@ -73,6 +71,7 @@ pub const GLOBAL: &[(&str, Kind, &str)] = &[
     ("bounce_queue_lifetime", time('d', 0, 8_640_000), "5d"),
     ("delay_warning_time", time('h', 0, MAX_TIME), "0h"),
     ("transport_retry_time", time('s', 1, MAX_TIME), "60s"),
+    ("smtp_data_done_timeout", time('s', 1, MAX_TIME), "600s"),
     ("queue_minfree", int(0, i64::MAX), "0"),
     ("message_size_limit", int(0, i64::MAX), "10240000"),
     (
@@ -128,6 +127,9 @@ pub const GLOBAL: &[(&str, Kind, &str)] = &[
 /// `:port`). They name the scenario's destinations and hosts, so they are resolved after the
 /// destinations (`resolve_world.rs`), not by [`parse_value`].
 pub const RELAY_LISTS: &[&str] = &["smtp_fallback_relay", "fallback_relay"];
+
+/// `content_filter = transport:[host]:port`, read by `resolve_host.rs`.
+pub const CONTENT_FILTER: &str = "content_filter";
 
 /// Per-transport parameter tails: `<transport>_<tail>` overrides `default_<tail>`
 /// (`initial_destination_concurrency` has the `<transport>_initial_…` form).

@@ -29,6 +29,7 @@ pub struct Scenario {
     #[serde(default)]
     pub admin: Vec<Admin>,
     pub disk: Option<Disk>,
+    pub filter: Option<Filter>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -83,6 +84,7 @@ pub struct Fault {
     pub stage: Option<String>,
     pub lookup: Option<String>,
     pub fill: Option<ParamValue>,
+    pub factor: Option<f64>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -90,6 +92,18 @@ pub struct Fault {
 pub struct Notices {
     pub to: Option<String>,
     pub latency: Option<toml::Value>,
+}
+
+/// How the content filter behaves (an SMTP server on our host).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    pub latency: Option<toml::Value>,
+    pub connect: Option<toml::Value>,
+    pub greeting: Option<toml::Value>,
+    pub tempfail: Option<f64>,
+    pub permfail: Option<f64>,
+    pub max_connections: Option<toml::Value>,
 }
 
 /// The queue file system.

@@ -141,6 +141,11 @@ pub enum FaultKind {
     DnsTimeout { lookup: Time },
     /// The domain does not exist: `Host or domain name not found` (5.4.4, bounce).
     DnsNxdomain,
+    /// The server is slow: its transaction time is multiplied by `factor`.
+    Slow { factor: f64 },
+    /// The server accepts the message data and never answers: the client gives up after
+    /// `smtp_data_done_timeout` (a site failure).
+    Hang,
     /// Another process fills the queue file system: `fill` bytes (`None`: all of it).
     DiskFull { fill: Option<u64> },
     /// The transport's delivery agents cannot be started or contacted (§5.4).
@@ -193,6 +198,18 @@ pub struct SmtpClientConfig {
     pub mx_session_limit: u32,
     /// `smtp_fallback_relay` (default `$fallback_relay`), tried after the primary site.
     pub fallback_relay: Vec<Site>,
+    /// Seconds.
+    pub data_done_timeout: i64,
+}
+
+/// `content_filter = transport:[host]:port` (§7.3): every message is first delivered to
+/// the filter, which re-injects it as a new queue file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContentFilter {
+    /// Index into `Scenario::transports`.
+    pub transport: usize,
+    /// Index into `Scenario::destinations`: the filter's nexthop and its behaviour.
+    pub destination: usize,
 }
 
 /// The queue file system (`[disk]`): free space = size − used − queue files − fault fills.

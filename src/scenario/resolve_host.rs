@@ -1,9 +1,14 @@
-//! Resolving what describes our own host: the queue file system (`[disk]`) and message
-//! sizes (§7.1).
+//! Resolving what describes our own host: the queue file system (`[disk]`), message sizes
+//! (§7.1) and the content filter (`content_filter`, `[filter]`; §7.3).
 
 use super::remote::DiskSpec;
-use super::{At, Resolver, did_you_mean, raw, units};
+use super::{
+    At, DestinationSpec, Latency, Phases, Resolver, did_you_mean, is_service_name, params, raw,
+    units,
+};
+use crate::engine::time::SECOND;
 use crate::error::InputError;
+use std::collections::BTreeMap;
 
 /// A message-size distribution, in bytes.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -15,6 +20,101 @@ pub enum SizeDist {
 }
 
 impl Resolver<'_> {
+    /// `content_filter = transport:[host]:port` → (transport, host); `None` when unset or
+    /// empty. A `[filter]` table without a content_filter is a mistake.
+    pub(super) fn content_filter_setting(
+        &self,
+        table: &BTreeMap<String, raw::ParamValue>,
+        has_filter_table: bool,
+    ) -> Result<Option<(String, String)>, InputError> {
+        let at = ("postfix", None, params::CONTENT_FILTER);
+        let text = table
+            .get(params::CONTENT_FILTER)
+            .map(|v| v.as_text())
+            .unwrap_or_default();
+        let text = text.trim();
+        if text.is_empty() {
+            if has_filter_table {
+                return Err(self.err(
+                    ("filter", None, "latency"),
+                    "[filter] describes a content filter, but [postfix] sets no content_filter (e.g. content_filter = \"smtp-amavis:[127.0.0.1]:10024\")".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        let shape = "is transport:[host]:port, e.g. \"smtp-amavis:[127.0.0.1]:10024\"";
+        let Some((transport, nexthop)) = text.split_once(':') else {
+            return Err(self.err(at, format!("`{text}` {shape}")));
+        };
+        if !is_service_name(transport) || transport == "local" {
+            return Err(self.err(
+                at,
+                format!("`{transport}` is not an SMTP transport name (master.cf service); the value {shape}"),
+            ));
+        }
+        let host = match nexthop.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or_default(),
+            None => nexthop.split(':').next().unwrap_or_default(),
+        }
+        .trim()
+        .to_ascii_lowercase();
+        if host.is_empty()
+            || !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
+        {
+            return Err(self.err(at, format!("`{nexthop}`: the nexthop {shape}")));
+        }
+        Ok(Some((transport.to_string(), host)))
+    }
+
+    /// The filter as a destination of its transport: a server on our host answering every
+    /// message after `latency` (default 1 s, amavisd's typical scan time).
+    pub(super) fn filter_destination(
+        &self,
+        host: &str,
+        transport: usize,
+        f: Option<&raw::Filter>,
+        before: &[DestinationSpec],
+    ) -> Result<DestinationSpec, InputError> {
+        if before.iter().any(|d| d.domain == host) {
+            return Err(self.err(
+                ("postfix", None, params::CONTENT_FILTER),
+                format!("the filter's host `{host}` is also a [[destination]]"),
+            ));
+        }
+        let at = |k| ("filter", None, k);
+        let latency = |key, v: Option<&toml::Value>, default| match v {
+            Some(v) => self.latency(at(key), v),
+            None => Ok(default),
+        };
+        let mut phases = Phases::transaction_only(latency(
+            "latency",
+            f.and_then(|f| f.latency.as_ref()),
+            Latency::Fixed(SECOND),
+        )?);
+        phases.connect = latency(
+            "connect",
+            f.and_then(|f| f.connect.as_ref()),
+            Latency::Fixed(0),
+        )?;
+        phases.greeting = latency(
+            "greeting",
+            f.and_then(|f| f.greeting.as_ref()),
+            Latency::Fixed(0),
+        )?;
+        let mut spec = DestinationSpec::accepting(host, transport, phases);
+        spec.is_content_filter = true;
+        if let Some(f) = f {
+            spec.tempfail = self.probability(at("tempfail"), f.tempfail)?;
+            spec.permfail = self.probability(at("permfail"), f.permfail)?;
+            if let Some(v) = &f.max_connections {
+                spec.max_connections = Some(self.max_connections(at("max_connections"), v)?);
+            }
+        }
+        Ok(spec)
+    }
+
     pub(super) fn disk(&self, d: &raw::Disk) -> Result<DiskSpec, InputError> {
         let size = units::parse_size(&d.size.as_text())
             .map_err(|m| self.err(("disk", None, "size"), m))?;

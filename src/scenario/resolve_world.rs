@@ -36,6 +36,9 @@ const POSTGREY: GreylistSpec = GreylistSpec {
 /// `attempts:2` (resolv.conf(5) defaults, one nameserver).
 const DEFAULT_DNS_TIMEOUT: Time = 10 * SECOND;
 
+/// The fault target naming the content filter.
+const FILTER_TARGET: &str = "filter";
+
 const FAULT_KINDS: &[&str] = &[
     "refuse",
     "blackhole",
@@ -44,6 +47,8 @@ const FAULT_KINDS: &[&str] = &[
     "dns_servfail",
     "dns_timeout",
     "dns_nxdomain",
+    "slow",
+    "hang",
     "disk_full",
     "transport_down",
 ];
@@ -575,7 +580,7 @@ impl Resolver<'_> {
         })
     }
 
-    fn max_connections(
+    pub(super) fn max_connections(
         &self,
         at: At<'_>,
         v: &toml::Value,
@@ -739,6 +744,27 @@ impl Resolver<'_> {
                     fill: self.fill(at("fill"), f.fill.as_ref())?,
                 },
                 "transport_down" => FaultKind::TransportDown,
+                "hang" => FaultKind::Hang,
+                "slow" => {
+                    let factor = match f.factor {
+                        Some(x) if x.is_finite() && x >= 1.0 => x,
+                        Some(x) => {
+                            return Err(self.err(
+                                at("factor"),
+                                format!(
+                                    "`{x}`: a slowdown factor is a number ≥ 1 (2 = twice as slow)"
+                                ),
+                            ));
+                        }
+                        None => {
+                            return Err(self.err(
+                                at("factor"),
+                                "missing: how many times slower, e.g. factor = 5".into(),
+                            ));
+                        }
+                    };
+                    FaultKind::Slow { factor }
+                }
                 other => {
                     return Err(self.err(
                         at("kind"),
@@ -760,6 +786,12 @@ impl Resolver<'_> {
                 return Err(self.err(
                     at("lookup"),
                     format!("only applies to kind = \"dns_timeout\", not \"{kind_name}\""),
+                ));
+            }
+            if f.factor.is_some() && !matches!(kind, FaultKind::Slow { .. }) {
+                return Err(self.err(
+                    at("factor"),
+                    format!("only applies to kind = \"slow\", not \"{kind_name}\""),
                 ));
             }
             if f.fill.is_some() && !matches!(kind, FaultKind::DiskFull { .. }) {
@@ -864,7 +896,19 @@ impl Resolver<'_> {
         dests: &[DestinationSpec],
         hosts: &[&str],
     ) -> Result<FaultTarget, InputError> {
-        let name = target.trim().to_ascii_lowercase();
+        let mut name = target.trim().to_ascii_lowercase();
+        if name == FILTER_TARGET {
+            // The content filter's nexthop host, by its role.
+            match dests.iter().find(|d| d.is_content_filter) {
+                Some(d) => name = d.domain.clone(),
+                None => {
+                    return Err(self.err(
+                        at,
+                        "target = \"filter\" needs a content_filter in [postfix]".into(),
+                    ));
+                }
+            }
+        }
         let dns_kind = kind_name.starts_with("dns_");
         if name == DNS_TARGET {
             if !dns_kind {
@@ -951,6 +995,7 @@ impl Resolver<'_> {
             mx_address_limit: count("smtp_mx_address_limit"),
             mx_session_limit: count("smtp_mx_session_limit"),
             fallback_relay,
+            data_done_timeout: global_seconds(values, "smtp_data_done_timeout"),
         })
     }
 

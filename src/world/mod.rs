@@ -74,6 +74,7 @@ struct ClientLimits {
     helo_timeout: Time,
     address_limit: u32,
     session_limit: u32,
+    data_done_timeout: Time,
 }
 
 impl ClientLimits {
@@ -86,6 +87,7 @@ impl ClientLimits {
             helo_timeout: smtp.helo_timeout * SECOND,
             address_limit: smtp.mx_address_limit,
             session_limit: smtp.mx_session_limit,
+            data_done_timeout: smtp.data_done_timeout * SECOND,
         }
     }
 }

@@ -297,9 +297,15 @@ impl World {
                 more = false;
             }
             final_server = final_nexthop && !more;
-            let end = self.transaction(e, host, t, final_server, req);
-            self.clients[e].complete_session = true;
-            (end, HostOutcome::Transaction)
+            match self.transaction(e, host, t, final_server, req) {
+                Ok(end) => {
+                    self.clients[e].complete_session = true;
+                    (end, HostOutcome::Transaction)
+                }
+                // The server went silent after DATA: a lost session, like a handshake
+                // failure for what it does to the recipients and the destination.
+                Err(end) => (end, HostOutcome::HandshakeFailed(Cause::DataTimedOut)),
+            }
         };
         if let (Some(s), Some(slots)) = (slot, self.hosts[h].slots.as_mut()) {
             slots.hold(s, end);
@@ -326,7 +332,8 @@ impl World {
         end
     }
 
-    /// MAIL FROM, RCPT TO for each recipient left, DATA: returns when the transaction ends.
+    /// MAIL FROM, RCPT TO for each recipient left, DATA: returns when the transaction ends,
+    /// or `Err(when)` if the server never answered the end of data (`smtp_stream_except`).
     fn transaction(
         &mut self,
         e: usize,
@@ -334,7 +341,7 @@ impl World {
         mut t: Time,
         final_server: bool,
         req: &mut Request<'_>,
-    ) -> Time {
+    ) -> Result<Time, Time> {
         let owner = self.hosts[host as usize].owner as usize;
         if self.faults.host(host, t) == Some(FaultKind::Tempfail(Stage::Mail)) {
             t += self.servers[owner].rcpt_time();
@@ -343,7 +350,7 @@ impl World {
                     self.reject(e, req, i, Cause::MailTempfail, final_server);
                 }
             }
-            return t;
+            return Ok(t);
         }
         let rate_exceeded = self.servers[owner].rcpt_rate_exceeded(t);
         let mut accepted = std::mem::take(&mut self.accepted);
@@ -356,7 +363,7 @@ impl World {
             let reply = if self.faults.host(host, t) == Some(FaultKind::Tempfail(Stage::Rcpt)) {
                 Some(Cause::RecipientTempfail)
             } else {
-                let key = req.keys.key(req.first + i);
+                let key = req.keys.key(req.recipients[i].orig_index);
                 self.servers[owner].rcpt(req.sender, key, rate_exceeded, t)
             };
             match reply {
@@ -365,7 +372,23 @@ impl World {
             }
         }
         if !accepted.is_empty() {
-            t += self.servers[owner].transaction_time();
+            let mut transfer = self.servers[owner].transaction_time();
+            match self.faults.host(host, t) {
+                Some(FaultKind::Slow { factor }) => {
+                    transfer = (transfer as f64 * factor).min(i64::MAX as f64 / 4.0) as Time;
+                }
+                Some(FaultKind::Hang) => {
+                    // Accepted recipients stay left: the caller fails them with the session.
+                    self.accepted = accepted;
+                    return Err(t + self.limits.data_done_timeout);
+                }
+                _ => {}
+            }
+            if transfer >= self.limits.data_done_timeout {
+                self.accepted = accepted;
+                return Err(t + self.limits.data_done_timeout);
+            }
+            t += transfer;
             self.servers[owner].count_message(t);
             let verdict = if self.faults.host(host, t) == Some(FaultKind::Tempfail(Stage::Data)) {
                 Some(Cause::DataTempfail)
@@ -380,7 +403,7 @@ impl World {
             }
         }
         self.accepted = accepted;
-        t
+        Ok(t)
     }
 
     /// A 4xx or 5xx for recipient `i` (`smtp_rcpt_fail`): 5xx bounces; 4xx defers at the

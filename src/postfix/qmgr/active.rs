@@ -41,7 +41,18 @@ impl Mta {
             msg.recipient_keys()
         };
         let n = self.messages.get(m).recipients.len();
-        let mut lo = 0;
+        if let Some(cf) = self.content_filter
+            && self.messages.get(m).filter_pass
+        {
+            // FILTER record: every recipient goes to the filter's one queue (§7.3).
+            let limit = self.qmgr.transports[cf.transport].recipient_limit;
+            self.assign(m, cf.destination as u32, 0, n, limit);
+        }
+        let mut lo = if self.messages.get(m).filter_pass && self.content_filter.is_some() {
+            n
+        } else {
+            0
+        };
         while lo < n {
             let dest = self.messages.get(m).recipients[lo].dest;
             let mut hi = lo;
@@ -56,7 +67,7 @@ impl Mta {
                     if self.messages.get(m).recipients[r].status != RcptStatus::Pending {
                         continue;
                     }
-                    let key = keys.key(r);
+                    let key = keys.key(self.messages.get(m).recipients[r].orig_index);
                     let q = self.queue_for_recipient(dest, key);
                     self.assign(m, q, r, r + 1, 1);
                 }

@@ -108,7 +108,7 @@ impl Mta {
         let entry = self.qmgr.entries[e as usize];
         let dest = self.qmgr.queues[entry.queue as usize].dest;
         let msg = self.messages.get_mut(entry.msg);
-        let (message_id, arrival) = (msg.id, msg.arrival);
+        let (message_id, arrival) = (msg.origin_id, msg.origin_arrival);
         let mut count = 0;
         for r in msg.recipients[entry.lo as usize..entry.hi as usize]
             .iter_mut()
@@ -189,13 +189,24 @@ impl Mta {
             return;
         }
         let m = entry.msg;
+        let to_filter = self.messages.get(m).filter_pass
+            && self.content_filter.is_some_and(|cf| {
+                cf.destination as u32 == self.qmgr.queues[entry.queue as usize].dest
+            });
         let mut any_deferred = false;
+        let mut any_filtered = false;
         for r in entry.lo as usize..entry.hi as usize {
             let rc = self.messages.get(m).recipients[r];
             if rc.status != RcptStatus::Pending {
                 continue;
             }
             match rc.reply {
+                Reply::Sent if to_filter => {
+                    // Not delivered yet: handed over, and re-injected below.
+                    self.messages.get_mut(m).recipients[r].status = RcptStatus::Filtered;
+                    any_filtered = true;
+                    continue;
+                }
                 Reply::Sent => self.finalize(m, r, RcptStatus::Sent, now, obs),
                 Reply::Bounced(cause) => {
                     self.totals.bounced_by_cause.add(cause);
@@ -218,6 +229,9 @@ impl Mta {
         }
         if any_deferred {
             self.messages.get_mut(m).deferred_this_round = true;
+        }
+        if any_filtered {
+            self.reinject_filtered(m, entry.lo as usize, entry.hi as usize, now);
         }
         let q = entry.queue;
         let t = self.qmgr.queues[q as usize].transport as usize;
