@@ -122,6 +122,9 @@ pub enum Cause {
     /// qmgr deferred it without an attempt: the destination is dead
     /// (`delivery temporarily suspended`).
     Suspended,
+    /// qmgr deferred it without an attempt: the transport's agents could not be started
+    /// (`4.3.0 mail transport unavailable`).
+    TransportUnavailable,
     /// `550 5.1.1` unknown user at RCPT.
     UnknownUser,
     /// A 5xx at RCPT (the destination's `permfail`).
@@ -135,7 +138,7 @@ pub enum Cause {
 }
 
 impl Cause {
-    pub const ALL: [Cause; 18] = [
+    pub const ALL: [Cause; 19] = [
         Cause::Greylisted,
         Cause::RateLimited,
         Cause::TooManyConnections,
@@ -149,6 +152,7 @@ impl Cause {
         Cause::DataTimedOut,
         Cause::DnsTempfail,
         Cause::Suspended,
+        Cause::TransportUnavailable,
         Cause::UnknownUser,
         Cause::RecipientRejected,
         Cause::DataRejected,
@@ -176,6 +180,7 @@ impl Cause {
             Cause::DataTimedOut => "data_timed_out",
             Cause::DnsTempfail => "dns_tempfail",
             Cause::Suspended => "suspended",
+            Cause::TransportUnavailable => "transport_unavailable",
             Cause::UnknownUser => "unknown_user",
             Cause::RecipientRejected => "recipient_rejected",
             Cause::DataRejected => "data_rejected",
@@ -198,6 +203,7 @@ impl Cause {
             Cause::GreetingTimedOut | Cause::DataTimedOut => "4.4.2",
             Cause::DnsTempfail => "4.4.3",
             Cause::Suspended => "4.4.1",
+            Cause::TransportUnavailable => "4.3.0",
             Cause::UnknownUser => "5.1.1",
             Cause::RecipientRejected => "5.7.1",
             Cause::DataRejected => "5.7.1",

@@ -186,3 +186,38 @@ fn a_hung_filter_holds_its_processes_for_smtp_data_done_timeout() {
         Some(1201 * mailsim::engine::time::SECOND)
     );
 }
+
+#[test]
+fn a_five_second_agent_outage_defers_a_minute_of_mail() {
+    // §9.10: the first delivery finds no smtp agent (transport_down for 5 s): the whole
+    // transport is dead for transport_retry_time (60 s), and mail arriving in that minute
+    // is deferred without an attempt, to be retried at the deferred scans (300 s for the
+    // messages of 0 s and 1 s, 600 s for the rest).
+    let text = r#"
+name = "transport-down"
+[[traffic]]
+to = "d.test"
+messages = 10
+rate = "1/s"
+arrivals = "uniform"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[fault]]
+at = "0s"
+for = "5s"
+kind = "transport_down"
+target = "smtp"
+"#;
+    let (rec, report, _) = run(text);
+    let t = report.mta_totals;
+    assert_eq!(
+        t.deferred_by_cause
+            .get(mailsim::observe::Cause::TransportUnavailable),
+        10
+    );
+    let starts: Vec<i64> = rec.attempts.iter().map(|a| a.1 / 1_000_000).collect();
+    assert_eq!(starts.iter().filter(|&&s| s == 300).count(), 2);
+    assert_eq!(starts.iter().filter(|&&s| s == 600).count(), 8);
+    assert_eq!(t.sent, 10);
+}

@@ -42,6 +42,8 @@ pub enum Event {
     DeliveryDone { entry: u32 },
     /// A dead queue's `minimal_backoff_time` timer.
     QueueRevive { queue: u32, generation: u32 },
+    /// A dead transport's `transport_retry_time` timer.
+    TransportRevive { transport: u16, generation: u32 },
     /// A rate-delayed queue's suspension ends.
     QueueResume { queue: u32, generation: u32 },
 }
@@ -149,6 +151,8 @@ pub struct Mta {
     /// Bytes of all queue files.
     queue_bytes: u64,
     pub(crate) content_filter: Option<crate::scenario::ContentFilter>,
+    /// transport_down faults: (start, end, transport).
+    transport_faults: Vec<(Time, Time, usize)>,
 }
 
 /// What happened to a message a sender offered.
@@ -209,6 +213,17 @@ impl Mta {
                 .collect(),
             queue_bytes: 0,
             content_filter: scenario.content_filter,
+            transport_faults: scenario
+                .faults
+                .iter()
+                .filter_map(|f| match (f.kind, &f.target) {
+                    (
+                        crate::scenario::FaultKind::TransportDown,
+                        crate::scenario::FaultTarget::Transport(t),
+                    ) => Some((f.start, f.end, *t)),
+                    _ => None,
+                })
+                .collect(),
         }
     }
 
@@ -652,6 +667,10 @@ impl Mta {
             Event::SmtpStep { entry } => self.smtp_step(entry, now, events, world),
             Event::DeliveryDone { entry } => self.delivery_done(entry, now, events, obs),
             Event::QueueRevive { queue, generation } => self.queue_revive_timer(queue, generation),
+            Event::TransportRevive {
+                transport,
+                generation,
+            } => self.transport_revive_timer(usize::from(transport), generation),
             Event::QueueResume { queue, generation } => self.queue_resume_timer(queue, generation),
         }
         self.run_qmgr(now, events, world, obs);

@@ -99,15 +99,20 @@ impl Mta {
                 queue.win = super::feedback::Window::fresh(&self.qmgr.transports[transport].rules);
             }
         }
-        if self.qmgr.queues[q as usize].win.is_dead() {
+        let dead_cause = if self.qmgr.transports[transport].dead {
+            Some(crate::observe::Cause::TransportUnavailable)
+        } else if self.qmgr.queues[q as usize].win.is_dead() {
+            Some(crate::observe::Cause::Suspended)
+        } else {
+            None
+        };
+        if let Some(cause) = dead_cause {
             // Recipients go to the retry service: deferred without a connection.
             let msg = self.messages.get_mut(m);
             for r in &msg.recipients[lo..hi] {
                 if r.status == RcptStatus::Pending {
                     self.totals.suspended_deferrals += 1;
-                    self.totals
-                        .deferred_by_cause
-                        .add(crate::observe::Cause::Suspended);
+                    self.totals.deferred_by_cause.add(cause);
                     msg.deferred_this_round = true;
                 }
             }

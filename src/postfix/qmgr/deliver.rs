@@ -85,10 +85,21 @@ impl Mta {
         for t in 0..self.qmgr.transports.len() {
             loop {
                 let transport = &self.qmgr.transports[t];
-                if transport.maxproc != 0 && transport.busy_agents >= transport.maxproc {
+                if transport.dead
+                    || (transport.maxproc != 0 && transport.busy_agents >= transport.maxproc)
+                {
                     break;
                 }
                 let Some(e) = self.qmgr.select(t) else { break };
+                if self.transport_is_down(t, now) {
+                    // No agent answers: the request and every queued one of the transport
+                    // are deferred, and the transport is dead for transport_retry_time.
+                    self.qmgr.queues[self.qmgr.entries[e as usize].queue as usize].busy -= 1;
+                    self.defer_entry(e, Cause::TransportUnavailable, now, events);
+                    self.throttle_transport(t, now, events);
+                    started = true;
+                    break;
+                }
                 self.qmgr.transports[t].busy_agents += 1;
                 self.start_delivery(e, now, events, world, obs);
                 started = true;
@@ -242,6 +253,8 @@ impl Mta {
                 self.declare_dead(q, now, events);
             }
         }
+        // Any normal reply proves the agents work (`qmgr_deliver_update`).
+        self.unthrottle_transport(t);
         if !entry.site_failure {
             let queue = &mut self.qmgr.queues[q as usize];
             let busy = queue.busy;
@@ -348,8 +361,11 @@ impl Mta {
         }
     }
 
-    /// `qmgr_enable_all` (`postqueue -f`, `-s`): every dead queue comes back now.
+    /// `qmgr_enable_all` (`postqueue -f`, `-s`): every dead transport and queue comes back.
     pub(crate) fn enable_all(&mut self) {
+        for t in 0..self.qmgr.transports.len() {
+            self.unthrottle_transport(t);
+        }
         for q in 0..self.qmgr.queues.len() as u32 {
             self.enable_queue(q);
         }
@@ -389,24 +405,83 @@ impl Mta {
                 generation,
             },
         );
-        self.defer_todo(q, now, events);
+        self.defer_todo(q, Cause::Suspended, now, events);
     }
 
     /// `qmgr_defer_todo`: every queued request of `q` is deferred without an attempt.
-    fn defer_todo(&mut self, q: u32, now: Time, events: &mut EventQueue<Event>) {
-        let mut discard = crate::observe::NullObserver;
+    fn defer_todo(&mut self, q: u32, cause: Cause, now: Time, events: &mut EventQueue<Event>) {
         while let Some(e) = self.qmgr.queues[q as usize].todo.pop_front() {
-            let entry = self.qmgr.entries[e as usize];
-            let msg = self.messages.get_mut(entry.msg);
-            for r in &msg.recipients[entry.lo as usize..entry.hi as usize] {
-                if r.status == RcptStatus::Pending {
-                    self.totals.suspended_deferrals += 1;
-                    self.totals.deferred_by_cause.add(Cause::Suspended);
-                    msg.deferred_this_round = true;
-                }
+            self.defer_entry(e, cause, now, events);
+        }
+    }
+
+    /// Request `e` (off its queue's todo list) is deferred through the retry service.
+    fn defer_entry(&mut self, e: u32, cause: Cause, now: Time, events: &mut EventQueue<Event>) {
+        let entry = self.qmgr.entries[e as usize];
+        let msg = self.messages.get_mut(entry.msg);
+        for r in &msg.recipients[entry.lo as usize..entry.hi as usize] {
+            if r.status == RcptStatus::Pending {
+                self.totals.suspended_deferrals += 1;
+                self.totals.deferred_by_cause.add(cause);
+                msg.deferred_this_round = true;
             }
-            // Deferral produces no final outcome, so nothing is observed here.
-            self.entry_done(e, false, now, events, &mut discard);
+        }
+        // Deferral produces no final outcome, so nothing is observed here.
+        let mut discard = crate::observe::NullObserver;
+        self.entry_done(e, false, now, events, &mut discard);
+    }
+
+    /// Is transport `t`'s service failing to start at `now` (a `transport_down` fault)?
+    fn transport_is_down(&self, t: usize, now: Time) -> bool {
+        self.transport_faults
+            .iter()
+            .any(|&(start, end, tr)| tr == t && start <= now && now < end)
+    }
+
+    /// `qmgr_transport_throttle`: the whole transport is dead for transport_retry_time, and
+    /// everything queued for it is deferred (§5.4).
+    fn throttle_transport(&mut self, t: usize, now: Time, events: &mut EventQueue<Event>) {
+        let transport = &mut self.qmgr.transports[t];
+        if transport.dead {
+            return;
+        }
+        transport.dead = true;
+        transport.timer_generation += 1;
+        let generation = transport.timer_generation;
+        events.schedule(
+            now + self.cfg.transport_retry_time * SECOND,
+            Event::TransportRevive {
+                transport: u16::try_from(t).unwrap_or(u16::MAX),
+                generation,
+            },
+        );
+        for q in 0..self.qmgr.queues.len() as u32 {
+            if self.qmgr.queues[q as usize].transport as usize == t
+                && self.qmgr.queues[q as usize].exists
+            {
+                self.defer_todo(q, Cause::TransportUnavailable, now, events);
+            }
+        }
+    }
+
+    /// `qmgr_transport_unthrottle`: by the timer, a normal delivery completion, or a flush.
+    pub(crate) fn unthrottle_transport(&mut self, t: usize) {
+        if let Some(transport) = self.qmgr.transports.get_mut(t)
+            && transport.dead
+        {
+            transport.dead = false;
+            transport.timer_generation += 1;
+        }
+    }
+
+    pub(crate) fn transport_revive_timer(&mut self, t: usize, generation: u32) {
+        if self
+            .qmgr
+            .transports
+            .get(t)
+            .is_some_and(|tr| tr.timer_generation == generation)
+        {
+            self.unthrottle_transport(t);
         }
     }
 

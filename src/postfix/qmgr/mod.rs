@@ -61,6 +61,10 @@ pub(crate) struct Transport {
     pub rate_delay: i64,
     /// Ready queues with work, keyed by the order of their oldest todo entry.
     pub ready: BinaryHeap<Reverse<(u64, u32)>>,
+    /// `QMGR_TRANSPORT_STAT_DEAD`: its agents could not be started (§5.4).
+    pub dead: bool,
+    /// Invalidates a cancelled revival timer.
+    pub timer_generation: u32,
 }
 
 /// One delivery request: recipients `lo..hi` of a message (only pending ones are sent),
@@ -141,6 +145,8 @@ fn transports_from(configs: &[TransportConfig]) -> Vec<Transport> {
             recipient_limit: t.recipient_limit,
             rate_delay: t.rate_delay,
             ready: BinaryHeap::new(),
+            dead: false,
+            timer_generation: 0,
         })
         .collect()
 }
