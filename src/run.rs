@@ -30,86 +30,6 @@ impl Observer for Tee<'_> {
     }
 }
 
-/// A message a sender is trying to hand to us.
-struct Offered {
-    stream: u16,
-    dests: Vec<u32>,
-    size: u64,
-    first_try: Time,
-}
-
-/// A message being offered (borrowed: arrivals do not allocate unless refused).
-#[derive(Clone, Copy)]
-struct OfferRef<'a> {
-    stream: u16,
-    dests: &'a [u32],
-    size: u64,
-    first_try: Time,
-}
-
-/// The sending side of refused mail: each refused message is offered again after its
-/// stream's `sender_retry`, until it is older than `sender_lifetime`.
-#[derive(Default)]
-struct Senders {
-    slots: Vec<Option<Offered>>,
-    free: Vec<u32>,
-    waiting: usize,
-}
-
-impl Senders {
-    fn offer(
-        &mut self,
-        offered: OfferRef<'_>,
-        now: Time,
-        mta: &mut Mta,
-        traffic: &[Stream],
-        events: &mut EventQueue<Event>,
-    ) {
-        let via_maildrop =
-            traffic[offered.stream as usize].spec.submit == crate::scenario::Submit::Sendmail;
-        let outcome = mta.offer(
-            now,
-            offered.stream,
-            offered.dests,
-            offered.size,
-            via_maildrop,
-        );
-        if let crate::postfix::Offer::Refused(_) = outcome {
-            let spec = &traffic[offered.stream as usize].spec;
-            let retry = now + spec.sender_retry;
-            if retry - offered.first_try > spec.sender_lifetime {
-                mta.sender_gave_up();
-                return;
-            }
-            let kept = Offered {
-                stream: offered.stream,
-                dests: offered.dests.to_vec(),
-                size: offered.size,
-                first_try: offered.first_try,
-            };
-            let slot = match self.free.pop() {
-                Some(s) => {
-                    self.slots[s as usize] = Some(kept);
-                    s
-                }
-                None => {
-                    self.slots.push(Some(kept));
-                    (self.slots.len() - 1) as u32
-                }
-            };
-            self.waiting += 1;
-            events.schedule(retry, Event::Resubmit { slot });
-        }
-    }
-
-    fn take(&mut self, slot: u32) -> Option<Offered> {
-        let offered = self.slots.get_mut(slot as usize)?.take()?;
-        self.free.push(slot);
-        self.waiting -= 1;
-        Some(offered)
-    }
-}
-
 /// What a run produced besides the observations.
 pub struct RunReport {
     pub mta_totals: crate::postfix::Totals,
@@ -146,7 +66,7 @@ pub fn simulate(
     };
     let first_tick = first_scan_tick(start, scenario.postfix.queue_run_delay);
     let mut events: EventQueue<Event> = EventQueue::new(0);
-    let mut mta = Mta::new(scenario);
+    let mut mta = Mta::new(scenario, seed);
     let mut world = World::new(scenario, &streams);
     let mut traffic: Vec<Stream> = scenario
         .traffic
@@ -181,7 +101,6 @@ pub fn simulate(
     let sample = scenario.sample;
     let mut next_sample: Time = 0;
     let mut dests: Vec<u32> = Vec::new();
-    let mut senders = Senders::default();
     while let Some(t) = events.peek_time() {
         if scenario.stop.is_some_and(|stop| t > stop) {
             break;
@@ -205,26 +124,8 @@ pub fn simulate(
                     Some(next) => events.schedule(next, Event::Arrival { stream }),
                     None => streams_open -= 1,
                 }
-                let offered = OfferRef {
-                    stream,
-                    dests: &dests,
-                    size,
-                    first_try: now,
-                };
-                senders.offer(offered, now, &mut mta, &traffic, &mut events);
+                mta.arrive(now, stream, &dests, size, &mut events);
                 mta.run_qmgr(now, &mut events, &mut world, observer);
-            }
-            Event::Resubmit { slot } => {
-                if let Some(o) = senders.take(slot) {
-                    let offered = OfferRef {
-                        stream: o.stream,
-                        dests: &o.dests,
-                        size: o.size,
-                        first_try: o.first_try,
-                    };
-                    senders.offer(offered, now, &mut mta, &traffic, &mut events);
-                    mta.run_qmgr(now, &mut events, &mut world, observer);
-                }
             }
             other => {
                 if let Event::Admin { .. } = other {
@@ -235,7 +136,10 @@ pub fn simulate(
         }
         // Done when nothing can arrive, nothing is left to do, and no admin command is
         // still to come (it might release held mail).
-        if streams_open == 0 && admin_pending == 0 && senders.waiting == 0 && mta.unfinished() == 0
+        if streams_open == 0
+            && admin_pending == 0
+            && mta.inbound_pending() == 0
+            && mta.unfinished() == 0
         {
             break;
         }
@@ -333,6 +237,8 @@ pub fn summarize(
         refused_stopped: t.refused_stopped,
         not_accepted: t.not_accepted,
         rejected_too_large: t.rejected_messages,
+        in_flow_delays: t.in_flow_delays,
+        filtered: t.filtered,
         deferred_by_cause: t.deferred_by_cause.named(),
         bounced_by_cause: t.bounced_by_cause.named(),
         drain_time_s: match (report.first_arrival, report.last_final) {

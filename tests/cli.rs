@@ -221,11 +221,11 @@ fn lifetime_without_unit_is_days_and_over_100_days_is_an_error() {
 fn unmodelled_postfix_parameter_is_a_warning_not_silence() {
     let (code, err) = check_text(
         "warn",
-        &GOOD.replace("queue_run_delay = \"10s\"", "in_flow_delay = \"1s\""),
+        &GOOD.replace("queue_run_delay = \"10s\"", "smtp_rcpt_timeout = \"60s\""),
     );
     assert_eq!(code, 0);
     assert!(
-        err.contains("warning") && err.contains("in_flow_delay"),
+        err.contains("warning") && err.contains("smtp_rcpt_timeout"),
         "{err}"
     );
 }

@@ -221,3 +221,37 @@ target = "smtp"
     assert_eq!(starts.iter().filter(|&&s| s == 600).count(), 8);
     assert_eq!(t.sent, 10);
 }
+
+fn inflow(stop: &str) -> String {
+    format!(
+        r#"
+name = "in-flow"
+stop = "{stop}"
+[postfix]
+qmgr_message_active_limit = 1
+[[traffic]]
+to = "d.test"
+messages = 300
+arrivals = "burst"
+[[destination]]
+domain = "d.test"
+latency = "10s"
+"#
+    )
+}
+
+#[test]
+fn in_flow_delay_lets_mail_in_at_smtpd_maxproc_per_second_while_qmgr_is_behind() {
+    // qmgr holds one message at a time (10 s each) and its incoming scan never finishes,
+    // so the in_flow bucket is refilled by one token per import only. The first 100
+    // messages take the 100 tokens and the first import gives one back (101 at 0 s); each
+    // of the other 199 makes cleanup sleep 1 s, holding one of smtpd's 100 processes: they
+    // come in 100 per second.
+    let (_, report, _) = run(&inflow("0.5s"));
+    assert_eq!(report.mta_totals.messages, 101);
+    let (_, report, _) = run(&inflow("1.5s"));
+    assert_eq!(report.mta_totals.messages, 201);
+    let (_, report, _) = run(&inflow("2.5s"));
+    assert_eq!(report.mta_totals.messages, 300);
+    assert_eq!(report.mta_totals.in_flow_delays, 199);
+}

@@ -784,10 +784,10 @@ fn smtp_client_parameter_mistakes() {
 fn smtp_client_parameters_are_no_longer_warned_about() {
     let text = BASE.replace(
         "queue_run_delay = \"10s\"",
-        "smtp_connect_timeout = 0\nin_flow_delay = \"1s\"",
+        "smtp_connect_timeout = 0\nsmtp_rcpt_timeout = \"60s\"",
     );
     let s = parse(&text);
     assert_eq!(s.smtp.connect_timeout, 0);
     assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
-    assert!(s.warnings[0].contains("in_flow_delay"));
+    assert!(s.warnings[0].contains("smtp_rcpt_timeout"));
 }

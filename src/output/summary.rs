@@ -38,6 +38,10 @@ pub struct Summary {
     pub not_accepted: u64,
     /// Messages rejected for good at the door (552 5.3.4, over message_size_limit).
     pub rejected_too_large: u64,
+    /// Messages whose cleanup slept `in_flow_delay` for want of an in_flow token.
+    pub in_flow_delays: u64,
+    /// Recipients that went through the content filter.
+    pub filtered: u64,
     /// Deferrals (after an attempt, and qmgr's suspended ones) by cause; zero counts omitted.
     pub deferred_by_cause: BTreeMap<&'static str, u64>,
     /// Bounced recipients by cause; zero counts omitted.

@@ -9,6 +9,7 @@
 //! Postfix it is CPU-bound and microseconds long next to delivery and retry times.
 
 mod admin;
+mod inbound;
 pub mod message;
 pub mod qmgr;
 
@@ -27,6 +28,8 @@ pub enum Event {
     Arrival { stream: u16 },
     /// A sender offers refused message `slot` again.
     Resubmit { slot: u32 },
+    /// An smtpd session (receiving, and cleanup's in_flow_delay sleep) ends.
+    SmtpdDone { session: u32 },
     /// qmgr's periodic deferred-queue scan timer (`queue_run_delay`); a timer of an exited
     /// qmgr (older `generation`) does nothing.
     DeferredScan { generation: u32 },
@@ -113,6 +116,8 @@ pub struct Totals {
     pub rejected_messages: u64,
     /// Recipients the content filter accepted and re-injected.
     pub filtered: u64,
+    /// Messages whose cleanup slept `in_flow_delay` for want of a token.
+    pub in_flow_delays: u64,
     pub admin_commands: u64,
     /// Deferrals by cause, qmgr's suspended deferrals included.
     pub deferred_by_cause: CauseCounts,
@@ -153,28 +158,11 @@ pub struct Mta {
     pub(crate) content_filter: Option<crate::scenario::ContentFilter>,
     /// transport_down faults: (start, end, transport).
     transport_faults: Vec<(Time, Time, usize)>,
-}
-
-/// What happened to a message a sender offered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Offer {
-    Accepted,
-    Refused(Refusal),
-    /// Permanently (552 5.3.4, larger than message_size_limit).
-    Rejected,
-}
-
-/// Why a sender must try again later.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// 452 4.3.1 Insufficient system storage (or postdrop's write error).
-    DiskFull,
-    /// Postfix is stopped: connection refused.
-    Stopped,
+    inbound: inbound::Inbound,
 }
 
 impl Mta {
-    pub fn new(scenario: &Scenario) -> Self {
+    pub fn new(scenario: &Scenario, seed: u64) -> Self {
         Mta {
             cfg: scenario.postfix.clone(),
             domains: scenario
@@ -224,6 +212,7 @@ impl Mta {
                     _ => None,
                 })
                 .collect(),
+            inbound: inbound::Inbound::new(scenario, &crate::engine::RngStreams::new(seed)),
         }
     }
 
@@ -281,57 +270,6 @@ impl Mta {
         stamp
     }
 
-    /// A sender offers a message from traffic stream `stream` for `dests` (smtpd, or
-    /// sendmail/postdrop): accepted into the queue, refused for now (the sender retries), or
-    /// rejected for good (§7.1).
-    pub fn offer(
-        &mut self,
-        now: Time,
-        stream: u16,
-        dests: &[u32],
-        size: u64,
-        via_maildrop: bool,
-    ) -> Offer {
-        if via_maildrop {
-            // postdrop checks no threshold; it fails only when the file does not fit.
-            if self.disk.is_some() && self.free_space(now) < size {
-                return self.refuse(Refusal::DiskFull);
-            }
-        } else {
-            if !self.running {
-                return self.refuse(Refusal::Stopped);
-            }
-            let limit = self.cfg.message_size_limit;
-            if limit > 0 && size > limit {
-                // 552 5.3.4 Message size exceeds fixed limit: the sender bounces it.
-                self.totals.rejected_messages += 1;
-                return Offer::Rejected;
-            }
-            if self.disk.is_some() {
-                // smtpd_check_queue at MAIL FROM: 452 4.3.1 Insufficient system storage.
-                let free = u128::from(self.free_space(now));
-                if free <= u128::from(self.cfg.queue_minfree) || 2 * free < 3 * u128::from(limit) {
-                    return self.refuse(Refusal::DiskFull);
-                }
-            }
-        }
-        self.submit(now, stream, dests, size, via_maildrop);
-        Offer::Accepted
-    }
-
-    fn refuse(&mut self, why: Refusal) -> Offer {
-        match why {
-            Refusal::DiskFull => self.totals.refused_disk += 1,
-            Refusal::Stopped => self.totals.refused_stopped += 1,
-        }
-        Offer::Refused(why)
-    }
-
-    /// A sender gave up on a message we kept refusing.
-    pub fn sender_gave_up(&mut self) {
-        self.totals.not_accepted += 1;
-    }
-
     /// Free bytes on the queue file system at `now`.
     pub fn free_space(&self, now: Time) -> u64 {
         let Some(disk) = self.disk else {
@@ -350,7 +288,14 @@ impl Mta {
     }
 
     /// An accepted message enters the queue (smtpd or sendmail, then cleanup; §2.1).
-    fn submit(&mut self, now: Time, stream: u16, dests: &[u32], size: u64, via_maildrop: bool) {
+    pub(super) fn submit(
+        &mut self,
+        now: Time,
+        stream: u16,
+        dests: &[u32],
+        size: u64,
+        via_maildrop: bool,
+    ) {
         self.totals.messages += 1;
         self.first_arrival.get_or_insert(now);
         let m = self.new_queue_file(now, Origin::Stream(stream), false, size, dests);
@@ -650,7 +595,9 @@ impl Mta {
         obs: &mut dyn Observer,
     ) {
         match event {
-            Event::Arrival { .. } | Event::Resubmit { .. } => {}
+            Event::Arrival { .. } => {}
+            Event::Resubmit { slot } => self.resubmit(slot, now, events),
+            Event::SmtpdDone { session } => self.smtpd_done(session, now, events),
             Event::DeferredScan { generation } => {
                 if generation != self.qmgr_generation {
                     return;

@@ -75,6 +75,8 @@ pub struct PostfixConfig {
     pub queue_minfree: u64,
     /// Bytes; 0 = no limit.
     pub message_size_limit: u64,
+    /// Seconds (0 = off).
+    pub in_flow_delay: i64,
 }
 
 /// One delivery transport (a master.cf service used by qmgr) with its resolved
@@ -163,6 +165,8 @@ pub struct TrafficStream {
     /// after this long, and gives up once the message is this old.
     pub sender_retry: Time,
     pub sender_lifetime: Time,
+    /// How long an SMTP client's session holds one of our smtpd processes.
+    pub receive: Latency,
 }
 
 /// Where non-delivery and delay notices go (a destination index; by default the implicit
@@ -195,9 +199,14 @@ pub struct Scenario {
     /// The queue file system; `None` = never full.
     pub disk: Option<DiskSpec>,
     pub content_filter: Option<ContentFilter>,
+    /// master.cf maxproc of smtpd (0 = unlimited).
+    pub smtpd_maxproc: u32,
     /// Things the user should know that are not errors (accepted but unmodelled parameters).
     pub warnings: Vec<String>,
 }
+
+/// The master.cf service receiving SMTP mail.
+const SMTPD_SERVICE: &str = "smtpd";
 
 /// The name of the implicit destination that accepts notices locally.
 pub const LOCAL_DESTINATION: &str = "local";
@@ -481,6 +490,10 @@ impl Resolver<'_> {
             },
             &mut warnings,
         )?;
+        let smtpd_maxproc = maxprocs
+            .get(SMTPD_SERVICE)
+            .copied()
+            .unwrap_or(postfix.default_process_limit);
         Ok(Scenario {
             name: raw.name.clone(),
             description: raw.description.clone().unwrap_or_default(),
@@ -499,6 +512,7 @@ impl Resolver<'_> {
             reconfigurations,
             disk,
             content_filter,
+            smtpd_maxproc,
             warnings,
         })
     }
@@ -582,6 +596,7 @@ impl Resolver<'_> {
             default_process_limit: u32::try_from(int("default_process_limit")).unwrap_or(1),
             queue_minfree: u64::try_from(int("queue_minfree")).unwrap_or(0),
             message_size_limit: u64::try_from(int("message_size_limit")).unwrap_or(0),
+            in_flow_delay: secs("in_flow_delay"),
         }
     }
 
@@ -633,13 +648,16 @@ impl Resolver<'_> {
         let mut out = BTreeMap::new();
         for (service, value) in table {
             let at = ("master", None, service.as_str());
-            if !transports.contains(service) {
+            if !transports.contains(service) && service != SMTPD_SERVICE {
                 return Err(self.err(
                     at,
                     format!(
-                        "not a delivery transport of this scenario (transports: {}){}",
+                        "not smtpd nor a delivery transport of this scenario (transports: {}){}",
                         transports.join(", "),
-                        did_you_mean(service, transports.iter().map(String::as_str))
+                        did_you_mean(
+                            service,
+                            transports.iter().map(String::as_str).chain([SMTPD_SERVICE])
+                        )
                     ),
                 ));
             }
@@ -936,6 +954,10 @@ impl Resolver<'_> {
             None => Ok(default),
         };
         let sender_retry = retry_setting("sender_retry", &t.sender_retry, 300 * SECOND)?;
+        let receive = match &t.receive {
+            Some(v) => self.latency(at("receive"), v)?,
+            None => Latency::Fixed(0),
+        };
         let sender_lifetime =
             retry_setting("sender_lifetime", &t.sender_lifetime, 5 * 86_400 * SECOND)?;
         Ok(TrafficStream {
@@ -951,6 +973,7 @@ impl Resolver<'_> {
             size,
             sender_retry,
             sender_lifetime,
+            receive,
         })
     }
 }

@@ -28,7 +28,6 @@ pub enum Kind {
 /// A parameter of real Postfix that this version of the model accepts but does not use.
 /// It is reported as a warning, never silently dropped.
 pub const ACCEPTED_NOT_MODELLED: &[&str] = &[
-    "in_flow_delay",
     "smtp_mail_timeout",
     "smtp_rcpt_timeout",
     "smtp_data_init_timeout",
@@ -73,6 +72,7 @@ pub const GLOBAL: &[(&str, Kind, &str)] = &[
     ("transport_retry_time", time('s', 1, MAX_TIME), "60s"),
     ("smtp_data_done_timeout", time('s', 1, MAX_TIME), "600s"),
     ("queue_minfree", int(0, i64::MAX), "0"),
+    ("in_flow_delay", time('s', 0, 10), "1s"),
     ("message_size_limit", int(0, i64::MAX), "10240000"),
     (
         "qmgr_message_active_limit",

@@ -47,6 +47,7 @@ pub struct Traffic {
     pub size: Option<toml::Value>,
     pub sender_retry: Option<String>,
     pub sender_lifetime: Option<String>,
+    pub receive: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Debug)]

@@ -32,6 +32,7 @@ impl Mta {
         }
         loop {
             let mut imported = false;
+            let mut from_incoming = 0;
             while (self.counts.active as usize) < self.qmgr.active_limit {
                 let first = self.qmgr.first;
                 let second = match first {
@@ -52,10 +53,14 @@ impl Mta {
                 };
                 self.activate(m, now, obs);
                 imported = true;
+                if dir == Dir::Incoming {
+                    from_incoming += 1;
+                }
             }
             if (self.counts.active as usize) >= self.qmgr.active_limit {
                 self.qmgr.first = Dir::Incoming;
             }
+            self.in_flow_refill(from_incoming);
             let started = self.drain(now, events, world, obs);
             // Finishing messages (e.g. all recipients deferred without an attempt) frees
             // active slots; loop until a pass changes nothing.
