@@ -255,3 +255,14 @@ fn in_flow_delay_lets_mail_in_at_smtpd_maxproc_per_second_while_qmgr_is_behind()
     assert_eq!(report.mta_totals.messages, 300);
     assert_eq!(report.mta_totals.in_flow_delays, 199);
 }
+
+#[test]
+fn host_load_slows_the_content_filter() {
+    // Load 3 from 0 to 100 s: the filter's 1 s becomes 3 s; 2 processes pass 2 messages
+    // per 3 s, so the 20 messages take 30 s instead of 10 s.
+    let faults = "[[fault]]\nat = \"0s\"\nfor = \"100s\"\nkind = \"load\"\nfactor = 3";
+    let (_, report, _) = run(&filtered(20, r#"latency = "1s""#, faults));
+    assert_eq!(report.last_final, Some(30 * mailsim::engine::time::SECOND));
+    let (_, report, _) = run(&filtered(20, r#"latency = "1s""#, ""));
+    assert_eq!(report.last_final, Some(10 * mailsim::engine::time::SECOND));
+}

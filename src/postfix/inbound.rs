@@ -14,12 +14,13 @@
 //!   `sender_lifetime`.
 //!
 //! sendmail submissions go through postdrop into maildrop, which only fails when the file
-//! does not fit; pickup's own in_flow sleeps are not modelled.
+//! does not fit; pickup's own in_flow sleeps are not modelled. A `load` fault stretches
+//! smtpd's session time.
 
 use super::{Event, Mta};
 use crate::engine::time::{SECOND, Time};
 use crate::engine::{EventQueue, RngStreams, SimRng};
-use crate::scenario::{Scenario, Submit};
+use crate::scenario::{FaultKind, Scenario, Submit};
 use crate::world::latency::Sampler;
 use std::collections::VecDeque;
 
@@ -66,6 +67,8 @@ pub(super) struct Inbound {
     tokens: u32,
     token_limit: u32,
     in_flow_delay: Time,
+    /// `load` faults: (start, end, factor) stretching smtpd's work.
+    load: Vec<(Time, Time, f64)>,
 }
 
 impl Inbound {
@@ -92,6 +95,14 @@ impl Inbound {
             tokens: scenario.postfix.default_process_limit,
             token_limit: scenario.postfix.default_process_limit,
             in_flow_delay: scenario.postfix.in_flow_delay * SECOND,
+            load: scenario
+                .faults
+                .iter()
+                .filter_map(|f| match f.kind {
+                    FaultKind::Load { factor } => Some((f.start, f.end, factor)),
+                    _ => None,
+                })
+                .collect(),
         }
     }
 }
@@ -185,6 +196,15 @@ impl Mta {
         let mut delay = inbound.receive[s]
             .sample(&mut inbound.receive_rng[s])
             .max(0);
+        let load: f64 = inbound
+            .load
+            .iter()
+            .filter(|&&(start, end, _)| start <= now && now < end)
+            .map(|&(_, _, f)| f)
+            .product();
+        if load != 1.0 {
+            delay = (delay as f64 * load).min(i64::MAX as f64 / 4.0) as Time;
+        }
         if inbound.in_flow_delay > 0 {
             if inbound.tokens > 0 {
                 inbound.tokens -= 1;

@@ -150,6 +150,9 @@ pub enum FaultKind {
     DiskFull { fill: Option<u64> },
     /// The transport's delivery agents cannot be started or contacted (§5.4).
     TransportDown,
+    /// Our host is overloaded: its own processing (smtpd sessions, the content filter,
+    /// local delivery) takes `factor` times longer.
+    Load { factor: f64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,6 +165,8 @@ pub enum FaultTarget {
     Dns,
     /// Our queue file system (`disk_full`).
     Disk,
+    /// Our host's CPU (`load`).
+    OurHost,
     /// A transport of ours by index into `Scenario::transports` (`transport_down`).
     Transport(usize),
 }

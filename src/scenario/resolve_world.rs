@@ -51,6 +51,7 @@ const FAULT_KINDS: &[&str] = &[
     "hang",
     "disk_full",
     "transport_down",
+    "load",
 ];
 const STAGES: &[&str] = &["greeting", "mail", "rcpt", "data"];
 
@@ -745,7 +746,7 @@ impl Resolver<'_> {
                 },
                 "transport_down" => FaultKind::TransportDown,
                 "hang" => FaultKind::Hang,
-                "slow" => {
+                "slow" | "load" => {
                     let factor = match f.factor {
                         Some(x) if x.is_finite() && x >= 1.0 => x,
                         Some(x) => {
@@ -763,7 +764,11 @@ impl Resolver<'_> {
                             ));
                         }
                     };
-                    FaultKind::Slow { factor }
+                    if kind_name == "load" {
+                        FaultKind::Load { factor }
+                    } else {
+                        FaultKind::Slow { factor }
+                    }
                 }
                 other => {
                     return Err(self.err(
@@ -788,10 +793,12 @@ impl Resolver<'_> {
                     format!("only applies to kind = \"dns_timeout\", not \"{kind_name}\""),
                 ));
             }
-            if f.factor.is_some() && !matches!(kind, FaultKind::Slow { .. }) {
+            if f.factor.is_some()
+                && !matches!(kind, FaultKind::Slow { .. } | FaultKind::Load { .. })
+            {
                 return Err(self.err(
                     at("factor"),
-                    format!("only applies to kind = \"slow\", not \"{kind_name}\""),
+                    format!("only applies to kind = \"slow\" or \"load\", not \"{kind_name}\""),
                 ));
             }
             if f.fill.is_some() && !matches!(kind, FaultKind::DiskFull { .. }) {
@@ -801,6 +808,15 @@ impl Resolver<'_> {
                 ));
             }
             let target = match kind {
+                FaultKind::Load { .. } => match f.target.as_deref() {
+                    None | Some("host") => FaultTarget::OurHost,
+                    Some(other) => {
+                        return Err(self.err(
+                            at("target"),
+                            format!("`{other}`: a load fault slows our own host; write target = \"host\" or leave it out"),
+                        ));
+                    }
+                },
                 FaultKind::DiskFull { .. } => match f.target.as_deref() {
                     None | Some("disk") => FaultTarget::Disk,
                     Some(other) => {

@@ -26,6 +26,8 @@ pub struct Timeline {
     by_host: Vec<Vec<Window>>,
     dns_by_domain: Vec<Vec<Window>>,
     dns_everywhere: Vec<Window>,
+    /// `load` faults on our host: (start, end, factor).
+    load: Vec<(Time, Time, f64)>,
 }
 
 impl Timeline {
@@ -41,6 +43,7 @@ impl Timeline {
             by_host: vec![Vec::new(); hosts],
             dns_by_domain: vec![Vec::new(); domains],
             dns_everywhere: Vec::new(),
+            load: Vec::new(),
         };
         for f in faults {
             let w = Window {
@@ -74,6 +77,11 @@ impl Timeline {
                 (FaultTarget::Host(_), true)
                 | (FaultTarget::Disk, _)
                 | (FaultTarget::Transport(_), _) => {}
+                (FaultTarget::OurHost, _) => {
+                    if let FaultKind::Load { factor } = f.kind {
+                        t.load.push((f.start, f.end, factor));
+                    }
+                }
             }
         }
         t
@@ -96,8 +104,28 @@ impl Timeline {
             .map(|w| w.kind)
     }
 
+    /// How many times slower our host works at `t` (1 when not overloaded); overlapping
+    /// load faults multiply.
+    pub fn load_factor(&self, t: Time) -> f64 {
+        self.load
+            .iter()
+            .filter(|&&(start, end, _)| start <= t && t < end)
+            .map(|&(_, _, f)| f)
+            .product()
+    }
+
+    /// `work` (a duration starting at `t`) on our host, stretched by its load.
+    pub fn scaled_by_load(&self, work: Time, t: Time) -> Time {
+        if self.load.is_empty() {
+            return work;
+        }
+        let f = self.load_factor(t);
+        (work as f64 * f).min(i64::MAX as f64 / 4.0) as Time
+    }
+
     pub fn is_empty(&self) -> bool {
         self.dns_everywhere.is_empty()
+            && self.load.is_empty()
             && self.by_host.iter().all(Vec::is_empty)
             && self.dns_by_domain.iter().all(Vec::is_empty)
     }

@@ -103,6 +103,8 @@ pub struct World {
     servers: Vec<Server>,
     /// Per destination: delivered by local(8) rather than SMTP.
     local: Vec<bool>,
+    /// Per server: runs on our own host (the content filter), so host load slows it.
+    on_our_host: Vec<bool>,
     faults: Timeline,
     limits: ClientLimits,
     fallback: Vec<SiteRef>,
@@ -186,6 +188,11 @@ impl World {
             },
             |name| host_ids.get(name).copied(),
         );
+        let on_our_host: Vec<bool> = dests
+            .iter()
+            .chain(own_behaviours.iter().copied())
+            .map(|d| d.is_content_filter)
+            .collect();
         let mut world = World {
             hosts,
             mx,
@@ -196,6 +203,7 @@ impl World {
                 .map(|(i, d)| Server::new(d, i, streams))
                 .collect(),
             local,
+            on_our_host,
             faults,
             limits: ClientLimits::from(&scenario.smtp),
             fallback: Vec::new(),
@@ -225,7 +233,8 @@ impl World {
     /// An agent takes a delivery request at `now`.
     pub fn start(&mut self, now: Time, req: Request<'_>) -> Step {
         if self.local[req.dest as usize] {
-            let done = now + self.servers[req.dest as usize].transaction_time();
+            let work = self.servers[req.dest as usize].transaction_time();
+            let done = now + self.faults.scaled_by_load(work, now);
             for r in req.recipients.iter_mut().filter(|r| r.is_left()) {
                 r.reply = crate::postfix::message::Reply::Sent;
             }

@@ -373,6 +373,9 @@ impl World {
         }
         if !accepted.is_empty() {
             let mut transfer = self.servers[owner].transaction_time();
+            if self.on_our_host[owner] {
+                transfer = self.faults.scaled_by_load(transfer, t);
+            }
             match self.faults.host(host, t) {
                 Some(FaultKind::Slow { factor }) => {
                     transfer = (transfer as f64 * factor).min(i64::MAX as f64 / 4.0) as Time;
