@@ -67,6 +67,7 @@ pub fn simulate(
     let first_tick = first_scan_tick(start, scenario.postfix.queue_run_delay);
     let mut events: EventQueue<Event> = EventQueue::new(0);
     let mut mta = Mta::new(scenario, seed);
+    mta.set_start(start);
     let mut world = World::new(scenario, &streams);
     let mut traffic: Vec<Stream> = scenario
         .traffic

@@ -286,3 +286,15 @@ command = "postfix start"
         );
     }
 }
+
+#[test]
+fn pickups_wakeup_follows_the_start_of_postfix() {
+    // Postfix started 25 s before the run: pickup wakes at 35, 95, 155 s…; a requeue at
+    // 100 s is picked up at 155 s.
+    let (rec, _, _) = run(&refused_until(
+        "50s",
+        &admin("100s", "postsuper -r ALL"),
+        r#"qmgr_start = "-25s""#,
+    ));
+    assert_eq!(attempt_seconds(&rec, 1), [0.0, 155.0]);
+}

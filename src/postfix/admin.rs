@@ -299,7 +299,9 @@ impl Mta {
     /// A pickup wakeup is due if maildrop has files nobody triggered for.
     pub(super) fn ensure_pickup_wakeup(&mut self, now: Time, events: &mut EventQueue<Event>) {
         if (self.pickup_wanted || !self.maildrop.is_empty()) && !self.pickup_wakeup_pending {
-            let next = (now.div_euclid(PICKUP_WAKEUP) + 1) * PICKUP_WAKEUP;
+            // pickup's timer runs from when the master started it (`qmgr_start`).
+            let phase = self.master_started_at;
+            let next = phase + ((now - phase).div_euclid(PICKUP_WAKEUP) + 1) * PICKUP_WAKEUP;
             events.schedule(next, Event::PickupWakeup);
             self.pickup_wakeup_pending = true;
         }

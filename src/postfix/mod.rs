@@ -145,6 +145,8 @@ pub struct Mta {
     /// Counts qmgr processes, so the timers of an exited one are ignored.
     qmgr_generation: u32,
     qmgr_started_at: Time,
+    /// When the master started its services (`qmgr_start`): the phase of pickup's wakeups.
+    master_started_at: Time,
     qmgr_wakeup_pending: bool,
     pickup_wakeup_pending: bool,
     pickup_wanted: bool,
@@ -185,6 +187,7 @@ impl Mta {
             running: true,
             qmgr_generation: 0,
             qmgr_started_at: 0,
+            master_started_at: 0,
             qmgr_wakeup_pending: false,
             pickup_wakeup_pending: false,
             pickup_wanted: false,
@@ -214,6 +217,12 @@ impl Mta {
                 .collect(),
             inbound: inbound::Inbound::new(scenario, &crate::engine::RngStreams::new(seed)),
         }
+    }
+
+    /// Postfix was started at `start` (≤ 0): the phase of qmgr's and pickup's timers.
+    pub fn set_start(&mut self, start: Time) {
+        self.qmgr_started_at = start;
+        self.master_started_at = start;
     }
 
     pub fn counts(&self) -> QueueCounts {
