@@ -33,6 +33,50 @@ pub enum Command {
         #[arg(long)]
         no_plots: bool,
     },
+    /// Run a scenario many times: replications and parameter sweeps, in parallel.
+    ///
+    /// Writes runs.csv (one row per run), points.csv (mean, sd, 95 % CI per point),
+    /// series.csv (queue curves with CI), sweep-state.json and charts.
+    Sweep {
+        /// The scenario file (TOML); its `[sweep]` table is read too.
+        scenario: PathBuf,
+        /// A value to sweep: NAME=V1,V2,… (a [postfix] parameter, or a path such as
+        /// traffic.0.rate, destination.0.latency, fault.0.for). Repeat for a Cartesian product.
+        #[arg(long = "set", value_name = "NAME=V1,V2")]
+        set: Vec<String>,
+        /// Runs per point (default: the [sweep] table's, or 1).
+        #[arg(long)]
+        replications: Option<u32>,
+        /// Worker threads (default: all cores). The output does not depend on it.
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Output folder (default: results/<scenario name>-sweep/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also keep each run's summary.json and queues.csv under runs/.
+        #[arg(long)]
+        keep_runs: bool,
+        /// Run only slice K of N (K from 1), for several machines; combine with `merge`.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<String>,
+        /// Do not draw charts.
+        #[arg(long)]
+        no_plots: bool,
+    },
+    /// Combine the folders of sweep shards into the files one sweep would have written.
+    Merge {
+        /// Shard folders (each with a sweep-state.json).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Do not draw charts.
+        #[arg(long)]
+        no_plots: bool,
+    },
+    /// Redraw the charts of a run or sweep folder from the files already written.
+    Plot { dir: PathBuf },
     /// Check a scenario file without running it.
     Check { scenario: PathBuf },
     /// Measure simulation speed (events per second) on a generated large run.

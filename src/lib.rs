@@ -12,4 +12,5 @@ pub mod plot;
 pub mod postfix;
 pub mod run;
 pub mod scenario;
+pub mod sweep;
 pub mod world;

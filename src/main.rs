@@ -6,7 +6,7 @@ mod cli;
 use clap::Parser;
 use cli::{Cli, Command};
 use mailsim::error::Error;
-use mailsim::{bench, run, scenario};
+use mailsim::{bench, run, scenario, sweep};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -70,6 +70,108 @@ fn execute(command: Command) -> Result<(), Error> {
             eprintln!("results in {}", dir.display());
             Ok(())
         }
+        Command::Sweep {
+            scenario: path,
+            set,
+            replications,
+            jobs,
+            out,
+            keep_runs,
+            shard,
+            no_plots,
+        } => {
+            let label = path.display().to_string();
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                Error::Input(mailsim::error::InputError::new(
+                    &label,
+                    None,
+                    None,
+                    format!("cannot read the scenario file: {e}"),
+                ))
+            })?;
+            let sets = set
+                .iter()
+                .map(|a| sweep::parse_set(a))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|m| {
+                    Error::Input(mailsim::error::InputError::new(
+                        &label,
+                        None,
+                        Some("--set"),
+                        m,
+                    ))
+                })?;
+            let shard = shard.as_deref().map(parse_shard).transpose().map_err(|m| {
+                Error::Input(mailsim::error::InputError::new(
+                    &label,
+                    None,
+                    Some("--shard"),
+                    m,
+                ))
+            })?;
+            if replications == Some(0) {
+                return Err(Error::Input(mailsim::error::InputError::new(
+                    &label,
+                    None,
+                    Some("--replications"),
+                    "must be at least 1".into(),
+                )));
+            }
+            let spec = sweep::SweepSpec::new(&text, &label, &sets, replications)?;
+            for w in &spec.base_scenario.warnings {
+                eprintln!("warning: {w}");
+            }
+            let dir = out.unwrap_or_else(|| {
+                std::path::Path::new("results").join(format!("{}-sweep", spec.base_scenario.name))
+            });
+            let started = Instant::now();
+            let opts = sweep::SweepOptions {
+                jobs,
+                shard,
+                keep_runs: keep_runs.then(|| dir.clone()),
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            let state = sweep::run(&spec, &opts)?;
+            state.write(&dir, !no_plots)?;
+            eprintln!(
+                "{}: {} points × {} replications = {} runs{} in {:.2} s wall; results in {}",
+                spec.base_scenario.name,
+                spec.point_count(),
+                spec.replications,
+                state.rows.len(),
+                match shard {
+                    Some((k, n)) => format!(" (shard {k}/{n})"),
+                    None => String::new(),
+                },
+                started.elapsed().as_secs_f64(),
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Merge {
+            dirs,
+            out,
+            no_plots,
+        } => {
+            let parts = dirs
+                .iter()
+                .map(|d| sweep::SweepState::read(d))
+                .collect::<Result<Vec<_>, _>>()?;
+            let merged = sweep::SweepState::merge(parts).map_err(Error::Runtime)?;
+            merged.write(&out, !no_plots)?;
+            eprintln!("{} runs merged into {}", merged.rows.len(), out.display());
+            Ok(())
+        }
+        Command::Plot { dir } => {
+            if dir.join(sweep::output::STATE_FILE).is_file() {
+                let state = sweep::SweepState::read(&dir)?;
+                mailsim::plot::sweep::write_sweep_charts(&state, &dir)?;
+            } else {
+                mailsim::plot::queues::replot_run(&dir)?;
+            }
+            eprintln!("charts redrawn in {}", dir.display());
+            Ok(())
+        }
         Command::Check { scenario: path } => {
             let sc = scenario::load(&path)?;
             for w in &sc.warnings {
@@ -97,4 +199,16 @@ fn execute(command: Command) -> Result<(), Error> {
             Ok(())
         }
     }
+}
+
+/// `K/N` with 1 ≤ K ≤ N.
+fn parse_shard(text: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("`{text}`: write K/N with 1 <= K <= N, e.g. --shard 2/8");
+    let (k, n) = text.split_once('/').ok_or_else(bad)?;
+    let k: u64 = k.trim().parse().map_err(|_| bad())?;
+    let n: u64 = n.trim().parse().map_err(|_| bad())?;
+    if k == 0 || n == 0 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
 }

@@ -107,7 +107,7 @@ pub fn simulate(
             break;
         }
         while next_sample < t {
-            series.push(next_sample, mta.counts());
+            series.push_with_destinations(next_sample, mta.counts(), mta.deferred_by_destination());
             next_sample += sample;
         }
         let Some((now, event)) = events.pop() else {
@@ -148,11 +148,11 @@ pub fn simulate(
     let end_time = scenario.stop.unwrap_or(events.now());
     events.advance_to(end_time);
     while next_sample <= end_time {
-        series.push(next_sample, mta.counts());
+        series.push_with_destinations(next_sample, mta.counts(), mta.deferred_by_destination());
         next_sample += sample;
     }
     if series.points.last().is_some_and(|(t, _)| *t < end_time) {
-        series.push(next_sample, mta.counts());
+        series.push_with_destinations(next_sample, mta.counts(), mta.deferred_by_destination());
     }
     mta.check_conservation()
         .map_err(|e| Error::Runtime(format!("{}: {e}", scenario.name)))?;
@@ -204,10 +204,59 @@ pub fn run_to_dir(scenario: &Scenario, opts: &RunOptions) -> Result<(Summary, Pa
     let json = serde_json::to_string_pretty(&summary)
         .map_err(|e| Error::Runtime(format!("summary: {e}")))?;
     write_file(&dir.join("summary.json"), format!("{json}\n").as_bytes())?;
-    if opts.plots {
-        crate::plot::queues::write_queue_chart(&scenario.name, &series, &dir)?;
-    }
+    write_run_extras(scenario, &series, &delays, &dir, opts.plots)?;
     Ok((summary, dir))
+}
+
+/// The files beside queues.csv that charts need: the timeline, the delay distribution and
+/// the deferred files per destination; and the charts themselves.
+fn write_run_extras(
+    scenario: &Scenario,
+    series: &QueueSeries,
+    delays: &DelayCollector,
+    dir: &Path,
+    plots: bool,
+) -> Result<(), Error> {
+    use std::fmt::Write as _;
+    let timeline = crate::output::timeline::of(scenario);
+    write_file(
+        &dir.join("timeline.csv"),
+        crate::output::timeline::to_csv(&timeline).as_bytes(),
+    )?;
+    let cdf = delays.cdf();
+    let mut text = String::from("delay_s,fraction\n");
+    for (d, q) in &cdf {
+        let _ = writeln!(text, "{d},{q}");
+    }
+    write_file(&dir.join("delay-cdf.csv"), text.as_bytes())?;
+    let names: Vec<&str> = scenario
+        .destinations
+        .iter()
+        .map(|d| d.domain.as_str())
+        .collect();
+    write_file(
+        &dir.join("deferred-by-destination.csv"),
+        series.destinations_csv(&names).as_bytes(),
+    )?;
+    if plots {
+        crate::plot::queues::write_run_charts(
+            &scenario.name,
+            series,
+            &timeline,
+            &cdf,
+            &names,
+            dir,
+        )?;
+    }
+    Ok(())
+}
+
+/// A run kept in memory (for sweeps): its summary and queue-size series, no files.
+pub fn collect(scenario: &Scenario, seed: u64) -> Result<(Summary, QueueSeries), Error> {
+    let mut delays = DelayCollector::default();
+    let mut series = QueueSeries::default();
+    let report = simulate(scenario, seed, &mut delays, &mut series)?;
+    Ok((summarize(scenario, seed, &report, &delays), series))
 }
 
 pub fn summarize(

@@ -6,6 +6,7 @@ pub mod deliveries;
 pub mod histogram;
 pub mod queues;
 pub mod summary;
+pub mod timeline;
 
 use crate::error::Error;
 use std::fs::File;

@@ -145,6 +145,20 @@ impl DelayCollector {
         delay_stats(&self.histogram)
     }
 
+    /// The delay distribution as (delay in seconds, fraction delivered within it), at every
+    /// 0.5 % — what `delay-cdf.csv` and `delays.png` show.
+    pub fn cdf(&self) -> Vec<(f64, f64)> {
+        if self.histogram.count() == 0 {
+            return Vec::new();
+        }
+        (0..=200)
+            .filter_map(|i| {
+                let q = f64::from(i) / 200.0;
+                self.histogram.quantile(q).map(|t| (seconds(t), q))
+            })
+            .collect()
+    }
+
     /// Per-destination summaries, ordered like `domains` (destinations nothing was sent to
     /// are listed with zeros).
     pub fn destinations<'a>(

@@ -41,11 +41,24 @@ const PALETTE: [RGBColor; 10] = [
 const MARKER_COLOR: RGBColor = RGBColor(60, 60, 60);
 const BAND_COLOR: RGBColor = RGBColor(230, 85, 13);
 
-/// One named line on a chart: points (x, y) in data units.
-#[derive(Debug, Clone, PartialEq)]
+/// One named line on a chart: points (x, y) in data units, and optionally an interval
+/// (x, low, high) around it, drawn as a shaded band or as error bars.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
+    pub interval: Vec<(f64, f64, f64)>,
+    pub interval_style: IntervalStyle,
+}
+
+/// How a series' interval is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IntervalStyle {
+    /// A translucent band (confidence band of a curve).
+    #[default]
+    Band,
+    /// Vertical error bars at each x (confidence interval of a metric).
+    Bars,
 }
 
 /// A vertical marker on the x axis (a fault window start, an admin action…):
@@ -131,10 +144,17 @@ fn finite(p: &(f64, f64)) -> bool {
 /// Axis ranges: x spans all finite points (padded if degenerate), y starts
 /// at 0 (or below, if some value is negative) with 10 % headroom.
 fn ranges(chart: &LineChart) -> ((f64, f64), (f64, f64)) {
+    let interval_ends: Vec<(f64, f64)> = chart
+        .series
+        .iter()
+        .flat_map(|s| s.interval.iter())
+        .flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)])
+        .collect();
     let mut pts = chart
         .series
         .iter()
         .flat_map(|s| s.points.iter())
+        .chain(interval_ends.iter())
         .filter(|p| finite(p));
     let Some(&(x0, y0)) = pts.next() else {
         return ((0.0, 1.0), (0.0, 1.0));
@@ -220,6 +240,48 @@ fn draw_chart<DB: DrawingBackend>(root: &Area<DB>, chart: &LineChart) -> Result<
             BAND_COLOR.mix(0.15).filled(),
         )))
         .map_err(err)?;
+    }
+
+    for (i, s) in chart.series.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let ok =
+            |&&(x, lo, hi): &&(f64, f64, f64)| x.is_finite() && lo.is_finite() && hi.is_finite();
+        match s.interval_style {
+            IntervalStyle::Band => {
+                let upper = s.interval.iter().filter(ok).map(|&(x, _, hi)| (x, hi));
+                let lower = s
+                    .interval
+                    .iter()
+                    .rev()
+                    .filter(ok)
+                    .map(|&(x, lo, _)| (x, lo));
+                let outline: Vec<(f64, f64)> = upper.chain(lower).collect();
+                if outline.len() >= 3 {
+                    ctx.draw_series(std::iter::once(Polygon::new(
+                        outline,
+                        color.mix(0.18).filled(),
+                    )))
+                    .map_err(err)?;
+                }
+            }
+            IntervalStyle::Bars => {
+                let cap = (xmax - xmin) / 150.0;
+                for &(x, lo, hi) in s.interval.iter().filter(ok) {
+                    ctx.draw_series(std::iter::once(PathElement::new(
+                        vec![(x, lo), (x, hi)],
+                        color.stroke_width(2),
+                    )))
+                    .map_err(err)?;
+                    for y in [lo, hi] {
+                        ctx.draw_series(std::iter::once(PathElement::new(
+                            vec![(x - cap, y), (x + cap, y)],
+                            color.stroke_width(2),
+                        )))
+                        .map_err(err)?;
+                    }
+                }
+            }
+        }
     }
 
     for (i, s) in chart.series.iter().enumerate() {
@@ -323,6 +385,7 @@ mod tests {
                     points: (0..=100)
                         .map(|i| (i as f64 * 36.0, ((i as f64) / 8.0).sin().abs() * 500.0))
                         .collect(),
+                    ..Default::default()
                 },
                 Series {
                     name: "deferred queue".into(),
@@ -336,6 +399,7 @@ mod tests {
                             (i as f64 * 36.0, y)
                         })
                         .collect(),
+                    ..Default::default()
                 },
             ],
             markers: vec![Marker {
@@ -412,10 +476,12 @@ mod tests {
                 Series {
                     name: "flat".into(),
                     points: vec![(0.0, 0.0), (10.0, 0.0)],
+                    ..Default::default()
                 },
                 Series {
                     name: "no points".into(),
                     points: vec![],
+                    ..Default::default()
                 },
             ],
             markers: vec![Marker {
@@ -428,6 +494,7 @@ mod tests {
             series: vec![Series {
                 name: "one".into(),
                 points: vec![(3.0, 7.0), (f64::NAN, 1.0), (2.0, f64::INFINITY)],
+                ..Default::default()
             }],
             markers: vec![Marker {
                 x: f64::NAN,
@@ -455,6 +522,7 @@ mod tests {
             series: vec![Series {
                 name: "s".into(),
                 points: vec![(0.0, 0.0)],
+                ..Default::default()
             }],
             ..LineChart::default()
         };

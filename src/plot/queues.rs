@@ -1,12 +1,46 @@
-//! The queue-size chart of a single run (`queues.png`, `queues.svg`).
+//! The charts of a single run: queue sizes with the faults and admin commands marked
+//! (`queues.png`), the delivery-delay distribution (`delays.png`), and deferred files per
+//! destination (`deferred-by-destination.png`).
 
-use super::chart::{LineChart, Series, write_line_chart};
-use crate::engine::time::as_seconds_f64;
+use super::chart::{Band, LineChart, Marker, Series, write_line_chart};
+use crate::engine::time::{SECOND, as_seconds_f64};
 use crate::error::Error;
 use crate::output::queues::QueueSeries;
+use crate::output::timeline::Entry;
 use std::path::Path;
 
-pub fn write_queue_chart(name: &str, series: &QueueSeries, dir: &Path) -> Result<(), Error> {
+fn plot_error(e: super::chart::PlotError) -> Error {
+    Error::Runtime(format!("plot: {e}"))
+}
+
+/// Faults with an end as shaded bands, the rest (admin commands, open-ended faults) as
+/// markers.
+fn timeline_marks(timeline: &[Entry]) -> (Vec<Band>, Vec<Marker>) {
+    let mut bands = Vec::new();
+    let mut markers = Vec::new();
+    for e in timeline {
+        let x0 = e.start as f64 / SECOND as f64;
+        match (e.fault, e.end) {
+            (true, Some(end)) => bands.push(Band {
+                x0,
+                x1: end as f64 / SECOND as f64,
+                label: e.label.clone(),
+            }),
+            _ => markers.push(Marker {
+                x: x0,
+                label: e.label.clone(),
+            }),
+        }
+    }
+    (bands, markers)
+}
+
+pub fn write_queue_chart(
+    name: &str,
+    series: &QueueSeries,
+    timeline: &[Entry],
+    dir: &Path,
+) -> Result<(), Error> {
     let pick = |f: fn(&crate::postfix::QueueCounts) -> u64| -> Vec<(f64, f64)> {
         series
             .points
@@ -18,36 +52,187 @@ pub fn write_queue_chart(name: &str, series: &QueueSeries, dir: &Path) -> Result
         Series {
             name: "incoming".into(),
             points: pick(|c| c.incoming),
+            ..Default::default()
         },
         Series {
             name: "active".into(),
             points: pick(|c| c.active),
+            ..Default::default()
         },
         Series {
             name: "deferred".into(),
             points: pick(|c| c.deferred),
+            ..Default::default()
         },
     ];
     if series.points.iter().any(|(_, c)| c.hold > 0) {
         lines.push(Series {
             name: "hold".into(),
             points: pick(|c| c.hold),
+            ..Default::default()
         });
     }
     if series.points.iter().any(|(_, c)| c.maildrop > 0) {
         lines.push(Series {
             name: "maildrop".into(),
             points: pick(|c| c.maildrop),
+            ..Default::default()
         });
     }
+    let (bands, markers) = timeline_marks(timeline);
     let chart = LineChart {
         title: format!("{name}: Postfix queue sizes"),
         x_label: "simulated time (s)".into(),
         y_label: "messages in queue".into(),
         series: lines,
-        markers: Vec::new(),
-        bands: Vec::new(),
+        markers,
+        bands,
     };
-    write_line_chart(&chart, &dir.join("queues.png"), &dir.join("queues.svg"))
-        .map_err(|e| Error::Runtime(format!("plot: {e}")))
+    write_line_chart(&chart, &dir.join("queues.png"), &dir.join("queues.svg")).map_err(plot_error)
+}
+
+/// The delivery-delay distribution: fraction of delivered recipients within x seconds.
+pub fn write_delay_chart(name: &str, cdf: &[(f64, f64)], dir: &Path) -> Result<(), Error> {
+    let chart = LineChart {
+        title: format!("{name}: delivery delay (arrival to sent)"),
+        x_label: "delay (s)".into(),
+        y_label: "fraction of delivered recipients".into(),
+        series: vec![Series {
+            name: "delivered within".into(),
+            points: cdf.to_vec(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    write_line_chart(&chart, &dir.join("delays.png"), &dir.join("delays.svg")).map_err(plot_error)
+}
+
+/// Deferred files per destination over time (destinations that ever had any).
+pub fn write_destination_chart(
+    name: &str,
+    series: &QueueSeries,
+    destinations: &[&str],
+    timeline: &[Entry],
+    dir: &Path,
+) -> Result<(), Error> {
+    let k = series.destinations.max(1);
+    let lines: Vec<Series> = destinations
+        .iter()
+        .enumerate()
+        .filter(|(d, _)| *d < series.destinations)
+        .map(|(d, domain)| Series {
+            name: domain.to_string(),
+            points: series
+                .points
+                .iter()
+                .enumerate()
+                .map(|(i, (t, _))| {
+                    let v = series
+                        .deferred_by_destination
+                        .get(i * k + d)
+                        .copied()
+                        .unwrap_or(0);
+                    (as_seconds_f64(*t), v as f64)
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .filter(|s| s.points.iter().any(|p| p.1 > 0.0))
+        .collect();
+    let (bands, markers) = timeline_marks(timeline);
+    let chart = LineChart {
+        title: format!("{name}: deferred queue files per destination"),
+        x_label: "simulated time (s)".into(),
+        y_label: "deferred files with mail for it".into(),
+        series: lines,
+        markers,
+        bands,
+    };
+    write_line_chart(
+        &chart,
+        &dir.join("deferred-by-destination.png"),
+        &dir.join("deferred-by-destination.svg"),
+    )
+    .map_err(plot_error)
+}
+
+/// All charts of one run.
+pub fn write_run_charts(
+    name: &str,
+    series: &QueueSeries,
+    timeline: &[Entry],
+    delay_cdf: &[(f64, f64)],
+    destinations: &[&str],
+    dir: &Path,
+) -> Result<(), Error> {
+    write_queue_chart(name, series, timeline, dir)?;
+    write_delay_chart(name, delay_cdf, dir)?;
+    write_destination_chart(name, series, destinations, timeline, dir)
+}
+
+/// `mailsim plot` on a run folder: the charts again, from its CSV files.
+pub fn replot_run(dir: &Path) -> Result<(), Error> {
+    let read = |file: &str| -> Result<Option<String>, Error> {
+        let path = dir.join(file);
+        match std::fs::read_to_string(&path) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("cannot read", &path, e)),
+        }
+    };
+    let bad = |file: &str, m: String| Error::Runtime(format!("{}: {m}", dir.join(file).display()));
+    let Some(queues) = read("queues.csv")? else {
+        return Err(Error::Runtime(format!(
+            "{}: no queues.csv or sweep-state.json here; give a folder written by `mailsim run` or `mailsim sweep`",
+            dir.display()
+        )));
+    };
+    let mut series = QueueSeries::from_csv(&queues).map_err(|m| bad("queues.csv", m))?;
+    let timeline = match read("timeline.csv")? {
+        Some(t) => crate::output::timeline::from_csv(&t).map_err(|m| bad("timeline.csv", m))?,
+        None => Vec::new(),
+    };
+    let mut cdf = Vec::new();
+    if let Some(t) = read("delay-cdf.csv")? {
+        for line in t.lines().skip(1) {
+            let mut cells = line.split(',').map(str::parse::<f64>);
+            if let (Some(Ok(d)), Some(Ok(q))) = (cells.next(), cells.next()) {
+                cdf.push((d, q));
+            }
+        }
+    }
+    let mut names: Vec<String> = Vec::new();
+    if let Some(t) = read("deferred-by-destination.csv")? {
+        let mut lines = t.lines();
+        names = lines
+            .next()
+            .unwrap_or_default()
+            .split(',')
+            .skip(1)
+            .map(str::to_string)
+            .collect();
+        series.destinations = names.len();
+        for line in lines {
+            for v in line.split(',').skip(1) {
+                series.deferred_by_destination.push(v.parse().map_err(|_| {
+                    bad(
+                        "deferred-by-destination.csv",
+                        format!("`{v}` is not a count"),
+                    )
+                })?);
+            }
+        }
+    }
+    // The scenario's name from summary.json, else the folder's.
+    let name = read("summary.json")?
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| {
+            v.get("scenario")
+                .and_then(|n| n.as_str())
+                .map(str::to_string)
+        })
+        .or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    write_run_charts(&name, &series, &timeline, &cdf, &names, dir)
 }

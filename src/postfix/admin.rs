@@ -180,6 +180,8 @@ impl Mta {
 
     /// `postsuper -d` of a file not in the active queue.
     fn delete_file(&mut self, m: u32, now: Time, obs: &mut dyn Observer) {
+        // Out of its directory first, while its recipients still show what it was queued for.
+        self.relocate(m, Location::Gone);
         let n = self.messages.get(m).recipients.len();
         for r in 0..n {
             if self.messages.get(m).recipients[r].status == RcptStatus::Pending {
@@ -187,7 +189,7 @@ impl Mta {
             }
         }
         self.totals.deleted_messages += 1;
-        self.remove(m);
+        self.messages.free(m);
     }
 
     /// `postsuper -H`: back to deferred with its old time stamp; the next deferred scan

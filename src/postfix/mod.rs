@@ -161,6 +161,7 @@ pub struct Mta {
     /// transport_down faults: (start, end, transport).
     transport_faults: Vec<(Time, Time, usize)>,
     inbound: inbound::Inbound,
+    deferred_by_destination: Vec<u64>,
 }
 
 impl Mta {
@@ -216,6 +217,7 @@ impl Mta {
                 })
                 .collect(),
             inbound: inbound::Inbound::new(scenario, &crate::engine::RngStreams::new(seed)),
+            deferred_by_destination: vec![0; scenario.destinations.len()],
         }
     }
 
@@ -274,9 +276,42 @@ impl Mta {
         if let Some(c) = self.counts.slot(to) {
             *c += 1;
         }
+        if (from == Location::Deferred) != (to == Location::Deferred) {
+            self.count_deferred_destinations(m, to == Location::Deferred);
+        }
         let counts = self.counts;
         self.peaks.raise_to(&counts);
         stamp
+    }
+
+    /// Keeps `deferred_by_destination`: a deferred file counts once for each destination it
+    /// still has mail for (recipient statuses only change outside deferred/).
+    fn count_deferred_destinations(&mut self, m: u32, entering: bool) {
+        let msg = self.messages.get(m);
+        let mut last = u32::MAX;
+        for r in msg
+            .recipients
+            .iter()
+            .filter(|r| r.status == RcptStatus::Pending)
+        {
+            // Recipients are sorted by destination, so each appears in one run.
+            if r.dest == last {
+                continue;
+            }
+            last = r.dest;
+            if let Some(c) = self.deferred_by_destination.get_mut(r.dest as usize) {
+                if entering {
+                    *c += 1;
+                } else {
+                    *c -= 1;
+                }
+            }
+        }
+    }
+
+    /// Deferred queue files per destination (by scenario destination index).
+    pub fn deferred_by_destination(&self) -> &[u64] {
+        &self.deferred_by_destination
     }
 
     /// Free bytes on the queue file system at `now`.
@@ -586,6 +621,32 @@ impl Mta {
             return Err(format!(
                 "queue counts out of step with queue files: counted {:?}, tracked {:?}",
                 by_dir, self.counts
+            ));
+        }
+        let mut by_dest = vec![0u64; self.deferred_by_destination.len()];
+        for m in self
+            .messages
+            .iter_live()
+            .filter(|m| m.location == Location::Deferred)
+        {
+            let mut last = u32::MAX;
+            for r in m
+                .recipients
+                .iter()
+                .filter(|r| r.status == RcptStatus::Pending)
+            {
+                if r.dest != last {
+                    last = r.dest;
+                    if let Some(c) = by_dest.get_mut(r.dest as usize) {
+                        *c += 1;
+                    }
+                }
+            }
+        }
+        if by_dest != self.deferred_by_destination {
+            return Err(format!(
+                "deferred files per destination out of step: counted {by_dest:?}, tracked {:?}",
+                self.deferred_by_destination
             ));
         }
         if self.messages.live() as u64 != self.counts.total() {

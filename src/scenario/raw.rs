@@ -29,6 +29,9 @@ pub struct Scenario {
     #[serde(default)]
     pub admin: Vec<Admin>,
     pub disk: Option<Disk>,
+    /// Read by `mailsim sweep` (sweep/spec.rs); a plain run ignores it.
+    #[serde(rename = "sweep")]
+    pub _sweep: Option<toml::Value>,
     pub filter: Option<Filter>,
 }
 

@@ -1,0 +1,145 @@
+//! A sweep's charts: the queue curve of each point with its 95 % confidence band
+//! (`series.png`), and key metrics against the first swept value with error bars, one line
+//! per combination of the other swept values (`metric-<name>.png`).
+
+use super::chart::{IntervalStyle, LineChart, Series, write_line_chart};
+use crate::error::Error;
+use crate::sweep::output::step_seconds;
+use crate::sweep::{CURVES, METRICS, SweepState};
+use std::path::Path;
+
+/// Metrics worth a chart of their own.
+const CHARTED: [(&str, &str); 4] = [
+    ("drain_time_s", "drain time (s)"),
+    ("delay_p95_s", "95th percentile delivery delay (s)"),
+    ("peak_deferred", "peak deferred queue (messages)"),
+    ("bounced", "bounced recipients"),
+];
+
+/// A swept value on a numeric axis: a number, a duration in seconds, or its position.
+fn numeric(value: &str, position: usize) -> f64 {
+    if let Ok(v) = value.trim().parse::<f64>() {
+        return v;
+    }
+    if let Ok(t) = crate::scenario::units::parse_duration(value, true) {
+        return t as f64 / crate::engine::time::SECOND as f64;
+    }
+    position as f64
+}
+
+pub fn write_sweep_charts(state: &SweepState, dir: &Path) -> Result<(), Error> {
+    let fail = |e: super::chart::PlotError| Error::Runtime(format!("plot: {e}"));
+    let total = CURVES.iter().position(|c| *c == "total").unwrap_or(0);
+    let mut lines = Vec::new();
+    for (p, curve) in state.curves.iter().enumerate() {
+        let est = curve.estimates();
+        let x = |i: usize| i as f64 * step_seconds(curve.step);
+        let name = label(state, p);
+        lines.push(Series {
+            name: if name.is_empty() {
+                "all runs".into()
+            } else {
+                name
+            },
+            points: est
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (x(i), e[total].mean))
+                .collect(),
+            interval: est
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e[total].ci_low.is_finite())
+                .map(|(i, e)| (x(i), e[total].ci_low.max(0.0), e[total].ci_high))
+                .collect(),
+            interval_style: IntervalStyle::Band,
+        });
+    }
+    let chart = LineChart {
+        title: format!(
+            "{}: messages in the queue, mean of {} runs per point with 95 % CI",
+            state.scenario, state.replications
+        ),
+        x_label: "simulated time (s)".into(),
+        y_label: "queue files (all queues)".into(),
+        series: lines,
+        ..Default::default()
+    };
+    write_line_chart(&chart, &dir.join("series.png"), &dir.join("series.svg")).map_err(fail)?;
+
+    let Some((first_name, first_values)) = state.axes.first() else {
+        return Ok(());
+    };
+    let inner = first_values.len().max(1);
+    let groups = state.curves.len() / inner.max(1);
+    for (metric, y_label) in CHARTED {
+        let Some(m) = METRICS.iter().position(|(n, _)| *n == metric) else {
+            continue;
+        };
+        let estimates = state.metric_estimates(m);
+        // Points are numbered with the first axis slowest: point = i·(others) + g.
+        let mut series = Vec::new();
+        for g in 0..groups {
+            let mut points = Vec::new();
+            let mut interval = Vec::new();
+            for (i, value) in first_values.iter().enumerate() {
+                let p = i * groups + g;
+                if let Some(Some(e)) = estimates.get(p) {
+                    let x = numeric(value, i);
+                    points.push((x, e.mean));
+                    if e.ci_low.is_finite() {
+                        interval.push((x, e.ci_low, e.ci_high));
+                    }
+                }
+            }
+            let others = other_label(state, g);
+            series.push(Series {
+                name: if others.is_empty() {
+                    metric.to_string()
+                } else {
+                    others
+                },
+                points,
+                interval,
+                interval_style: IntervalStyle::Bars,
+            });
+        }
+        let chart = LineChart {
+            title: format!("{}: {y_label} by {first_name}", state.scenario),
+            x_label: first_name.clone(),
+            y_label: y_label.to_string(),
+            series,
+            ..Default::default()
+        };
+        write_line_chart(
+            &chart,
+            &dir.join(format!("metric-{metric}.png")),
+            &dir.join(format!("metric-{metric}.svg")),
+        )
+        .map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// `name=value, …` of point `p`.
+fn label(state: &SweepState, p: usize) -> String {
+    state
+        .axes
+        .iter()
+        .zip(state.point_values(p))
+        .map(|(a, v)| format!("{}={v}", a.0))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The values of every axis but the first for group `g` (a point with first index 0).
+fn other_label(state: &SweepState, g: usize) -> String {
+    state
+        .axes
+        .iter()
+        .zip(state.point_values(g))
+        .skip(1)
+        .map(|(a, v)| format!("{}={v}", a.0))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

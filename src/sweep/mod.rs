@@ -1,0 +1,360 @@
+//! `mailsim sweep`: many runs of one scenario — replications and parameter points — in
+//! parallel, aggregated into means and 95 % confidence intervals.
+//!
+//! - Run `i` is point `i / replications`, replication `i % replications`. Replication `r`
+//!   has the same seed at every point (common random numbers), derived from the scenario
+//!   seed; replication 0 uses the scenario seed itself, so it equals `mailsim run`.
+//! - Runs execute on a rayon pool in chunks; each chunk's results are folded in run order,
+//!   and queue-size curves are summed in exact integers, so the output is the same bytes for
+//!   any number of threads, and memory holds one chunk of curves at a time.
+//! - `--shard K/N` runs every run whose index is K−1 modulo N and saves its partial state;
+//!   `mailsim merge` adds shard states into exactly the files a single sweep writes.
+
+pub mod output;
+pub mod spec;
+pub mod stats;
+
+use crate::engine::rng::splitmix64;
+use crate::error::Error;
+use crate::output::queues::QueueSeries;
+use crate::output::summary::Summary;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+pub use spec::{SweepSpec, parse_set};
+
+/// The metrics of one run, in [`METRICS`] order (`None`: not defined for this run, e.g. no
+/// delay when nothing was delivered).
+pub type Metrics = Vec<Option<f64>>;
+
+/// Reads one metric from a run's summary.
+pub type MetricFn = fn(&Summary) -> Option<f64>;
+
+/// Summary values every run reports, by column name.
+pub const METRICS: &[(&str, MetricFn)] = &[
+    ("messages", |s| Some(s.messages as f64)),
+    ("recipients", |s| Some(s.recipients as f64)),
+    ("sent", |s| Some(s.sent as f64)),
+    ("bounced", |s| Some(s.bounced as f64)),
+    ("expired", |s| Some(s.expired as f64)),
+    ("deleted", |s| Some(s.deleted as f64)),
+    ("queued_at_end", |s| Some(s.queued_at_end as f64)),
+    ("attempts", |s| Some(s.attempts as f64)),
+    ("deferrals", |s| Some(s.deferrals as f64)),
+    ("suspended_deferrals", |s| {
+        Some(s.suspended_deferrals as f64)
+    }),
+    ("refused_disk_full", |s| Some(s.refused_disk_full as f64)),
+    ("not_accepted", |s| Some(s.not_accepted as f64)),
+    ("drain_time_s", |s| s.drain_time_s),
+    ("delay_mean_s", |s| s.delay_s.mean),
+    ("delay_p50_s", |s| s.delay_s.p50),
+    ("delay_p95_s", |s| s.delay_s.p95),
+    ("delay_p99_s", |s| s.delay_s.p99),
+    ("delay_max_s", |s| s.delay_s.max),
+    ("peak_incoming", |s| Some(s.peak.incoming as f64)),
+    ("peak_active", |s| Some(s.peak.active as f64)),
+    ("peak_deferred", |s| Some(s.peak.deferred as f64)),
+    ("peak_hold", |s| Some(s.peak.hold as f64)),
+    ("end_time_s", |s| Some(s.end_time_s)),
+    ("events", |s| Some(s.events as f64)),
+];
+
+/// Queue curves aggregated per point: incoming, active, deferred, hold, and all of them.
+pub const CURVES: [&str; 5] = ["incoming", "active", "deferred", "hold", "total"];
+
+fn curve_values(c: &crate::postfix::QueueCounts) -> [u64; 5] {
+    [
+        c.incoming,
+        c.active,
+        c.deferred,
+        c.hold,
+        c.maildrop + c.incoming + c.active + c.deferred + c.hold,
+    ]
+}
+
+/// The seed of replication `r` (the same at every point).
+pub fn replication_seed(base: u64, r: u32) -> u64 {
+    if r == 0 {
+        base
+    } else {
+        splitmix64(base ^ splitmix64(u64::from(r)))
+    }
+}
+
+/// One finished run.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunRow {
+    pub run: u64,
+    pub seed: u64,
+    pub metrics: Metrics,
+}
+
+/// Exact sums of one point's queue curves over its runs. A run shorter than the longest
+/// keeps its last value (a finished run's queue stays as it ended).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct CurveSums {
+    /// Sample step in µs.
+    pub step: i64,
+    /// Per sample index and curve: (Σx, Σx²) as decimal strings (u128 does not fit JSON).
+    pub sums: Vec<[(String, String); 5]>,
+    /// Per run: (number of samples, last values).
+    pub tails: Vec<(u64, [u64; 5])>,
+}
+
+impl CurveSums {
+    fn add(&mut self, series: &QueueSeries, step: i64) {
+        self.step = step;
+        let mut sums: Vec<[(u128, u128); 5]> = self.decode();
+        if sums.len() < series.points.len() {
+            sums.resize(series.points.len(), [(0, 0); 5]);
+        }
+        for (i, (_, c)) in series.points.iter().enumerate() {
+            for (k, v) in curve_values(c).into_iter().enumerate() {
+                let v = u128::from(v);
+                sums[i][k].0 += v;
+                sums[i][k].1 += v * v;
+            }
+        }
+        let last = series
+            .points
+            .last()
+            .map(|(_, c)| curve_values(c))
+            .unwrap_or([0; 5]);
+        self.tails.push((series.points.len() as u64, last));
+        self.encode(&sums);
+    }
+
+    fn decode(&self) -> Vec<[(u128, u128); 5]> {
+        self.sums
+            .iter()
+            .map(|row| {
+                let mut out = [(0u128, 0u128); 5];
+                for (k, (a, b)) in row.iter().enumerate() {
+                    out[k] = (a.parse().unwrap_or(0), b.parse().unwrap_or(0));
+                }
+                out
+            })
+            .collect()
+    }
+
+    fn encode(&mut self, sums: &[[(u128, u128); 5]]) {
+        self.sums = sums
+            .iter()
+            .map(|row| row.map(|(a, b)| (a.to_string(), b.to_string())))
+            .collect();
+    }
+
+    /// Adds another shard's sums for the same point.
+    pub fn merge(&mut self, other: &CurveSums) {
+        let mut a = self.decode();
+        let b = other.decode();
+        if a.len() < b.len() {
+            a.resize(b.len(), [(0, 0); 5]);
+        }
+        for (i, row) in b.iter().enumerate() {
+            for k in 0..5 {
+                a[i][k].0 += row[k].0;
+                a[i][k].1 += row[k].1;
+            }
+        }
+        self.step = self.step.max(other.step);
+        self.tails.extend_from_slice(&other.tails);
+        self.encode(&a);
+    }
+
+    /// Per sample index and curve: the estimate over all runs, with each shorter run
+    /// extended by its last value.
+    pub fn estimates(&self) -> Vec<[stats::Estimate; 5]> {
+        let mut sums = self.decode();
+        let len = self
+            .tails
+            .iter()
+            .map(|t| t.0 as usize)
+            .max()
+            .unwrap_or(0)
+            .max(sums.len());
+        sums.resize(len, [(0, 0); 5]);
+        for &(n, last) in &self.tails {
+            for row in sums.iter_mut().skip(n as usize) {
+                for k in 0..5 {
+                    let v = u128::from(last[k]);
+                    row[k].0 += v;
+                    row[k].1 += v * v;
+                }
+            }
+        }
+        let n = self.tails.len() as u64;
+        sums.iter()
+            .map(|row| row.map(|(s, q)| stats::Estimate::from_sums(n, s, q)))
+            .collect()
+    }
+}
+
+/// Everything a sweep (or a shard of it) has computed: enough to write its files.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SweepState {
+    pub scenario: String,
+    pub axes: Vec<(String, Vec<String>)>,
+    pub replications: u32,
+    pub total_runs: u64,
+    /// `(k, n)` for a shard.
+    pub shard: Option<(u64, u64)>,
+    pub rows: Vec<RunRow>,
+    pub curves: Vec<CurveSums>,
+}
+
+/// How to run a sweep.
+#[derive(Clone, Debug)]
+pub struct SweepOptions {
+    pub jobs: Option<usize>,
+    /// `(k, n)`: run only indices `i` with `i % n == k - 1`.
+    pub shard: Option<(u64, u64)>,
+    /// Keep each run's summary.json and queues.csv under `runs/`.
+    pub keep_runs: Option<std::path::PathBuf>,
+    pub progress: bool,
+}
+
+/// Runs the sweep and returns its state.
+pub fn run(spec: &SweepSpec, opts: &SweepOptions) -> Result<SweepState, Error> {
+    let points = spec.point_count();
+    let reps = spec.replications;
+    let total = points as u64 * u64::from(reps);
+    // Check every point before spending time on runs.
+    let scenarios: Vec<spec::Point> = (0..points)
+        .map(|p| spec.point(p))
+        .collect::<Result<_, _>>()?;
+    let indices: Vec<u64> = (0..total)
+        .filter(|i| match opts.shard {
+            Some((k, n)) => i % n == k - 1,
+            None => true,
+        })
+        .collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs.unwrap_or(0))
+        .build()
+        .map_err(|e| Error::Runtime(format!("cannot start worker threads: {e}")))?;
+    let bar = if opts.progress {
+        let bar = indicatif::ProgressBar::new(indices.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} runs, {elapsed_precise} elapsed, ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let mut state = SweepState {
+        scenario: spec.base_scenario.name.clone(),
+        axes: spec
+            .axes
+            .iter()
+            .map(|a| {
+                (
+                    a.name.clone(),
+                    a.values.iter().map(spec::value_text).collect(),
+                )
+            })
+            .collect(),
+        replications: reps,
+        total_runs: total,
+        shard: opts.shard,
+        rows: Vec::with_capacity(indices.len()),
+        curves: vec![CurveSums::default(); points],
+    };
+    let chunk = (pool.current_num_threads() * 4).max(1);
+    for batch in indices.chunks(chunk) {
+        let results: Vec<Result<(u64, u64, Summary, QueueSeries), Error>> = pool.install(|| {
+            batch
+                .par_iter()
+                .map(|&i| {
+                    let point = (i / u64::from(reps)) as usize;
+                    let r = (i % u64::from(reps)) as u32;
+                    let sc = &scenarios[point].scenario;
+                    let seed = replication_seed(sc.seed, r);
+                    let (summary, series) = crate::run::collect(sc, seed).map_err(|e| {
+                        Error::Runtime(format!(
+                            "sweep point {} replication {r}: {e}",
+                            spec.label(&scenarios[point].values)
+                        ))
+                    })?;
+                    Ok((i, seed, summary, series))
+                })
+                .collect()
+        });
+        for result in results {
+            let (i, seed, summary, series) = result?;
+            let point = (i / u64::from(reps)) as usize;
+            if let Some(dir) = &opts.keep_runs {
+                output::keep_run(dir, point, (i % u64::from(reps)) as u32, &summary, &series)?;
+            }
+            state.curves[point].add(&series, scenarios[point].scenario.sample);
+            state.rows.push(RunRow {
+                run: i,
+                seed,
+                metrics: METRICS.iter().map(|(_, f)| f(&summary)).collect(),
+            });
+            if let Some(bar) = &bar {
+                bar.inc(1);
+            }
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(state)
+}
+
+impl SweepState {
+    /// Combines shard states of one sweep into one; errors if they do not fit together.
+    pub fn merge(mut parts: Vec<SweepState>) -> Result<SweepState, String> {
+        let Some(first) = parts.first().cloned() else {
+            return Err("nothing to merge".into());
+        };
+        for p in &parts {
+            if p.scenario != first.scenario
+                || p.axes != first.axes
+                || p.replications != first.replications
+                || p.total_runs != first.total_runs
+            {
+                return Err(format!(
+                    "shards of different sweeps: `{}` and `{}` (scenario, swept values and replications must match)",
+                    first.scenario, p.scenario
+                ));
+            }
+        }
+        parts.sort_by_key(|p| p.shard);
+        let mut merged = SweepState {
+            shard: None,
+            rows: Vec::new(),
+            curves: vec![CurveSums::default(); first.curves.len()],
+            ..first
+        };
+        for p in parts {
+            merged.rows.extend(p.rows);
+            for (a, b) in merged.curves.iter_mut().zip(&p.curves) {
+                a.merge(b);
+            }
+        }
+        merged.rows.sort_by_key(|r| r.run);
+        let before = merged.rows.len();
+        merged.rows.dedup_by_key(|r| r.run);
+        if merged.rows.len() != before {
+            return Err("a run appears in two shards".into());
+        }
+        if merged.rows.len() as u64 != merged.total_runs {
+            return Err(format!(
+                "{} of {} runs present: a shard is missing",
+                merged.rows.len(),
+                merged.total_runs
+            ));
+        }
+        // Tails were added shard by shard; the curve estimates do not depend on their order,
+        // but the saved state should: sort them for byte-identical merges.
+        for c in &mut merged.curves {
+            c.tails.sort_unstable();
+        }
+        Ok(merged)
+    }
+}
