@@ -32,6 +32,12 @@ pub enum Command {
         /// Do not draw queues.png / queues.svg.
         #[arg(long)]
         no_plots: bool,
+        /// Also write a synthetic mail.log (Postfix's own line format) to this file.
+        #[arg(long, value_name = "FILE")]
+        maillog: Option<PathBuf>,
+        /// Wall-clock date of simulated time 0 in the mail.log, YYYY-MM-DDTHH:MM:SS (UTC).
+        #[arg(long, value_name = "DATE", default_value = "2026-03-02T08:00:00")]
+        start_date: String,
     },
     /// Run a scenario many times: replications and parameter sweeps, in parallel.
     ///

@@ -36,7 +36,17 @@ fn execute(command: Command) -> Result<(), Error> {
             out,
             no_deliveries,
             no_plots,
+            maillog,
+            start_date,
         } => {
+            let log_start = mailsim::output::maillog::parse_start(&start_date).map_err(|m| {
+                Error::Input(mailsim::error::InputError::new(
+                    "command line",
+                    None,
+                    Some("--start-date"),
+                    m,
+                ))
+            })?;
             let sc = scenario::load(&path)?;
             for w in &sc.warnings {
                 eprintln!("warning: {w}");
@@ -47,6 +57,8 @@ fn execute(command: Command) -> Result<(), Error> {
                 out_dir: out,
                 deliveries: !no_deliveries,
                 plots: !no_plots,
+                maillog,
+                log_start,
             };
             let (summary, dir) = run::run_to_dir(&sc, &opts)?;
             let wall = started.elapsed().as_secs_f64();

@@ -82,6 +82,15 @@ pub struct DeliveryAttempt<'a> {
 pub trait Observer {
     fn recipient_outcome(&mut self, outcome: &RecipientOutcome<'_>);
     fn delivery_attempt(&mut self, _attempt: &DeliveryAttempt<'_>) {}
+    /// The life of queue files, for mail.log, `explain` and delay attribution. Observers
+    /// that do not need it leave it out (the model skips building events when
+    /// [`Observer::wants_events`] is false).
+    fn event(&mut self, _event: &Event<'_>) {}
+    fn wants_events(&self) -> bool {
+        false
+    }
+    /// The run's sample clock ticked (every `sample`).
+    fn sample(&mut self, _t: Time) {}
 }
 
 /// Discards everything (benchmarks, tests that only look at counters).
@@ -238,4 +247,120 @@ impl CauseCounts {
             .map(|c| (c.name(), self.get(*c)))
             .collect()
     }
+}
+
+/// How a queue file came to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// smtpd (`client=`).
+    Smtp,
+    /// sendmail → maildrop → pickup (`uid= from=`), also `postsuper -r`.
+    Pickup,
+    /// A notice from the bounce daemon about queue file `about`.
+    Notice { about: u64, delay_warning: bool },
+    /// Re-injected by the content filter.
+    Reinjected,
+}
+
+/// What became of a recipient in one delivery request (one `status=` log line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Sent,
+    Deferred,
+    Bounced,
+}
+
+/// The agent that wrote a status line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Agent<'a> {
+    /// An SMTP client of the named transport (`postfix/smtp`, `postfix/<transport>/smtp`).
+    Smtp(&'a str),
+    /// local(8).
+    Local,
+    /// qmgr deferred it through the retry service (`postfix/error`).
+    Retry,
+}
+
+/// One recipient's status in one delivery request, with the time stamps of
+/// `delay=… delays=a/b/c/d` (§8.1).
+#[derive(Clone, Copy, Debug)]
+pub struct RecipientStatus<'a> {
+    pub recipient: Address<'a>,
+    pub destination: &'a str,
+    pub status: Status,
+    pub cause: Option<Cause>,
+    /// For a deferral through a dead destination: the reason it was declared dead.
+    pub suspended_by: Option<Cause>,
+    pub agent: Agent<'a>,
+    /// `host[address]` of the server that answered, if a connection was made.
+    pub relay: Option<(&'a str, &'a str)>,
+    /// The last host tried, connected or not.
+    pub tried: Option<(&'a str, &'a str)>,
+    /// This queue file's arrival, this activation, hand-off to the agent, end of
+    /// connection set-up (`None` without a session), done.
+    pub arrival: Time,
+    pub active: Time,
+    pub handoff: Option<Time>,
+    pub setup_done: Option<Time>,
+    pub done: Time,
+    /// The recipient's index in the message as first received (with `origin_id`, its
+    /// identity across content-filter re-injection).
+    pub index: u32,
+}
+
+/// Something that happened to a queue file (or, for `ConnectFailed`, to an agent).
+#[derive(Clone, Copy, Debug)]
+pub enum Happening<'a> {
+    Received {
+        via: Via,
+        /// Empty for the null sender.
+        sender: &'a str,
+        size: u64,
+        nrcpt: u32,
+    },
+    /// qmgr read the file into the active queue.
+    Activated {
+        nrcpt: u32,
+        size: u64,
+        sender: &'a str,
+    },
+    Recipient(RecipientStatus<'a>),
+    /// The file moved to deferred/ with this time stamp (seconds).
+    Deferred {
+        mtime: i64,
+    },
+    Removed,
+    Expired {
+        forced: bool,
+        sender: &'a str,
+    },
+    /// A notice about this file became queue file `notice`.
+    NoticeSent {
+        notice: u64,
+        delay_warning: bool,
+    },
+    /// A restarted qmgr found the file locked by an old agent.
+    Skipped,
+    /// `postsuper`: placed on hold, released from hold, requeued, removed, expired.
+    Admin {
+        what: &'static str,
+    },
+    /// An SMTP client could not connect to `host` (an info line without a queue ID).
+    ConnectFailed {
+        host: &'a str,
+        address: &'a str,
+        cause: Cause,
+    },
+    /// qmgr's deferred-queue scan started (no queue file).
+    DeferredScan,
+}
+
+/// A [`Happening`] at time `t` to queue file `id` (0 for happenings without one); `origin`
+/// is the id of the message as first received (differs after content-filter re-injection).
+#[derive(Clone, Copy, Debug)]
+pub struct Event<'a> {
+    pub t: Time,
+    pub id: u64,
+    pub origin: u64,
+    pub what: Happening<'a>,
 }

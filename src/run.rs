@@ -28,6 +28,48 @@ impl Observer for Tee<'_> {
         self.0.delivery_attempt(a);
         self.1.delivery_attempt(a);
     }
+    fn event(&mut self, e: &crate::observe::Event<'_>) {
+        self.0.event(e);
+        self.1.event(e);
+    }
+    fn wants_events(&self) -> bool {
+        self.0.wants_events() || self.1.wants_events()
+    }
+    fn sample(&mut self, t: Time) {
+        self.0.sample(t);
+        self.1.sample(t);
+    }
+}
+
+/// Any number of observers as one.
+pub struct Fan<'a>(pub Vec<&'a mut dyn Observer>);
+
+impl Observer for Fan<'_> {
+    fn recipient_outcome(&mut self, o: &RecipientOutcome<'_>) {
+        for x in &mut self.0 {
+            x.recipient_outcome(o);
+        }
+    }
+    fn delivery_attempt(&mut self, a: &crate::observe::DeliveryAttempt<'_>) {
+        for x in &mut self.0 {
+            x.delivery_attempt(a);
+        }
+    }
+    fn event(&mut self, e: &crate::observe::Event<'_>) {
+        for x in &mut self.0 {
+            if x.wants_events() {
+                x.event(e);
+            }
+        }
+    }
+    fn wants_events(&self) -> bool {
+        self.0.iter().any(|x| x.wants_events())
+    }
+    fn sample(&mut self, t: Time) {
+        for x in &mut self.0 {
+            x.sample(t);
+        }
+    }
 }
 
 /// What a run produced besides the observations.
@@ -68,6 +110,7 @@ pub fn simulate(
     let mut events: EventQueue<Event> = EventQueue::new(0);
     let mut mta = Mta::new(scenario, seed);
     mta.set_start(start);
+    let recording = observer.wants_events();
     let mut world = World::new(scenario, &streams);
     let mut traffic: Vec<Stream> = scenario
         .traffic
@@ -99,6 +142,7 @@ pub fn simulate(
         );
     }
 
+    mta.record_events(recording, &mut world);
     let sample = scenario.sample;
     let mut next_sample: Time = 0;
     let mut dests: Vec<u32> = Vec::new();
@@ -108,6 +152,7 @@ pub fn simulate(
         }
         while next_sample < t {
             series.push_with_destinations(next_sample, mta.counts(), mta.deferred_by_destination());
+            observer.sample(next_sample);
             next_sample += sample;
         }
         let Some((now, event)) = events.pop() else {
@@ -135,6 +180,9 @@ pub fn simulate(
                 mta.handle(now, other, &mut events, &mut world, observer)
             }
         }
+        if recording {
+            mta.flush_notes(now, &mut world, observer);
+        }
         // Done when nothing can arrive, nothing is left to do, and no admin command is
         // still to come (it might release held mail).
         if streams_open == 0
@@ -147,12 +195,17 @@ pub fn simulate(
     }
     let end_time = scenario.stop.unwrap_or(events.now());
     events.advance_to(end_time);
+    if recording {
+        mta.flush_notes(Time::MAX, &mut world, observer);
+    }
     while next_sample <= end_time {
         series.push_with_destinations(next_sample, mta.counts(), mta.deferred_by_destination());
+        observer.sample(next_sample);
         next_sample += sample;
     }
     if series.points.last().is_some_and(|(t, _)| *t < end_time) {
         series.push_with_destinations(next_sample, mta.counts(), mta.deferred_by_destination());
+        observer.sample(next_sample);
     }
     mta.check_conservation()
         .map_err(|e| Error::Runtime(format!("{}: {e}", scenario.name)))?;
@@ -176,6 +229,9 @@ pub struct RunOptions {
     pub out_dir: Option<PathBuf>,
     pub deliveries: bool,
     pub plots: bool,
+    /// Also write a synthetic mail.log here, with times from `log_start` (Unix seconds).
+    pub maillog: Option<PathBuf>,
+    pub log_start: i64,
 }
 
 /// Runs a scenario and writes its result files; returns the summary and the folder.
@@ -189,16 +245,35 @@ pub fn run_to_dir(scenario: &Scenario, opts: &RunOptions) -> Result<(Summary, Pa
         .map_err(|e| Error::io("cannot create the results folder", &dir, e))?;
     let mut delays = DelayCollector::default();
     let mut series = QueueSeries::default();
-    let (report, deliveries) = if opts.deliveries {
-        let mut csv = DeliveriesCsv::create(AtomicFile::create(&dir.join("deliveries.csv"))?)?;
-        let report = simulate(scenario, seed, &mut Tee(&mut delays, &mut csv), &mut series)?;
-        (report, Some(csv))
-    } else {
-        (simulate(scenario, seed, &mut delays, &mut series)?, None)
+    let mut deliveries = match opts.deliveries {
+        true => Some(DeliveriesCsv::create(AtomicFile::create(
+            &dir.join("deliveries.csv"),
+        )?)?),
+        false => None,
+    };
+    let mut maillog = match &opts.maillog {
+        Some(path) => Some(crate::output::maillog::MailLog::create(
+            AtomicFile::create(path)?,
+            opts.log_start,
+        )),
+        None => None,
+    };
+    let report = {
+        let mut observers: Vec<&mut dyn Observer> = vec![&mut delays];
+        if let Some(csv) = deliveries.as_mut() {
+            observers.push(csv);
+        }
+        if let Some(log) = maillog.as_mut() {
+            observers.push(log);
+        }
+        simulate(scenario, seed, &mut Fan(observers), &mut series)?
     };
     let summary = summarize(scenario, seed, &report, &delays);
     if let Some(csv) = deliveries {
         csv.finish()?;
+    }
+    if let Some(log) = maillog {
+        log.finish()?;
     }
     write_file(&dir.join("queues.csv"), series.to_csv().as_bytes())?;
     let json = serde_json::to_string_pretty(&summary)

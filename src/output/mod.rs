@@ -4,6 +4,7 @@
 
 pub mod deliveries;
 pub mod histogram;
+pub mod maillog;
 pub mod queues;
 pub mod summary;
 pub mod timeline;

@@ -89,6 +89,7 @@ impl Mta {
                         self.messages.get_mut(m).on_leave = LeaveAction::Delete;
                         self.cancel_queued_entries(m, now, events);
                     } else {
+                        self.admin_note(m, now, "removed");
                         self.delete_file(m, now, obs);
                     }
                 }
@@ -104,12 +105,14 @@ impl Mta {
                         self.messages.get_mut(m).on_leave = LeaveAction::Hold;
                         self.cancel_queued_entries(m, now, events);
                     } else {
+                        self.admin_note(m, now, "placed on hold");
                         self.relocate(m, Location::Hold);
                     }
                 }
             }
             AdminCommand::Release(selection) => {
                 for m in self.select(selection, HOLD_ONLY) {
+                    self.admin_note(m, now, "released from hold");
                     self.release(m);
                 }
             }
@@ -123,6 +126,7 @@ impl Mta {
                         self.messages.get_mut(m).on_leave = LeaveAction::Requeue;
                         self.cancel_queued_entries(m, now, events);
                     } else if self.messages.get(m).location != Location::Maildrop {
+                        self.admin_note(m, now, "requeued");
                         self.requeue_to_maildrop(m, now, events);
                     }
                 }
@@ -133,6 +137,7 @@ impl Mta {
                 release,
             } => {
                 for m in self.select(selection, queues) {
+                    self.admin_note(m, now, "expired");
                     self.messages.get_mut(m).force_expired = true;
                     if release && self.messages.get(m).location == Location::Hold {
                         self.release(m);
@@ -148,6 +153,12 @@ impl Mta {
             AdminCommand::Start { config } => self.qmgr_start(config, now, events, world),
         }
         self.ensure_pickup_wakeup(now, events);
+    }
+
+    /// postsuper's log line for queue file `m`.
+    fn admin_note(&mut self, m: u32, now: Time, what: &'static str) {
+        let (id, origin) = (self.messages.get(m).id, self.messages.get(m).origin_id);
+        self.note(now, id, origin, super::notes::NoteKind::Admin { what });
     }
 
     /// Queue files matching a `postsuper` selection, in message-id order.
@@ -217,7 +228,7 @@ impl Mta {
     ) {
         self.messages.get_mut(m).on_leave = LeaveAction::Normal;
         if self.messages.get(m).pending_recipients() == 0 {
-            self.remove(m);
+            self.remove(m, now);
             return;
         }
         match action {

@@ -74,6 +74,10 @@ pub struct Recipient {
     /// Its index in the message as first received (names the address; stays the same when
     /// the content filter re-injects a subset).
     pub orig_index: u32,
+    /// The reason of its last deferral (mailq's defer-log text); `last_suspended` when it
+    /// was deferred through a dead destination for that reason.
+    pub last_cause: Option<Cause>,
+    pub last_suspended: bool,
 }
 
 impl Recipient {
@@ -109,6 +113,8 @@ pub struct Message {
     pub move_stamp: u64,
     /// Order of the current activation (qmgr's job order).
     pub activation: u64,
+    /// When the current activation began (`delays=` a/b boundary).
+    pub active_at: Time,
     /// In-memory delivery requests not yet done (qmgr's message refcount).
     pub refcount: u32,
     /// Some recipient was deferred in the current round (qmgr's DELIVER_STAT_DEFER flag).

@@ -11,11 +11,12 @@
 mod admin;
 mod inbound;
 pub mod message;
+mod notes;
 pub mod qmgr;
 
 use crate::engine::EventQueue;
 use crate::engine::time::{Time, whole_seconds};
-use crate::observe::{Address, CauseCounts, FinalStatus, Observer, RecipientOutcome};
+use crate::observe::{Address, CauseCounts, FinalStatus, Observer, RecipientOutcome, Via};
 use crate::scenario::{PostfixConfig, Scenario};
 use crate::world::World;
 use message::{Arena, LeaveAction, Location, Message, Origin, RcptStatus, Recipient, Reply};
@@ -162,6 +163,12 @@ pub struct Mta {
     transport_faults: Vec<(Time, Time, usize)>,
     inbound: inbound::Inbound,
     deferred_by_destination: Vec<u64>,
+    /// Notes for the observer's events (only while it wants them).
+    record_notes: bool,
+    notes: Vec<notes::Note>,
+    transport_names: Vec<String>,
+    /// The `local` transport's index.
+    local_transport: Option<u16>,
 }
 
 impl Mta {
@@ -218,6 +225,14 @@ impl Mta {
                 .collect(),
             inbound: inbound::Inbound::new(scenario, &crate::engine::RngStreams::new(seed)),
             deferred_by_destination: vec![0; scenario.destinations.len()],
+            record_notes: false,
+            notes: Vec::new(),
+            transport_names: scenario.transports.iter().map(|t| t.name.clone()).collect(),
+            local_transport: scenario
+                .transports
+                .iter()
+                .position(|t| t.name == "local")
+                .and_then(|i| u16::try_from(i).ok()),
         }
     }
 
@@ -350,7 +365,7 @@ impl Mta {
             self.maildrop.push_back((m, stamp));
             self.pickup(now);
         } else {
-            self.cleanup_done(m, now);
+            self.cleanup_done(m, now, Via::Smtp);
         }
     }
 
@@ -366,7 +381,7 @@ impl Mta {
             }
             // A new queue file: cleanup stamps a new create_time.
             self.messages.get_mut(m).create_time = whole_seconds(now);
-            self.cleanup_done(m, now);
+            self.cleanup_done(m, now, Via::Pickup);
         }
     }
 
@@ -387,6 +402,8 @@ impl Mta {
                 attempts: 0,
                 reply: Reply::None,
                 orig_index: 0,
+                last_cause: None,
+                last_suspended: false,
             }));
             recipients.sort_by_key(|r| r.dest);
             for (i, r) in recipients.iter_mut().enumerate() {
@@ -431,6 +448,7 @@ impl Mta {
                 location: Location::Gone,
                 move_stamp: 0,
                 activation: 0,
+                active_at: 0,
                 refcount: 0,
                 deferred_this_round: false,
                 bounced_this_round: false,
@@ -479,26 +497,39 @@ impl Mta {
         let msg = self.messages.get_mut(new);
         msg.origin_id = origin_id;
         msg.origin_arrival = origin_arrival;
-        self.cleanup_done(new, now);
+        self.cleanup_done(new, now, Via::Reinjected);
     }
 
     /// cleanup has written the file: it enters incoming and qmgr is woken (`W` trigger).
     /// With a content_filter, mail from outside gets a FILTER record; a re-injected file
     /// (from the filter) and Postfix's own notices do not (`internal_mail_filter_classes`
     /// is empty by default).
-    fn cleanup_done(&mut self, m: u32, now: Time) {
+    fn cleanup_done(&mut self, m: u32, now: Time, via: Via) {
         let stamp = self.relocate(m, Location::Incoming);
         let filter = self.content_filter.is_some();
         let msg = self.messages.get_mut(m);
         msg.filter_pass = filter && !msg.null_sender && msg.origin_id == msg.id;
         msg.create_time = whole_seconds(now);
         msg.mtime = whole_seconds(now);
+        let (id, origin, size, sender) = (msg.id, msg.origin_id, msg.size, msg.sender_key());
+        let nrcpt = msg.pending_recipients() as u32;
         self.qmgr.incoming_push(m, stamp);
+        self.note(
+            now,
+            id,
+            origin,
+            notes::NoteKind::Received {
+                via,
+                sender,
+                size,
+                nrcpt,
+            },
+        );
     }
 
     /// A notice (bounce or delay warning) about message `about`, sent by the bounce daemon
     /// through cleanup as a new null-sender queue file (§4.3).
-    fn send_notice(&mut self, about: u32, now: Time) {
+    fn send_notice(&mut self, about: u32, now: Time, delay_warning: bool) {
         let origin = match self.messages.get(about).origin {
             Origin::Stream(s) => s,
             Origin::Notice(_) => return, // double bounces are discarded (notify_classes default)
@@ -507,7 +538,28 @@ impl Mta {
         let size = self.messages.get(about).size.min(u64::MAX - 2_000) + 2_000;
         let dest = self.notices_destination;
         let m = self.new_queue_file(now, Origin::Notice(origin), true, size, &[dest]);
-        self.cleanup_done(m, now);
+        let (about_id, about_origin) = {
+            let msg = self.messages.get(about);
+            (msg.id, msg.origin_id)
+        };
+        let notice = self.messages.get(m).id;
+        self.note(
+            now,
+            about_id,
+            about_origin,
+            notes::NoteKind::NoticeSent {
+                notice,
+                delay_warning,
+            },
+        );
+        self.cleanup_done(
+            m,
+            now,
+            Via::Notice {
+                about: about_id,
+                delay_warning,
+            },
+        );
     }
 
     /// Records a recipient's final status.
@@ -673,6 +725,7 @@ impl Mta {
                     return;
                 }
                 self.qmgr.deferred_scan_tick(self.next_move_stamp);
+                self.note(now, 0, 0, notes::NoteKind::DeferredScan);
                 events.schedule(
                     now + self.cfg.queue_run_delay * crate::engine::SECOND,
                     Event::DeferredScan { generation },

@@ -49,7 +49,24 @@ pub enum Step {
     /// The agent is busy until then; call [`World::resume`] at that time.
     Wait(Time, AgentId),
     /// The agent finished at `at`. `site_failure`: the hop status was set (§6.2).
-    Done { at: Time, site_failure: bool },
+    /// `relay`: the host of the last connection (for `relay=`), `setup_done`: when its
+    /// handshake completed (the end of `delays=` c).
+    Done {
+        at: Time,
+        site_failure: bool,
+        relay: Option<u32>,
+        setup_done: Option<Time>,
+        /// The last host tried, connected or not (named in `connect to …` reasons).
+        tried: Option<u32>,
+    },
+}
+
+/// Something an agent saw that Postfix logs without a queue ID.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectFailure {
+    pub t: Time,
+    pub host: u32,
+    pub cause: crate::observe::Cause,
 }
 
 /// A mail server host (one address).
@@ -92,6 +109,21 @@ impl ClientLimits {
     }
 }
 
+/// An IPv4 address for host `id`: its own name if it is a literal address, otherwise one
+/// from the documentation ranges (RFC 5737), then 100.64/10.
+fn address_for(name: &str, id: u32) -> String {
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return name.to_string();
+    }
+    let n = id as usize;
+    match n / 254 {
+        0 => format!("192.0.2.{}", n % 254 + 1),
+        1 => format!("198.51.100.{}", n % 254 + 1),
+        2 => format!("203.0.113.{}", n % 254 + 1),
+        k => format!("100.{}.{}.{}", 64 + (k / 254) % 64, k % 254, n % 254 + 1),
+    }
+}
+
 /// Linux's connect timeout with the default `tcp_syn_retries = 6`, used when
 /// `smtp_connect_timeout = 0` leaves it to the operating system.
 const OS_CONNECT_TIMEOUT: Time = 127 * SECOND;
@@ -115,6 +147,12 @@ pub struct World {
     shuffle: SimRng,
     /// Scratch: recipients accepted at RCPT in the current transaction.
     accepted: Vec<usize>,
+    /// Host names, in host-id order, and the documentation addresses standing in for theirs.
+    host_names: Vec<String>,
+    host_addresses: Vec<String>,
+    /// Failed connects since the caller last took them (only kept when `keep_notes`).
+    pub connect_failures: Vec<ConnectFailure>,
+    pub keep_notes: bool,
 }
 
 impl World {
@@ -212,9 +250,31 @@ impl World {
             free_clients: Vec::new(),
             shuffle: streams.stream("mx_shuffle", 0),
             accepted: Vec::new(),
+            host_names: Vec::new(),
+            host_addresses: Vec::new(),
+            connect_failures: Vec::new(),
+            keep_notes: false,
         };
+        let mut named: Vec<(&String, &u32)> = world.host_ids.iter().collect();
+        named.sort_by_key(|(_, id)| **id);
+        world.host_names = named.iter().map(|(n, _)| (*n).clone()).collect();
+        world.host_addresses = named.iter().map(|(n, id)| address_for(n, **id)).collect();
         world.reconfigure(&scenario.smtp);
         world
+    }
+
+    /// Host `h`'s name and address.
+    pub fn host(&self, h: u32) -> (&str, &str) {
+        (
+            self.host_names
+                .get(h as usize)
+                .map(String::as_str)
+                .unwrap_or("?"),
+            self.host_addresses
+                .get(h as usize)
+                .map(String::as_str)
+                .unwrap_or("?"),
+        )
     }
 
     /// New delivery agents after `postfix reload` read the new `smtp_*` settings.
@@ -241,6 +301,9 @@ impl World {
             return Step::Done {
                 at: done.max(now),
                 site_failure: false,
+                relay: None,
+                setup_done: None,
+                tried: None,
             };
         }
         let agent = match self.free_clients.pop() {

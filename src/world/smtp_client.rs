@@ -41,6 +41,11 @@ pub(super) struct Client {
     hop_failure: bool,
     /// The last error (Postfix's `why`), used for recipients left at the end.
     last_cause: Option<Cause>,
+    /// The host of the last conversation that got a TCP connection, and when its
+    /// handshake completed (`relay=`, end of `delays=` c).
+    relay: Option<u32>,
+    setup_done: Option<Time>,
+    tried: Option<u32>,
 }
 
 impl Client {
@@ -292,6 +297,7 @@ impl World {
             }
             t += greeting;
             let c = &mut self.clients[e];
+            c.setup_done = Some(t);
             c.sess_count += 1;
             if limits.session_limit > 0 && c.sess_count >= limits.session_limit {
                 more = false;
@@ -310,7 +316,21 @@ impl World {
         if let (Some(s), Some(slots)) = (slot, self.hosts[h].slots.as_mut()) {
             slots.hold(s, end);
         }
+        if let HostOutcome::ConnectFailed(cause) = outcome
+            && self.keep_notes
+        {
+            self.connect_failures.push(super::ConnectFailure {
+                t: end,
+                host,
+                cause,
+            });
+        }
         let c = &mut self.clients[e];
+        c.tried = Some(host);
+        c.relay = match outcome {
+            HostOutcome::ConnectFailed(_) => None,
+            _ => Some(host),
+        };
         match outcome {
             HostOutcome::ConnectFailed(cause) => c.last_cause = Some(cause),
             HostOutcome::HandshakeFailed(cause) => {
@@ -450,6 +470,9 @@ impl World {
         Step::Done {
             at: now,
             site_failure,
+            relay: c.relay,
+            setup_done: c.setup_done,
+            tried: c.tried,
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::engine::time::{Time, whole_seconds};
 use crate::observe::Observer;
 use crate::postfix::Mta;
 use crate::postfix::message::{LeaveAction, Location, RcptStatus};
+use crate::postfix::notes::NoteKind;
 use std::cmp::Reverse;
 
 impl Mta {
@@ -16,11 +17,29 @@ impl Mta {
             // An agent of an exited qmgr still has the file open: "skipped, still being
             // delivered", retried 60 s later (`qmgr_active_feed`).
             self.messages.get_mut(m).mtime = whole_seconds(now) + 60;
+            let (id, origin) = (self.messages.get(m).id, self.messages.get(m).origin_id);
+            self.note(now, id, origin, NoteKind::Skipped);
             let stamp = self.relocate(m, Location::Incoming);
             self.qmgr.incoming_later.push((m, stamp));
             return;
         }
         self.relocate(m, Location::Active);
+        {
+            let msg = self.messages.get_mut(m);
+            msg.active_at = now;
+            let (id, origin, size, sender) = (msg.id, msg.origin_id, msg.size, msg.sender_key());
+            let nrcpt = msg.pending_recipients() as u32;
+            self.note(
+                now,
+                id,
+                origin,
+                NoteKind::Activated {
+                    nrcpt,
+                    size,
+                    sender,
+                },
+            );
+        }
         if self.messages.get(m).force_expired {
             // §4.3: an administratively expired message is returned without an attempt.
             self.messages.get_mut(m).deferred_this_round = true;
@@ -46,7 +65,7 @@ impl Mta {
         {
             // FILTER record: every recipient goes to the filter's one queue (§7.3).
             let limit = self.qmgr.transports[cf.transport].recipient_limit;
-            self.assign(m, cf.destination as u32, 0, n, limit);
+            self.assign(m, cf.destination as u32, 0, n, limit, now);
         }
         let mut lo = if self.messages.get(m).filter_pass && self.content_filter.is_some() {
             n
@@ -69,11 +88,11 @@ impl Mta {
                     }
                     let key = keys.key(self.messages.get(m).recipients[r].orig_index);
                     let q = self.queue_for_recipient(dest, key);
-                    self.assign(m, q, r, r + 1, 1);
+                    self.assign(m, q, r, r + 1, 1, now);
                 }
             } else {
                 let q = dest;
-                self.assign(m, q, lo, hi, limit);
+                self.assign(m, q, lo, hi, limit, now);
             }
             lo = hi;
         }
@@ -84,7 +103,7 @@ impl Mta {
 
     /// Pending recipients `lo..hi` of `m` for queue `q`, packed into requests of at most
     /// `limit` recipients (0 = no limit); a dead queue defers them at once (§5.3).
-    fn assign(&mut self, m: u32, q: u32, lo: usize, hi: usize, limit: u32) {
+    fn assign(&mut self, m: u32, q: u32, lo: usize, hi: usize, limit: u32, now: Time) {
         let any_pending = self.messages.get(m).recipients[lo..hi]
             .iter()
             .any(|r| r.status == RcptStatus::Pending);
@@ -108,12 +127,10 @@ impl Mta {
         };
         if let Some(cause) = dead_cause {
             // Recipients go to the retry service: deferred without a connection.
-            let msg = self.messages.get_mut(m);
-            for r in &msg.recipients[lo..hi] {
-                if r.status == RcptStatus::Pending {
-                    self.totals.suspended_deferrals += 1;
-                    self.totals.deferred_by_cause.add(cause);
-                    msg.deferred_this_round = true;
+            let suspended_by = self.qmgr.queues[q as usize].dead_cause;
+            for r in lo..hi {
+                if self.messages.get(m).recipients[r].status == RcptStatus::Pending {
+                    self.retry_deferral(m, r, cause, suspended_by, now);
                 }
             }
             return;
@@ -145,6 +162,10 @@ impl Mta {
                     site_failure: false,
                     agent: None,
                     orphan: false,
+                    handoff: 0,
+                    relay: None,
+                    setup_done: None,
+                    tried: None,
                 };
                 let e = self.qmgr.alloc_entry(entry);
                 self.qmgr.queues[q as usize].todo.push_back(e);
@@ -195,7 +216,7 @@ impl Mta {
         };
         // Bounced recipients of this round: one non-delivery notice (bounce flush).
         if bounced && !null_sender {
-            self.send_notice(m, now);
+            self.send_notice(m, now, false);
         }
         self.messages.get_mut(m).bounced_this_round = false;
         match self.messages.get(m).on_leave {
@@ -220,14 +241,27 @@ impl Mta {
                         self.finalize(m, r, RcptStatus::Expired, now, obs);
                     }
                 }
+                let (id, origin, sender) = {
+                    let msg = self.messages.get(m);
+                    (msg.id, msg.origin_id, msg.sender_key())
+                };
+                self.note(
+                    now,
+                    id,
+                    origin,
+                    NoteKind::Expired {
+                        forced: force_expired,
+                        sender,
+                    },
+                );
                 if !null_sender {
-                    self.send_notice(m, now);
+                    self.send_notice(m, now, false);
                 }
-                self.remove(m);
+                self.remove(m, now);
                 return;
             }
             if warn_time > 0 && now_s >= warn_time - 1 {
-                self.send_notice(m, now);
+                self.send_notice(m, now, true);
                 self.messages.get_mut(m).warn_time = 0;
             }
             // Backoff from the message's age (§4.1); no per-message attempt counter.
@@ -237,15 +271,19 @@ impl Mta {
                 .max(self.cfg.minimal_backoff_time);
             let mtime = now_s + backoff;
             self.messages.get_mut(m).mtime = mtime;
+            let (id, origin) = (self.messages.get(m).id, self.messages.get(m).origin_id);
+            self.note(now, id, origin, NoteKind::Deferred { mtime });
             let stamp = self.relocate(m, Location::Deferred);
             self.qmgr.deferred.push(Reverse((mtime, stamp, m)));
         } else {
-            self.remove(m);
+            self.remove(m, now);
         }
     }
 
     /// The queue file is deleted ("removed").
-    pub(crate) fn remove(&mut self, m: u32) {
+    pub(crate) fn remove(&mut self, m: u32, now: Time) {
+        let (id, origin) = (self.messages.get(m).id, self.messages.get(m).origin_id);
+        self.note(now, id, origin, NoteKind::Removed);
         self.relocate(m, Location::Gone);
         self.messages.free(m);
     }

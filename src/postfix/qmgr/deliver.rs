@@ -140,6 +140,7 @@ impl Mta {
             start: now,
             recipients: count,
         });
+        self.qmgr.entries[e as usize].handoff = now;
         let step = world.start(now, self.request(e));
         self.schedule_step(e, now, step, events);
     }
@@ -164,8 +165,18 @@ impl Mta {
                 self.qmgr.entries[e as usize].agent = Some(agent);
                 events.schedule(t.max(now), Event::SmtpStep { entry: e });
             }
-            Step::Done { at, site_failure } => {
-                self.qmgr.entries[e as usize].site_failure = site_failure;
+            Step::Done {
+                at,
+                site_failure,
+                relay,
+                setup_done,
+                tried,
+            } => {
+                let entry = &mut self.qmgr.entries[e as usize];
+                entry.site_failure = site_failure;
+                entry.relay = relay;
+                entry.setup_done = setup_done;
+                entry.tried = tried;
                 events.schedule(at.max(now), Event::DeliveryDone { entry: e });
             }
         }
@@ -206,11 +217,13 @@ impl Mta {
             });
         let mut any_deferred = false;
         let mut any_filtered = false;
+        let mut first_deferral = None;
         for r in entry.lo as usize..entry.hi as usize {
             let rc = self.messages.get(m).recipients[r];
             if rc.status != RcptStatus::Pending {
                 continue;
             }
+            self.note_attempt(e, r, now);
             match rc.reply {
                 Reply::Sent if to_filter => {
                     // Not delivered yet: handed over, and re-injected below.
@@ -228,6 +241,10 @@ impl Mta {
                     any_deferred = true;
                     self.totals.deferrals += 1;
                     self.totals.deferred_by_cause.add(cause);
+                    first_deferral.get_or_insert(cause);
+                    let rc = &mut self.messages.get_mut(m).recipients[r];
+                    rc.last_cause = Some(cause);
+                    rc.last_suspended = false;
                 }
                 Reply::None => {
                     // The client always answers for every recipient it was given.
@@ -250,6 +267,7 @@ impl Mta {
         if any_deferred && entry.site_failure && self.qmgr.queues[q as usize].win.is_ready() {
             let died = self.qmgr.queues[q as usize].win.throttle(&rules);
             if died {
+                self.qmgr.queues[q as usize].dead_cause = first_deferral;
                 self.declare_dead(q, now, events);
             }
         }
@@ -277,6 +295,7 @@ impl Mta {
             if rc.status != RcptStatus::Pending {
                 continue;
             }
+            self.note_attempt(e, r, now);
             match rc.reply {
                 Reply::Sent => self.finalize(m, r, RcptStatus::Sent, now, obs),
                 Reply::Bounced(cause) => {
@@ -287,6 +306,7 @@ impl Mta {
                 Reply::Deferred(cause) => {
                     self.totals.deferrals += 1;
                     self.totals.deferred_by_cause.add(cause);
+                    self.messages.get_mut(m).recipients[r].last_cause = Some(cause);
                 }
                 Reply::None => {}
             }
@@ -301,8 +321,104 @@ impl Mta {
         msg.locked = msg.locked.saturating_sub(1);
         if msg.locked == 0 && msg.location != Location::Gone && msg.pending_recipients() == 0 {
             // Everything was delivered by the old agents: nothing left for the new qmgr.
-            self.remove(m);
+            self.remove(m, now);
         }
+    }
+
+    /// The status line of recipient `r` after delivery request `e` (§8.1).
+    fn note_attempt(&mut self, e: u32, r: usize, now: Time) {
+        if !self.record_notes {
+            return;
+        }
+        let entry = self.qmgr.entries[e as usize];
+        let msg = self.messages.get(entry.msg);
+        let rc = msg.recipients[r];
+        let (status, cause) = match rc.reply {
+            Reply::Sent => (crate::observe::Status::Sent, None),
+            Reply::Bounced(c) => (crate::observe::Status::Bounced, Some(c)),
+            Reply::Deferred(c) => (crate::observe::Status::Deferred, Some(c)),
+            Reply::None => (crate::observe::Status::Deferred, Some(Cause::Unavailable)),
+        };
+        let queue = &self.qmgr.queues[entry.queue as usize];
+        let local = self.local_transport == Some(queue.transport);
+        let note = crate::postfix::notes::RecipientNote {
+            index: rc.orig_index,
+            dest: rc.dest,
+            notice_to: match msg.origin {
+                crate::postfix::message::Origin::Notice(s) => Some(s),
+                _ => None,
+            },
+            status,
+            cause,
+            suspended_by: None,
+            agent: if local {
+                crate::postfix::notes::AgentNote::Local
+            } else {
+                crate::postfix::notes::AgentNote::Smtp(queue.transport)
+            },
+            relay: entry.relay,
+            tried: entry.tried,
+            arrival: msg.arrival,
+            active: msg.active_at,
+            handoff: Some(entry.handoff),
+            setup_done: entry.setup_done,
+        };
+        let (id, origin) = (msg.id, msg.origin_id);
+        self.note(
+            now,
+            id,
+            origin,
+            crate::postfix::notes::NoteKind::Recipient(note),
+        );
+    }
+
+    /// qmgr defers recipient `r` through the retry service, without an attempt (a dead
+    /// destination or transport).
+    pub(crate) fn retry_deferral(
+        &mut self,
+        m: u32,
+        r: usize,
+        cause: Cause,
+        suspended_by: Option<Cause>,
+        now: Time,
+    ) {
+        self.totals.suspended_deferrals += 1;
+        self.totals.deferred_by_cause.add(cause);
+        let msg = self.messages.get_mut(m);
+        msg.deferred_this_round = true;
+        let rc = &mut msg.recipients[r];
+        rc.last_cause = Some(suspended_by.unwrap_or(cause));
+        rc.last_suspended = cause == Cause::Suspended;
+        if !self.record_notes {
+            return;
+        }
+        let msg = self.messages.get(m);
+        let rc = msg.recipients[r];
+        let note = crate::postfix::notes::RecipientNote {
+            index: rc.orig_index,
+            dest: rc.dest,
+            notice_to: match msg.origin {
+                crate::postfix::message::Origin::Notice(s) => Some(s),
+                _ => None,
+            },
+            status: crate::observe::Status::Deferred,
+            cause: Some(cause),
+            suspended_by,
+            agent: crate::postfix::notes::AgentNote::Retry,
+            relay: None,
+            tried: None,
+            arrival: msg.arrival,
+            active: msg.active_at,
+            handoff: None,
+            setup_done: None,
+        };
+        let (id, origin) = (msg.id, msg.origin_id);
+        self.note(
+            now,
+            id,
+            origin,
+            crate::postfix::notes::NoteKind::Recipient(note),
+        );
     }
 
     /// qmgr exits: in-flight requests are orphaned, queued ones are forgotten (the file
@@ -418,12 +534,10 @@ impl Mta {
     /// Request `e` (off its queue's todo list) is deferred through the retry service.
     fn defer_entry(&mut self, e: u32, cause: Cause, now: Time, events: &mut EventQueue<Event>) {
         let entry = self.qmgr.entries[e as usize];
-        let msg = self.messages.get_mut(entry.msg);
-        for r in &msg.recipients[entry.lo as usize..entry.hi as usize] {
-            if r.status == RcptStatus::Pending {
-                self.totals.suspended_deferrals += 1;
-                self.totals.deferred_by_cause.add(cause);
-                msg.deferred_this_round = true;
+        let suspended_by = self.qmgr.queues[entry.queue as usize].dead_cause;
+        for r in entry.lo as usize..entry.hi as usize {
+            if self.messages.get(entry.msg).recipients[r].status == RcptStatus::Pending {
+                self.retry_deferral(entry.msg, r, cause, suspended_by, now);
             }
         }
         // Deferral produces no final outcome, so nothing is observed here.

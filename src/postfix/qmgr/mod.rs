@@ -49,6 +49,8 @@ pub(crate) struct Queue {
     pub last_done: i64,
     /// For a per-recipient queue, its key in `per_recipient_queues`.
     pub recipient_key: Option<u64>,
+    /// Why the queue was declared dead (the text of `delivery temporarily suspended: …`).
+    pub dead_cause: Option<crate::observe::Cause>,
 }
 
 /// One master.cf delivery service as qmgr sees it.
@@ -83,6 +85,12 @@ pub(crate) struct Entry {
     /// Its qmgr has exited (reload, stop): the agent finishes and updates the file, and
     /// nobody takes its reply.
     pub orphan: bool,
+    /// When the agent took it, the server that answered, and when its handshake completed
+    /// (for `relay=` and `delays=`).
+    pub handoff: crate::engine::time::Time,
+    pub relay: Option<u32>,
+    pub setup_done: Option<crate::engine::time::Time>,
+    pub tried: Option<u32>,
 }
 
 /// Which directory scan.
@@ -264,6 +272,7 @@ impl Queue {
             ready_key: NOT_QUEUED,
             last_done: i64::MIN,
             recipient_key: None,
+            dead_cause: None,
         }
     }
 

@@ -1,0 +1,461 @@
+//! `--maillog FILE`: a synthetic mail.log in Postfix's own line formats (§8.1), as
+//! Postfix's `maillog_file` writes it (`Mar 12 14:02:11 host postfix/qmgr[880]: …`), so that
+//! pflogsumm and grep patterns made for real logs work on it.
+//!
+//! Queue IDs are derived from mailsim's message ids (10 hex digits, unique per run), server
+//! addresses come from the documentation ranges, and times are the scenario's simulated
+//! times from a start date.
+
+use super::AtomicFile;
+use crate::engine::rng::splitmix64;
+use crate::engine::time::{SECOND, Time};
+use crate::error::Error;
+use crate::observe::{
+    Address, Agent, Cause, Event, Happening, Observer, RecipientOutcome, RecipientStatus, Status,
+    Via,
+};
+use std::fmt::Write;
+
+const HOST: &str = "mailsim";
+const QMGR_PID: u32 = 880;
+
+/// Postfix's short queue ID look: 10 hex digits, the low 36 bits being the id itself.
+pub fn queue_id(id: u64) -> String {
+    format!(
+        "{:010X}",
+        (splitmix64(id) & 0xF_0000_0000) | (id & 0xF_FFFF_FFFF)
+    )
+}
+
+/// A time in seconds with Postfix's `format_tv` rules (`delay_logging_resolution_limit =
+/// 2`): below 1 s up to 2 decimals, below 10 s one decimal, then whole seconds; rounded
+/// half up, trailing zeros dropped.
+pub fn delay_text(t: Time) -> String {
+    let t = t.max(0);
+    let (scale, digits) = if t < SECOND {
+        (10_000, 2)
+    } else if t < 10 * SECOND {
+        (100_000, 1)
+    } else {
+        (SECOND, 0)
+    };
+    let units = (t + scale / 2) / scale; // half up
+    if digits == 0 {
+        return units.to_string();
+    }
+    let div = 10i64.pow(digits);
+    let whole = units / div;
+    let frac = units % div;
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let mut s = format!("{whole}.{frac:0width$}", width = digits as usize);
+    while s.ends_with('0') {
+        s.pop();
+    }
+    s
+}
+
+/// Calendar fields of a Unix time (proleptic Gregorian, UTC).
+fn civil(unix: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Days to civil date (the era-based algorithm, written out for this use).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        month,
+        day,
+        (secs / 3600) as u32,
+        (secs % 3600 / 60) as u32,
+        (secs % 60) as u32,
+    )
+}
+
+/// Unix time of a `YYYY-MM-DDTHH:MM:SS` date (UTC).
+pub fn parse_start(text: &str) -> Result<i64, String> {
+    let bad =
+        || format!("`{text}`: write a start date as YYYY-MM-DDTHH:MM:SS, e.g. 2026-03-02T08:00:00");
+    let (date, time) = text.split_once(['T', ' ']).unwrap_or((text, "00:00:00"));
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|p| p.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let t: Vec<i64> = time
+        .split(':')
+        .map(|p| p.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let (&[y, m, dd], &[hh, mm, ss]) = (d.as_slice(), t.as_slice()) else {
+        return Err(bad());
+    };
+    if !(1..=12).contains(&m)
+        || !(1..=31).contains(&dd)
+        || hh > 23
+        || mm > 59
+        || ss > 60
+        || y < 1970
+    {
+        return Err(bad());
+    }
+    // Days from civil (inverse of `civil`).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + dd - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// `Mar 12 14:02:11` (maillog_file's `%b %d %H:%M:%S`).
+pub fn timestamp(unix: i64) -> String {
+    let (_, month, day, h, m, s) = civil(unix);
+    format!(
+        "{} {day:02} {h:02}:{m:02}:{s:02}",
+        MONTHS[(month as usize + 11) % 12]
+    )
+}
+
+/// The reason text of a status line or a mailq entry.
+pub fn reason(cause: Cause, rcpt: &str, server: Option<(&str, &str)>, domain: &str) -> String {
+    let (h, a) = server.unwrap_or((domain, "192.0.2.255"));
+    match cause {
+        Cause::Greylisted => format!(
+            "host {h}[{a}] said: 450 4.2.0 <{rcpt}>: Recipient address rejected: Greylisted, please try again later (in reply to RCPT TO command)"
+        ),
+        Cause::RateLimited => format!(
+            "host {h}[{a}] said: 450 4.2.1 <{rcpt}>: receiving mail at a rate that prevents additional messages, try again later (in reply to RCPT TO command)"
+        ),
+        Cause::TooManyConnections => format!(
+            "host {h}[{a}] refused to talk to me: 421 4.7.0 Too many concurrent connections, try again later"
+        ),
+        Cause::RecipientTempfail => format!(
+            "host {h}[{a}] said: 450 4.2.0 <{rcpt}>: Temporary failure, try again later (in reply to RCPT TO command)"
+        ),
+        Cause::MailTempfail => format!(
+            "host {h}[{a}] said: 451 4.3.0 Temporary local problem, try again later (in reply to MAIL FROM command)"
+        ),
+        Cause::DataTempfail => format!(
+            "host {h}[{a}] said: 451 4.7.1 Message temporarily deferred (in reply to end of DATA command)"
+        ),
+        Cause::GreetingTempfail => format!(
+            "host {h}[{a}] refused to talk to me: 421 4.7.0 Service not available, closing transmission channel"
+        ),
+        Cause::ConnectionRefused => format!("connect to {h}[{a}]:25: Connection refused"),
+        Cause::ConnectionTimedOut => format!("connect to {h}[{a}]:25: Connection timed out"),
+        Cause::GreetingTimedOut => format!(
+            "conversation with {h}[{a}] timed out while receiving the initial server greeting"
+        ),
+        Cause::DataTimedOut => format!(
+            "conversation with {h}[{a}] timed out while sending end of data -- message may be sent more than once"
+        ),
+        Cause::DnsTempfail => format!(
+            "Host or domain name not found. Name service error for name={domain} type=MX: Host not found, try again"
+        ),
+        Cause::Suspended => "delivery temporarily suspended".to_string(),
+        Cause::TransportUnavailable => "mail transport unavailable".to_string(),
+        Cause::UnknownUser => format!(
+            "host {h}[{a}] said: 550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown in virtual mailbox table (in reply to RCPT TO command)"
+        ),
+        Cause::RecipientRejected => format!(
+            "host {h}[{a}] said: 550 5.7.1 <{rcpt}>: Recipient address rejected: Access denied (in reply to RCPT TO command)"
+        ),
+        Cause::DataRejected => format!(
+            "host {h}[{a}] said: 550 5.7.1 Message rejected as spam (in reply to end of DATA command)"
+        ),
+        Cause::DnsNotFound => format!(
+            "Host or domain name not found. Name service error for name={domain} type=A: Host not found"
+        ),
+        Cause::Unavailable => "server unavailable or unable to receive mail".to_string(),
+    }
+}
+
+/// The text of a status line for recipient status `r`.
+pub fn status_text(r: &RecipientStatus<'_>, rcpt: &str) -> String {
+    let server = r.relay.or(r.tried);
+    match (r.status, r.cause) {
+        (Status::Sent, _) => match r.agent {
+            Agent::Local => "delivered to mailbox".to_string(),
+            _ => format!(
+                "250 2.0.0 Ok: queued as {:X}",
+                splitmix64(r.done as u64 ^ u64::from(r.index)) & 0xFF_FFFF_FFFF
+            ),
+        },
+        (_, Some(Cause::Suspended)) => {
+            let why = r.suspended_by.unwrap_or(Cause::Unavailable);
+            format!(
+                "delivery temporarily suspended: {}",
+                reason(why, rcpt, server, r.destination)
+            )
+        }
+        (_, Some(c)) => reason(c, rcpt, server, r.destination),
+        (_, None) => reason(Cause::Unavailable, rcpt, server, r.destination),
+    }
+}
+
+/// Writes mail.log lines as events arrive.
+pub struct MailLog {
+    file: AtomicFile,
+    start: i64,
+    line: String,
+    error: Option<Error>,
+}
+
+impl MailLog {
+    pub fn create(file: AtomicFile, start_unix: i64) -> Self {
+        MailLog {
+            file,
+            start: start_unix,
+            line: String::with_capacity(256),
+            error: None,
+        }
+    }
+
+    pub fn finish(mut self) -> Result<(), Error> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.file.commit()
+    }
+
+    fn begin(&mut self, t: Time, program: &str, pid: u32) {
+        self.line.clear();
+        let unix = self.start + t.div_euclid(SECOND);
+        let _ = write!(self.line, "{} {HOST} {program}[{pid}]: ", timestamp(unix));
+    }
+
+    fn end(&mut self) {
+        self.line.push('\n');
+        if self.error.is_none()
+            && let Err(e) = self.file.write_all(self.line.as_bytes())
+        {
+            self.error = Some(e);
+        }
+    }
+}
+
+fn pid_for(id: u64, base: u32) -> u32 {
+    base + (splitmix64(id) % 97) as u32
+}
+
+impl Observer for MailLog {
+    fn recipient_outcome(&mut self, _: &RecipientOutcome<'_>) {}
+
+    fn wants_events(&self) -> bool {
+        true
+    }
+
+    fn event(&mut self, e: &Event<'_>) {
+        let qid = queue_id(e.id);
+        match e.what {
+            Happening::Received {
+                via,
+                sender,
+                size: _,
+                nrcpt: _,
+            } => {
+                match via {
+                    Via::Smtp | Via::Reinjected => {
+                        self.begin(e.t, "postfix/smtpd", pid_for(e.id, 2100));
+                        let client = if via == Via::Reinjected {
+                            "localhost[127.0.0.1]"
+                        } else {
+                            "client.example.org[198.51.100.200]"
+                        };
+                        let _ = write!(self.line, "{qid}: client={client}");
+                        self.end();
+                    }
+                    Via::Pickup => {
+                        self.begin(e.t, "postfix/pickup", 870);
+                        let _ = write!(self.line, "{qid}: uid=1000 from=<{sender}>");
+                        self.end();
+                    }
+                    Via::Notice { .. } => {}
+                }
+                self.begin(e.t, "postfix/cleanup", pid_for(e.id, 2200));
+                let _ = write!(
+                    self.line,
+                    "{qid}: message-id=<{qid}.{}@mailsim.example>",
+                    e.origin
+                );
+                self.end();
+            }
+            Happening::Activated {
+                nrcpt,
+                size,
+                sender,
+            } => {
+                self.begin(e.t, "postfix/qmgr", QMGR_PID);
+                let _ = write!(
+                    self.line,
+                    "{qid}: from=<{sender}>, size={size}, nrcpt={nrcpt} (queue active)"
+                );
+                self.end();
+            }
+            Happening::Recipient(r) => {
+                let program = match r.agent {
+                    Agent::Smtp("smtp") => "postfix/smtp".to_string(),
+                    Agent::Smtp(t) => format!("postfix/{t}/smtp"),
+                    Agent::Local => "postfix/local".to_string(),
+                    Agent::Retry => "postfix/error".to_string(),
+                };
+                let rcpt = match r.recipient {
+                    Address::Literal(a) => a.to_string(),
+                    a @ Address::Generated { .. } => a.to_string(),
+                };
+                let relay = match (r.agent, r.relay) {
+                    (Agent::Local, _) => "local".to_string(),
+                    (_, Some((h, a))) => format!("{h}[{a}]:25"),
+                    (_, None) => "none".to_string(),
+                };
+                let delay = r.done - r.arrival;
+                let a = r.active - r.arrival;
+                let (b, c, d) = match (r.handoff, r.setup_done, r.agent) {
+                    (None, _, _) => (r.done - r.active, 0, 0),
+                    (Some(h), _, Agent::Local | Agent::Retry) => (h - r.active, 0, r.done - h),
+                    (Some(h), Some(s), _) => (h - r.active, s - h, r.done - s),
+                    (Some(h), None, _) => (h - r.active, r.done - h, 0),
+                };
+                let dsn = match (r.status, r.cause) {
+                    (Status::Sent, _) => "2.0.0",
+                    (_, Some(Cause::Suspended)) => {
+                        r.suspended_by.unwrap_or(Cause::Unavailable).dsn()
+                    }
+                    (_, Some(c)) => c.dsn(),
+                    (_, None) => "4.3.0",
+                };
+                let status = match r.status {
+                    Status::Sent => "sent",
+                    Status::Deferred => "deferred",
+                    Status::Bounced => "bounced",
+                };
+                let text = status_text(&r, &rcpt);
+                self.begin(r.done, &program, pid_for(e.id ^ u64::from(r.index), 3000));
+                let _ = write!(
+                    self.line,
+                    "{qid}: to=<{rcpt}>, relay={relay}, delay={}, delays={}/{}/{}/{}, dsn={dsn}, status={status} ({text})",
+                    delay_text(delay),
+                    delay_text(a),
+                    delay_text(b),
+                    delay_text(c),
+                    delay_text(d)
+                );
+                self.end();
+            }
+            Happening::Deferred { .. } | Happening::DeferredScan => {}
+            Happening::Removed => {
+                self.begin(e.t, "postfix/qmgr", QMGR_PID);
+                let _ = write!(self.line, "{qid}: removed");
+                self.end();
+            }
+            Happening::Expired { forced, sender } => {
+                self.begin(e.t, "postfix/qmgr", QMGR_PID);
+                let status = if forced { "force-expired" } else { "expired" };
+                let _ = write!(
+                    self.line,
+                    "{qid}: from=<{sender}>, status={status}, returned to sender"
+                );
+                self.end();
+            }
+            Happening::NoticeSent {
+                notice,
+                delay_warning,
+            } => {
+                self.begin(e.t, "postfix/bounce", pid_for(e.id, 2600));
+                let kind = if delay_warning {
+                    "delay"
+                } else {
+                    "non-delivery"
+                };
+                let _ = write!(
+                    self.line,
+                    "{qid}: sender {kind} notification: {}",
+                    queue_id(notice)
+                );
+                self.end();
+            }
+            Happening::Skipped => {
+                self.begin(e.t, "postfix/qmgr", QMGR_PID);
+                let _ = write!(self.line, "{qid}: skipped, still being delivered");
+                self.end();
+            }
+            Happening::Admin { what } => {
+                self.begin(e.t, "postfix/postsuper", 4000);
+                let _ = write!(self.line, "{qid}: {what}");
+                self.end();
+            }
+            Happening::ConnectFailed {
+                host,
+                address,
+                cause,
+            } => {
+                self.begin(e.t, "postfix/smtp", pid_for(e.t as u64, 3000));
+                let _ = write!(
+                    self.line,
+                    "{}",
+                    reason(cause, "", Some((host, address)), host)
+                );
+                self.end();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_are_formatted_like_format_tv() {
+        let ms = |m: i64| m * 1000;
+        assert_eq!(delay_text(ms(70)), "0.07");
+        assert_eq!(delay_text(ms(500)), "0.5");
+        assert_eq!(delay_text(0), "0");
+        assert_eq!(delay_text(ms(4)), "0");
+        assert_eq!(delay_text(ms(5)), "0.01");
+        assert_eq!(delay_text(ms(1_200)), "1.2");
+        assert_eq!(delay_text(ms(3_000)), "3");
+        assert_eq!(delay_text(ms(9_960)), "10");
+        assert_eq!(delay_text(ms(12_400)), "12");
+        assert_eq!(delay_text(ms(4_213_000)), "4213");
+    }
+
+    #[test]
+    fn timestamps_and_dates_round_trip() {
+        let t = parse_start("2024-03-12T14:02:11").expect("date");
+        assert_eq!(t, 1_710_252_131);
+        assert_eq!(timestamp(t), "Mar 12 14:02:11");
+        assert_eq!(
+            timestamp(parse_start("2026-01-02T03:04:05").expect("date")),
+            "Jan 02 03:04:05"
+        );
+        assert_eq!(
+            timestamp(parse_start("2024-02-29T23:59:59").expect("date") + 1),
+            "Mar 01 00:00:00"
+        );
+        assert!(parse_start("2024-13-01T00:00:00").is_err());
+    }
+
+    #[test]
+    fn queue_ids_are_ten_hex_digits_and_unique() {
+        let ids: std::collections::HashSet<String> = (1..10_000).map(queue_id).collect();
+        assert_eq!(ids.len(), 9_999);
+        assert!(
+            ids.iter()
+                .all(|q| q.len() == 10 && q.chars().all(|c| c.is_ascii_hexdigit()))
+        );
+    }
+}

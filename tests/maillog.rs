@@ -1,0 +1,130 @@
+//! The synthetic mail.log: Postfix's line formats, readable by Debian's pflogsumm with counts
+//! that match summary.json.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mailsim-log-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn run_with_log(scenario: &str, dir: &std::path::Path) -> (String, serde_json::Value) {
+    let log = dir.join("mail.log");
+    let out = Command::new(env!("CARGO_BIN_EXE_mailsim"))
+        .args([
+            "run",
+            scenario,
+            "--no-plots",
+            "--out",
+            dir.to_str().expect("utf-8"),
+            "--maillog",
+            log.to_str().expect("utf-8"),
+        ])
+        .output()
+        .expect("mailsim runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&log).expect("mail.log");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary"))
+            .expect("json");
+    (text, summary)
+}
+
+fn n(v: &serde_json::Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("summary has no {key}"))
+}
+
+/// The number in front of `label` in pflogsumm's "Grand Totals".
+fn grand_total(report: &str, label: &str) -> u64 {
+    report
+        .lines()
+        .find_map(|l| {
+            let mut words = l.split_whitespace();
+            let count = words.next()?;
+            (words.next() == Some(label))
+                .then(|| count.trim_end_matches(['k', 'm']).parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("pflogsumm reports no `{label}`:\n{report}"))
+}
+
+#[test]
+fn pflogsumm_counts_match_the_summary() {
+    let setup = Command::new("bash")
+        .arg("tests/setup/pflogsumm.sh")
+        .output()
+        .expect("bash runs");
+    let pflogsumm = String::from_utf8_lossy(&setup.stdout).trim().to_string();
+    assert!(
+        setup.status.success() && !pflogsumm.is_empty(),
+        "pflogsumm is not installed and tests/setup/pflogsumm.sh could not install it (needs apt-get as root)"
+    );
+    let dir = temp("pflogsumm");
+    let (log, summary) = run_with_log("scenarios/rejections.toml", &dir);
+    let out = Command::new(&pflogsumm)
+        .arg(dir.join("mail.log"))
+        .output()
+        .expect("pflogsumm runs");
+    assert!(out.status.success());
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(grand_total(&report, "delivered"), n(&summary, "sent"));
+    assert_eq!(grand_total(&report, "bounced"), n(&summary, "bounced"));
+    assert_eq!(grand_total(&report, "received"), n(&summary, "messages"));
+    // "N deferred (M deferrals)": M counts every deferral line.
+    let deferrals: u64 = report
+        .lines()
+        .find_map(|l| l.split_once("deferred  (").map(|(_, rest)| rest))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("pflogsumm's deferrals");
+    assert_eq!(
+        deferrals,
+        n(&summary, "deferrals") + n(&summary, "suspended_deferrals")
+    );
+    assert!(log.lines().count() > 100_000);
+}
+
+#[test]
+fn log_lines_have_postfix_shapes() {
+    let dir = temp("shapes");
+    let (log, _) = run_with_log("scenarios/remote-outage.toml", &dir);
+    // The pattern pflogsumm and most log tools use for delivery lines.
+    let status_lines: Vec<&str> = log.lines().filter(|l| l.contains(" status=")).collect();
+    assert!(!status_lines.is_empty());
+    for l in status_lines.iter().take(2000) {
+        let (head, rest) = l.split_once(": ").expect("prefix");
+        let fields: Vec<&str> = head.split_whitespace().collect();
+        assert_eq!(fields.len(), 5, "{l}");
+        assert!(
+            fields[4].starts_with("postfix/") && fields[4].ends_with(']'),
+            "{l}"
+        );
+        let (qid, rest) = rest.split_once(": ").expect("queue id");
+        assert!(
+            qid.len() == 10 && qid.chars().all(|c| c.is_ascii_hexdigit()),
+            "{l}"
+        );
+        assert!(rest.starts_with("to=<"), "{l}");
+        for key in [", relay=", ", delay=", ", delays=", ", dsn=", ", status="] {
+            assert!(rest.contains(key), "{key} missing: {l}");
+        }
+    }
+    // The dead destination's deferrals come from the retry service, with relay=none.
+    assert!(log.lines().any(|l| l.contains("postfix/error[")
+        && l.contains("relay=none")
+        && l.contains(
+            "status=deferred (delivery temporarily suspended: connect to partner.example["
+        )));
+    assert!(log.lines().any(|l| l.contains("postfix/smtp[")
+        && l.ends_with("Connection refused")
+        && l.contains(": connect to partner.example[")));
+    assert!(log.lines().any(|l| l.ends_with("(queue active)")));
+    assert!(log.lines().any(|l| l.ends_with(": removed")));
+}
