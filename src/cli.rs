@@ -38,6 +38,10 @@ pub enum Command {
         /// Wall-clock date of simulated time 0 in the mail.log, YYYY-MM-DDTHH:MM:SS (UTC).
         #[arg(long, value_name = "DATE", default_value = "2026-03-02T08:00:00")]
         start_date: String,
+        /// Also write qshape.csv: qshape's table of the deferred and the incoming+active
+        /// queues at every sample.
+        #[arg(long)]
+        qshape: bool,
     },
     /// Run a scenario many times: replications and parameter sweeps, in parallel.
     ///
@@ -83,6 +87,35 @@ pub enum Command {
     },
     /// Redraw the charts of a run or sweep folder from the files already written.
     Plot { dir: PathBuf },
+    /// Print the queue at simulated time --at the way `postqueue -p` (mailq) does.
+    Mailq {
+        scenario: PathBuf,
+        /// Simulated time, e.g. 90m or 2h30m.
+        #[arg(long)]
+        at: String,
+        /// One JSON object per queue file, as `postqueue -j`.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Wall-clock date of simulated time 0, YYYY-MM-DDTHH:MM:SS (UTC).
+        #[arg(long, value_name = "DATE", default_value = "2026-03-02T08:00:00")]
+        start_date: String,
+    },
+    /// Print qshape's table of the queue at simulated time --at: pending recipients per
+    /// domain by age (5, 10, 20 … 1280+ minutes).
+    Qshape {
+        scenario: PathBuf,
+        #[arg(long)]
+        at: String,
+        /// Count senders (one per message) instead of recipient domains, as `qshape -s`.
+        #[arg(long)]
+        sender: bool,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Queues to count (default: incoming active), e.g. deferred.
+        queues: Vec<String>,
+    },
     /// Check a scenario file without running it.
     Check { scenario: PathBuf },
     /// Measure simulation speed (events per second) on a generated large run.

@@ -38,6 +38,7 @@ fn execute(command: Command) -> Result<(), Error> {
             no_plots,
             maillog,
             start_date,
+            qshape,
         } => {
             let log_start = mailsim::output::maillog::parse_start(&start_date).map_err(|m| {
                 Error::Input(mailsim::error::InputError::new(
@@ -59,6 +60,7 @@ fn execute(command: Command) -> Result<(), Error> {
                 plots: !no_plots,
                 maillog,
                 log_start,
+                qshape,
             };
             let (summary, dir) = run::run_to_dir(&sc, &opts)?;
             let wall = started.elapsed().as_secs_f64();
@@ -184,6 +186,56 @@ fn execute(command: Command) -> Result<(), Error> {
             eprintln!("charts redrawn in {}", dir.display());
             Ok(())
         }
+        Command::Mailq {
+            scenario: path,
+            at,
+            json,
+            seed,
+            start_date,
+        } => {
+            let start = mailsim::output::maillog::parse_start(&start_date)
+                .map_err(|m| input_error("--start-date", m))?;
+            let sc = scenario::load(&path)?;
+            let at = parse_at(&at)?;
+            let files = run::snapshot_at(&sc, seed.unwrap_or(sc.seed), at)?;
+            let text = if json {
+                mailsim::output::mailq::format_j(&files, start)
+            } else {
+                mailsim::output::mailq::format_p(&files, start)
+            };
+            print_out(&text);
+            Ok(())
+        }
+        Command::Qshape {
+            scenario: path,
+            at,
+            sender,
+            seed,
+            queues,
+        } => {
+            const QUEUES: [&str; 5] = ["maildrop", "incoming", "active", "deferred", "hold"];
+            let mut chosen: Vec<&'static str> = Vec::new();
+            for q in &queues {
+                match QUEUES.iter().find(|n| **n == q.as_str()) {
+                    Some(n) => chosen.push(n),
+                    None => {
+                        return Err(input_error(
+                            "queue",
+                            format!("`{q}` is not a queue (accepted: {})", QUEUES.join(", ")),
+                        ));
+                    }
+                }
+            }
+            if chosen.is_empty() {
+                chosen = vec!["incoming", "active"];
+            }
+            let sc = scenario::load(&path)?;
+            let at = parse_at(&at)?;
+            let files = run::snapshot_at(&sc, seed.unwrap_or(sc.seed), at)?;
+            let rows = mailsim::output::qshape::table(&files, &chosen, sender, at);
+            print_out(&mailsim::output::qshape::format(&rows));
+            Ok(())
+        }
         Command::Check { scenario: path } => {
             let sc = scenario::load(&path)?;
             for w in &sc.warnings {
@@ -223,4 +275,25 @@ fn parse_shard(text: &str) -> Result<(u64, u64), String> {
         return Err(bad());
     }
     Ok((k, n))
+}
+
+fn input_error(key: &str, message: String) -> Error {
+    Error::Input(mailsim::error::InputError::new(
+        "command line",
+        None,
+        Some(key),
+        message,
+    ))
+}
+
+/// `--at`: a duration from the start of the run.
+fn parse_at(text: &str) -> Result<mailsim::engine::time::Time, Error> {
+    scenario::units::parse_duration(text, false).map_err(|m| input_error("--at", m))
+}
+
+/// Writes to stdout; a closed pipe (`| head`) just ends the output.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
 }

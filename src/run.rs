@@ -98,6 +98,36 @@ pub fn simulate(
     observer: &mut dyn Observer,
     series: &mut QueueSeries,
 ) -> Result<RunReport, Error> {
+    simulate_inspect(scenario, seed, observer, series, |_| {})
+}
+
+/// The queue files at simulated time `at` (`mailq`, `qshape`).
+pub fn snapshot_at(
+    scenario: &Scenario,
+    seed: u64,
+    at: Time,
+) -> Result<Vec<crate::output::mailq::QueueFile>, Error> {
+    let mut sc = scenario.clone();
+    sc.stop = Some(at.max(1));
+    let mut files = Vec::new();
+    simulate_inspect(
+        &sc,
+        seed,
+        &mut crate::observe::NullObserver,
+        &mut QueueSeries::default(),
+        |mta| files = mta.queue_files(),
+    )?;
+    Ok(files)
+}
+
+/// [`simulate`], letting `inspect` look at the mail system when the run ends.
+pub fn simulate_inspect(
+    scenario: &Scenario,
+    seed: u64,
+    observer: &mut dyn Observer,
+    series: &mut QueueSeries,
+    inspect: impl FnOnce(&Mta),
+) -> Result<RunReport, Error> {
     let streams = RngStreams::new(seed);
     let start = match scenario.qmgr_start {
         QmgrStart::At(t) => t,
@@ -152,6 +182,7 @@ pub fn simulate(
         }
         while next_sample < t {
             series.push_with_destinations(next_sample, mta.counts(), mta.deferred_by_destination());
+            sample_qshape(series, &mta, next_sample);
             observer.sample(next_sample);
             next_sample += sample;
         }
@@ -200,16 +231,19 @@ pub fn simulate(
     }
     while next_sample <= end_time {
         series.push_with_destinations(next_sample, mta.counts(), mta.deferred_by_destination());
+        sample_qshape(series, &mta, next_sample);
         observer.sample(next_sample);
         next_sample += sample;
     }
     if series.points.last().is_some_and(|(t, _)| *t < end_time) {
         series.push_with_destinations(next_sample, mta.counts(), mta.deferred_by_destination());
+        sample_qshape(series, &mta, next_sample);
         observer.sample(next_sample);
     }
     mta.check_conservation()
         .map_err(|e| Error::Runtime(format!("{}: {e}", scenario.name)))?;
     let queued_at_end = mta.report_queued(observer);
+    inspect(&mta);
     Ok(RunReport {
         mta_totals: mta.totals(),
         peaks: mta.peaks(),
@@ -232,6 +266,8 @@ pub struct RunOptions {
     /// Also write a synthetic mail.log here, with times from `log_start` (Unix seconds).
     pub maillog: Option<PathBuf>,
     pub log_start: i64,
+    /// Write qshape.csv (the qshape table at every sample).
+    pub qshape: bool,
 }
 
 /// Runs a scenario and writes its result files; returns the summary and the folder.
@@ -244,7 +280,12 @@ pub fn run_to_dir(scenario: &Scenario, opts: &RunOptions) -> Result<(Summary, Pa
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::io("cannot create the results folder", &dir, e))?;
     let mut delays = DelayCollector::default();
-    let mut series = QueueSeries::default();
+    let mut series = QueueSeries {
+        qshape: opts
+            .qshape
+            .then(|| crate::output::qshape::CSV_HEADER.to_string()),
+        ..QueueSeries::default()
+    };
     let mut deliveries = match opts.deliveries {
         true => Some(DeliveriesCsv::create(AtomicFile::create(
             &dir.join("deliveries.csv"),
@@ -279,6 +320,9 @@ pub fn run_to_dir(scenario: &Scenario, opts: &RunOptions) -> Result<(Summary, Pa
     let json = serde_json::to_string_pretty(&summary)
         .map_err(|e| Error::Runtime(format!("summary: {e}")))?;
     write_file(&dir.join("summary.json"), format!("{json}\n").as_bytes())?;
+    if let Some(csv) = &series.qshape {
+        write_file(&dir.join("qshape.csv"), csv.as_bytes())?;
+    }
     write_run_extras(scenario, &series, &delays, &dir, opts.plots)?;
     Ok((summary, dir))
 }
@@ -324,6 +368,16 @@ fn write_run_extras(
         )?;
     }
     Ok(())
+}
+
+/// qshape.csv rows at sample `t`, if asked for: the deferred queue and incoming+active.
+fn sample_qshape(series: &mut QueueSeries, mta: &Mta, t: Time) {
+    if let Some(csv) = series.qshape.as_mut() {
+        let rows = mta.qshape_rows(t, &["deferred"]);
+        crate::output::qshape::csv_rows(csv, t, "deferred", &rows);
+        let rows = mta.qshape_rows(t, &["incoming", "active"]);
+        crate::output::qshape::csv_rows(csv, t, "incoming+active", &rows);
+    }
 }
 
 /// A run kept in memory (for sweeps): its summary and queue-size series, no files.

@@ -128,3 +128,66 @@ fn log_lines_have_postfix_shapes() {
     assert!(log.lines().any(|l| l.ends_with("(queue active)")));
     assert!(log.lines().any(|l| l.ends_with(": removed")));
 }
+
+fn mailsim_stdout(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_mailsim"))
+        .args(args)
+        .output()
+        .expect("mailsim runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[test]
+fn mailq_and_qshape_show_a_deferred_message_by_hand() {
+    // One message at 0 s to a server that refuses connections: deferred with the reason.
+    let dir = temp("mailq");
+    let scenario = dir.join("refused.toml");
+    std::fs::write(
+        &scenario,
+        r#"
+name = "refused"
+[[traffic]]
+to = "d.test"
+messages = 1
+arrivals = "burst"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[fault]]
+at = "0s"
+kind = "refuse"
+target = "d.test"
+"#,
+    )
+    .expect("write");
+    let path = scenario.to_str().expect("utf-8");
+    let text = mailsim_stdout(&["mailq", path, "--at", "60s"]);
+    let qid = mailsim::output::maillog::queue_id(1);
+    let expected = format!(
+        "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------
+{qid}    10000 Mon Mar  2 08:00:00  sender@example.org
+                         (connect to d.test[192.0.2.1]:25: Connection refused)
+                                         user0.1@d.test
+
+-- 9 Kbytes in 1 Request.
+"
+    );
+    assert_eq!(text, expected);
+    let json = mailsim_stdout(&["mailq", path, "--at", "60s", "--json"]);
+    assert!(json.starts_with("{\"queue_name\": \"deferred\""));
+    assert!(json.contains("\"arrival_time\": 1772438400"));
+    // 12 minutes old: the 20-minute bucket ([10, 20) min).
+    let table = mailsim_stdout(&["qshape", path, "--at", "12m", "deferred"]);
+    assert_eq!(
+        table,
+        "                                          T 5 10 20 40 80 160 320 640 1280 1280+
+                                    TOTAL 1 0  0  1  0  0   0   0   0    0     0
+                                   d.test 1 0  0  1  0  0   0   0   0    0     0
+"
+    );
+}

@@ -116,6 +116,11 @@ pub fn parse_start(text: &str) -> Result<i64, String> {
     Ok(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
+/// The calendar year of a Unix time.
+pub fn year_of(unix: i64) -> Option<i64> {
+    Some(civil(unix).0)
+}
+
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];

@@ -5,6 +5,8 @@
 pub mod deliveries;
 pub mod histogram;
 pub mod maillog;
+pub mod mailq;
+pub mod qshape;
 pub mod queues;
 pub mod summary;
 pub mod timeline;

@@ -16,6 +16,8 @@ pub struct QueueSeries {
     /// Deferred files per destination at each point, `destinations` values per point.
     pub deferred_by_destination: Vec<u64>,
     pub destinations: usize,
+    /// When set, qshape.csv rows are added at every sample (`run --qshape`).
+    pub qshape: Option<String>,
 }
 
 impl QueueSeries {

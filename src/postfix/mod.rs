@@ -169,6 +169,8 @@ pub struct Mta {
     transport_names: Vec<String>,
     /// The `local` transport's index.
     local_transport: Option<u16>,
+    /// Per destination: its first MX host's name and address (for mailq's reasons).
+    first_hosts: Vec<Option<(String, String)>>,
 }
 
 impl Mta {
@@ -233,6 +235,7 @@ impl Mta {
                 .iter()
                 .position(|t| t.name == "local")
                 .and_then(|i| u16::try_from(i).ok()),
+            first_hosts: Vec::new(),
         }
     }
 
@@ -628,6 +631,107 @@ impl Mta {
             attempts: rcpt.attempts,
             status,
         }
+    }
+
+    /// The queue files as showq lists them (`mailq`, `qshape`): queue order, then id.
+    pub fn queue_files(&self) -> Vec<crate::output::mailq::QueueFile> {
+        let mut files: Vec<crate::output::mailq::QueueFile> = self
+            .messages
+            .iter_live()
+            .map(|msg| {
+                let queue = match msg.location {
+                    Location::Maildrop => "maildrop",
+                    Location::Incoming => "incoming",
+                    Location::Active => "active",
+                    Location::Deferred => "deferred",
+                    Location::Hold | Location::Gone => "hold",
+                };
+                let recipients = msg
+                    .recipients
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.status == RcptStatus::Pending)
+                    .map(|(r, rc)| {
+                        let out = self.outcome(msg, r, None, FinalStatus::Queued);
+                        let address = out.recipient.to_string();
+                        let why = rc.last_cause.map(|c| {
+                            let server = self
+                                .first_hosts
+                                .get(rc.dest as usize)
+                                .and_then(|h| h.as_ref())
+                                .map(|(n, a)| (n.as_str(), a.as_str()));
+                            crate::output::mailq::defer_reason(
+                                c,
+                                rc.last_suspended,
+                                &address,
+                                out.destination,
+                                server,
+                            )
+                        });
+                        (address, why)
+                    })
+                    .collect();
+                crate::output::mailq::QueueFile {
+                    id: msg.id,
+                    queue,
+                    size: msg.size,
+                    arrival: msg.arrival,
+                    sender: match msg.origin {
+                        Origin::Stream(s) => {
+                            self.senders.get(s as usize).cloned().unwrap_or_default()
+                        }
+                        Origin::Notice(_) => String::new(),
+                    },
+                    forced_expire: msg.force_expired,
+                    recipients,
+                }
+            })
+            .collect();
+        files.sort_by_key(|f| (crate::output::mailq::queue_rank(f.queue), f.id));
+        files
+    }
+
+    /// qshape's counts at `now` for the queues `queues` (by name), without building
+    /// [`crate::output::mailq::QueueFile`]s: recipient domain × age bucket.
+    pub fn qshape_rows(&self, now: Time, queues: &[&str]) -> Vec<(String, u64, [u64; 10])> {
+        let mut by_dest: Vec<[u64; 10]> = vec![[0; 10]; self.domains.len()];
+        for msg in self.messages.iter_live() {
+            let name = match msg.location {
+                Location::Maildrop => "maildrop",
+                Location::Incoming => "incoming",
+                Location::Active => "active",
+                Location::Deferred => "deferred",
+                Location::Hold | Location::Gone => "hold",
+            };
+            if !queues.contains(&name) {
+                continue;
+            }
+            let b = crate::output::qshape::bucket(now - msg.arrival);
+            for r in msg
+                .recipients
+                .iter()
+                .filter(|r| r.status == RcptStatus::Pending)
+            {
+                if let Some(row) = by_dest.get_mut(r.dest as usize) {
+                    row[b] += 1;
+                }
+            }
+        }
+        let mut total = [0u64; 10];
+        let mut rows: Vec<(String, u64, [u64; 10])> = Vec::new();
+        for (d, counts) in by_dest.into_iter().enumerate() {
+            let sum: u64 = counts.iter().sum();
+            if sum == 0 {
+                continue;
+            }
+            for (t, c) in total.iter_mut().zip(counts) {
+                *t += c;
+            }
+            rows.push((self.domains[d].clone(), sum, counts));
+        }
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        rows.insert(0, ("TOTAL".into(), total.iter().sum(), total));
+        rows
     }
 
     /// Reports every recipient still queued at the end of a run, in message order.

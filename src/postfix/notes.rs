@@ -100,6 +100,13 @@ impl Mta {
     pub fn record_events(&mut self, on: bool, world: &mut World) {
         self.record_notes = on;
         world.keep_notes = on;
+        self.first_hosts = (0..self.domains.len())
+            .map(|d| {
+                world
+                    .first_host(d)
+                    .map(|(n, a)| (n.to_string(), a.to_string()))
+            })
+            .collect();
     }
 
     /// Hands the recorded notes up to `now` (and the agents' failed connects) to `obs`, in

@@ -263,6 +263,14 @@ impl World {
         world
     }
 
+    /// The preferred host of destination `d` (its first MX), for texts that name one.
+    pub fn first_host(&self, d: usize) -> Option<(&str, &str)> {
+        self.mx
+            .get(d)
+            .and_then(|l| l.first())
+            .map(|&(_, h)| self.host(h))
+    }
+
     /// Host `h`'s name and address.
     pub fn host(&self, h: u32) -> (&str, &str) {
         (
