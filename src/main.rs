@@ -81,6 +81,9 @@ fn execute(command: Command) -> Result<(), Error> {
                 wall,
                 summary.events as f64 / wall.max(1e-9) / 1e6
             );
+            if let Some(line) = mailsim::output::stall::headline(&summary.stall_s) {
+                eprintln!("{line}");
+            }
             eprintln!("results in {}", dir.display());
             Ok(())
         }

@@ -306,6 +306,8 @@ pub struct RecipientStatus<'a> {
     /// The recipient's index in the message as first received (with `origin_id`, its
     /// identity across content-filter re-injection).
     pub index: u32,
+    /// This was the delivery to the content filter (`sent` means handed over, not final).
+    pub to_filter: bool,
 }
 
 /// Something that happened to a queue file (or, for `ConnectFailed`, to an agent).

@@ -299,8 +299,9 @@ pub fn run_to_dir(scenario: &Scenario, opts: &RunOptions) -> Result<(Summary, Pa
         )),
         None => None,
     };
+    let mut stall = crate::output::stall::StallAttribution::new();
     let report = {
-        let mut observers: Vec<&mut dyn Observer> = vec![&mut delays];
+        let mut observers: Vec<&mut dyn Observer> = vec![&mut delays, &mut stall];
         if let Some(csv) = deliveries.as_mut() {
             observers.push(csv);
         }
@@ -309,7 +310,12 @@ pub fn run_to_dir(scenario: &Scenario, opts: &RunOptions) -> Result<(Summary, Pa
         }
         simulate(scenario, seed, &mut Fan(observers), &mut series)?
     };
-    let summary = summarize(scenario, seed, &report, &delays);
+    let mut summary = summarize(scenario, seed, &report, &delays);
+    summary.stall_s = stall.totals_by_name();
+    write_file(&dir.join("stall.csv"), stall.csv.as_bytes())?;
+    if opts.plots {
+        crate::plot::queues::write_stall_chart(&scenario.name, &stall.csv, &dir)?;
+    }
     if let Some(csv) = deliveries {
         csv.finish()?;
     }
@@ -426,6 +432,7 @@ pub fn summarize(
         },
         end_time_s: secs(report.end_time),
         delay_s: delays.stats(),
+        stall_s: Default::default(),
         destinations: delays.destinations(
             scenario
                 .destinations

@@ -8,6 +8,7 @@ pub mod maillog;
 pub mod mailq;
 pub mod qshape;
 pub mod queues;
+pub mod stall;
 pub mod summary;
 pub mod timeline;
 

@@ -52,6 +52,9 @@ pub struct Summary {
     pub end_time_s: f64,
     /// Delivery delays (arrival to `sent`) of traffic recipients, seconds.
     pub delay_s: DelayStats,
+    /// Delivered recipients' time in the queue by cause, seconds (`mailsim run`; empty in
+    /// sweeps): see README, "Why is it stuck?".
+    pub stall_s: std::collections::BTreeMap<String, f64>,
     /// Outcomes and delays per destination (notices excluded), in scenario order.
     pub destinations: Vec<DestinationSummary>,
     pub peak: Peaks,

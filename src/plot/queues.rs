@@ -236,3 +236,45 @@ pub fn replot_run(dir: &Path) -> Result<(), Error> {
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     write_run_charts(&name, &series, &timeline, &cdf, &names, dir)
 }
+
+/// Recipients waiting, by cause, stacked (each line is the sum of itself and those below).
+pub fn write_stall_chart(name: &str, stall_csv: &str, dir: &Path) -> Result<(), Error> {
+    let mut lines = stall_csv.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split(',')
+        .skip(1)
+        .collect();
+    let mut series: Vec<Series> = header
+        .iter()
+        .map(|h| Series {
+            name: h.replace('_', " "),
+            ..Default::default()
+        })
+        .collect();
+    for line in lines {
+        let mut cells = line.split(',');
+        let Some(Ok(t)) = cells.next().map(str::parse::<f64>) else {
+            continue;
+        };
+        let mut acc = 0.0;
+        for (s, v) in series.iter_mut().zip(cells) {
+            acc += v.parse::<f64>().unwrap_or(0.0);
+            s.points.push((t, acc));
+        }
+    }
+    series.retain(|s| {
+        s.points.windows(2).any(|w| w[0].1 != w[1].1) || s.points.iter().any(|p| p.1 > 0.0)
+    });
+    // Draw the top of the stack first so the legend reads from the top down.
+    series.reverse();
+    let chart = LineChart {
+        title: format!("{name}: recipients waiting, by cause (stacked)"),
+        x_label: "simulated time (s)".into(),
+        y_label: "recipients".into(),
+        series,
+        ..Default::default()
+    };
+    write_line_chart(&chart, &dir.join("stall.png"), &dir.join("stall.svg")).map_err(plot_error)
+}

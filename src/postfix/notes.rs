@@ -36,6 +36,7 @@ pub(crate) struct RecipientNote {
     pub active: Time,
     pub handoff: Option<Time>,
     pub setup_done: Option<Time>,
+    pub to_filter: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -191,6 +192,7 @@ impl Mta {
                         setup_done: r.setup_done,
                         done: n.t,
                         index: r.index,
+                        to_filter: r.to_filter,
                     })
                 }
                 NoteKind::Deferred { mtime } => Happening::Deferred { mtime },

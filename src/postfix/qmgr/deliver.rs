@@ -362,6 +362,10 @@ impl Mta {
             active: msg.active_at,
             handoff: Some(entry.handoff),
             setup_done: entry.setup_done,
+            to_filter: msg.filter_pass
+                && self
+                    .content_filter
+                    .is_some_and(|cf| cf.destination as u32 == queue.dest),
         };
         let (id, origin) = (msg.id, msg.origin_id);
         self.note(
@@ -411,6 +415,7 @@ impl Mta {
             active: msg.active_at,
             handoff: None,
             setup_done: None,
+            to_filter: false,
         };
         let (id, origin) = (msg.id, msg.origin_id);
         self.note(
