@@ -763,12 +763,30 @@ impl Resolver<'_> {
                 ));
             };
             let target = self.fault_target(at("target"), target, kind_name, dests, &hosts)?;
-            out.push(FaultSpec {
+            let fault = FaultSpec {
                 kind,
                 start,
                 end,
                 target,
-            });
+            };
+            if let Some(j) = out.iter().position(|o| contradicts(o, &fault)) {
+                let o = &out[j];
+                let until = if o.end == Time::MAX {
+                    "the end of the run".to_string()
+                } else {
+                    secs_text(o.end)
+                };
+                return Err(self.err(
+                    at("kind"),
+                    format!(
+                        "contradicts [[fault]] #{} ({} on the same target from {} to {until}): while both are active only the first in file order shows; let one end before the other starts, or give both the same kind",
+                        j + 1,
+                        fault_kind_name(o.kind),
+                        secs_text(o.start),
+                    ),
+                ));
+            }
+            out.push(fault);
         }
         Ok(out)
     }
@@ -981,6 +999,37 @@ impl Resolver<'_> {
         }
         Ok(sites)
     }
+}
+
+fn is_dns_kind(kind: FaultKind) -> bool {
+    matches!(
+        kind,
+        FaultKind::DnsServfail | FaultKind::DnsTimeout { .. } | FaultKind::DnsNxdomain
+    )
+}
+
+fn fault_kind_name(kind: FaultKind) -> &'static str {
+    match kind {
+        FaultKind::Refuse => "refuse",
+        FaultKind::Blackhole => "blackhole",
+        FaultKind::Mute => "mute",
+        FaultKind::Tempfail(_) => "tempfail",
+        FaultKind::DnsServfail => "dns_servfail",
+        FaultKind::DnsTimeout { .. } => "dns_timeout",
+        FaultKind::DnsNxdomain => "dns_nxdomain",
+    }
+}
+
+/// Two faults contradict when they say different things about the same target (the same
+/// layer: connections or lookups) at the same time. The world would show only the first;
+/// the second is then a mistake the user should hear about. Faults on a domain and on one of
+/// its hosts may overlap: that is how "all hosts down, one worse" is written.
+fn contradicts(a: &FaultSpec, b: &FaultSpec) -> bool {
+    a.target == b.target
+        && is_dns_kind(a.kind) == is_dns_kind(b.kind)
+        && a.kind != b.kind
+        && a.start < b.end
+        && b.start < a.end
 }
 
 /// A reply code or keyword written as a string or an integer (`"421"` or `421`).
