@@ -1,4 +1,5 @@
-//! Errors and their exit codes: 2 for bad input, 1 for a run that failed.
+//! Errors and their exit codes: 2 for bad input, 1 for a run that failed, 130 for a run
+//! stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report Ctrl-C).
 
 use std::fmt;
 
@@ -63,6 +64,9 @@ pub enum Error {
     /// The run itself failed: an I/O error, a broken invariant (exit code 1).
     #[error("error: {0}")]
     Runtime(String),
+    /// The run was stopped by SIGINT or SIGTERM (exit code 130); says what was kept.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
 }
 
 impl Error {
@@ -70,6 +74,7 @@ impl Error {
         match self {
             Error::Input(_) => 2,
             Error::Runtime(_) => 1,
+            Error::Interrupted(_) => 130,
         }
     }
 

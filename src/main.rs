@@ -1,12 +1,12 @@
 //! The `mailsim` binary: parses the command line, calls the library, maps errors to exit
-//! codes (0 ok, 1 run failed, 2 bad input).
+//! codes (0 ok, 1 run failed, 2 bad input, 130 interrupted).
 
 mod cli;
 
 use clap::Parser;
 use cli::{Cli, Command};
 use mailsim::error::Error;
-use mailsim::{bench, run, scenario};
+use mailsim::{bench, guard, run, scenario};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -36,17 +36,24 @@ fn execute(command: Command) -> Result<(), Error> {
             out,
             no_deliveries,
             no_plots,
+            max_events,
+            force,
         } => {
             let sc = scenario::load(&path)?;
             for w in &sc.warnings {
                 eprintln!("warning: {w}");
             }
+            if !force {
+                guard::check_memory(&sc, &path.display().to_string())?;
+            }
+            guard::install_interrupt_handler()?;
             let started = Instant::now();
             let opts = run::RunOptions {
                 seed,
                 out_dir: out,
                 deliveries: !no_deliveries,
                 plots: !no_plots,
+                limits: guard::Limits { max_events },
             };
             let (summary, dir) = run::run_to_dir(&sc, &opts)?;
             let wall = started.elapsed().as_secs_f64();
@@ -68,6 +75,11 @@ fn execute(command: Command) -> Result<(), Error> {
                 summary.events as f64 / wall.max(1e-9) / 1e6
             );
             eprintln!("results in {}", dir.display());
+            if guard::interrupted() {
+                eprintln!(
+                    "(an interrupt came while the results were put in place; they are complete)"
+                );
+            }
             Ok(())
         }
         Command::Check { scenario: path } => {
@@ -92,6 +104,7 @@ fn execute(command: Command) -> Result<(), Error> {
                 Some(p) => scenario::load(&p)?,
                 None => bench::reference_scenario(messages)?,
             };
+            guard::install_interrupt_handler()?;
             let report = bench::measure(&sc, repeat.max(1))?;
             println!("{report}");
             Ok(())

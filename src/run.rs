@@ -1,14 +1,16 @@
 //! One simulation run: wires the scenario, the engine, the model and the world together,
 //! plays the events, and writes the results.
 
+use crate::engine::time::write_seconds;
 use crate::engine::time::{SECOND, Time};
 use crate::engine::{EventQueue, RngStreams};
 use crate::error::Error;
+use crate::guard::{self, Limits};
 use crate::observe::{Observer, RecipientOutcome};
 use crate::output::deliveries::DeliveriesCsv;
 use crate::output::queues::QueueSeries;
 use crate::output::summary::{DelayCollector, Peaks, Summary};
-use crate::output::{AtomicFile, write_file};
+use crate::output::{AtomicFile, Staged, commit_set, complete_set};
 use crate::postfix::{Event, Mta};
 use crate::scenario::{QmgrStart, Scenario};
 use crate::world::World;
@@ -56,6 +58,29 @@ pub fn simulate(
     observer: &mut dyn Observer,
     series: &mut QueueSeries,
 ) -> Result<RunReport, Error> {
+    simulate_with(scenario, seed, observer, series, &Limits::default())
+}
+
+/// How often (in events or sample rows) the loop looks at the interruption flag: often
+/// enough to stop within a millisecond, rarely enough to cost nothing.
+const INTERRUPT_CHECK: u64 = 1 << 12;
+
+/// [`simulate`] within `limits`, stopping early on SIGINT/SIGTERM ([`guard::interrupted`]).
+pub fn simulate_with(
+    scenario: &Scenario,
+    seed: u64,
+    observer: &mut dyn Observer,
+    series: &mut QueueSeries,
+    limits: &Limits,
+) -> Result<RunReport, Error> {
+    let interrupted = |now: Time, events: u64| {
+        let mut at = String::new();
+        write_seconds(&mut at, now);
+        Error::Interrupted(format!(
+            "{}: stopped at simulated time {at} s after {events} events",
+            scenario.name
+        ))
+    };
     let streams = RngStreams::new(seed);
     let start = match scenario.qmgr_start {
         QmgrStart::At(t) => t,
@@ -86,13 +111,32 @@ pub fn simulate(
     let sample = scenario.sample;
     let mut next_sample: Time = 0;
     let mut dests: Vec<u32> = Vec::new();
+    let mut rows: u64 = 0;
     while let Some(t) = events.peek_time() {
         if scenario.stop.is_some_and(|stop| t > stop) {
             break;
         }
+        let popped = events.events_popped();
+        if let Some(max) = limits.max_events
+            && popped >= max
+        {
+            let mut at = String::new();
+            write_seconds(&mut at, events.now());
+            return Err(Error::Runtime(format!(
+                "{}: stopped after {popped} events (--max-events {max}) at simulated time {at} s, before the run ended; no result files were written. Raise --max-events, or give the scenario an earlier `stop`",
+                scenario.name
+            )));
+        }
+        if popped.is_multiple_of(INTERRUPT_CHECK) && guard::interrupted() {
+            return Err(interrupted(events.now(), popped));
+        }
         while next_sample < t {
             series.push(next_sample, mta.counts());
             next_sample += sample;
+            rows += 1;
+            if rows.is_multiple_of(INTERRUPT_CHECK) && guard::interrupted() {
+                return Err(interrupted(next_sample, popped));
+            }
         }
         let Some((now, event)) = events.pop() else {
             break;
@@ -143,15 +187,20 @@ pub fn simulate(
 }
 
 /// What to write.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     pub seed: Option<u64>,
     pub out_dir: Option<PathBuf>,
     pub deliveries: bool,
     pub plots: bool,
+    pub limits: Limits,
 }
 
 /// Runs a scenario and writes its result files; returns the summary and the folder.
+///
+/// The files are written under temporary names and put in place together at the end
+/// ([`commit_set`]): after an error or an interruption the folder holds what it held before
+/// (an earlier complete run, or nothing), and the error says which.
 pub fn run_to_dir(scenario: &Scenario, opts: &RunOptions) -> Result<(Summary, PathBuf), Error> {
     let seed = opts.seed.unwrap_or(scenario.seed);
     let dir = opts
@@ -160,27 +209,88 @@ pub fn run_to_dir(scenario: &Scenario, opts: &RunOptions) -> Result<(Summary, Pa
         .unwrap_or_else(|| Path::new("results").join(&scenario.name));
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::io("cannot create the results folder", &dir, e))?;
+    write_set(scenario, seed, opts, &dir).map_err(|e| match e {
+        Error::Interrupted(m) => Error::Interrupted(format!("{m}; {}", folder_state(&dir))),
+        other => other,
+    })
+}
+
+/// What an interrupted run left in `dir`.
+fn folder_state(dir: &Path) -> String {
+    let shown = dir.display();
+    match complete_set(dir) {
+        Some(files) if !files.is_empty() => format!(
+            "no file of this run was kept (its temporary files were removed); {shown} still holds the earlier complete run: {}",
+            files.join(", ")
+        ),
+        _ => format!(
+            "no file of this run was kept (its temporary files were removed); {shown} holds no complete results"
+        ),
+    }
+}
+
+fn write_set(
+    scenario: &Scenario,
+    seed: u64,
+    opts: &RunOptions,
+    dir: &Path,
+) -> Result<(Summary, PathBuf), Error> {
+    let check = |stage: &str| {
+        if guard::interrupted() {
+            Err(Error::Interrupted(format!(
+                "{}: stopped while {stage}",
+                scenario.name
+            )))
+        } else {
+            Ok(())
+        }
+    };
     let mut delays = DelayCollector::default();
     let mut series = QueueSeries::default();
-    let (report, deliveries) = if opts.deliveries {
+    let mut staged: Vec<Staged> = Vec::new();
+    let report = if opts.deliveries {
         let mut csv = DeliveriesCsv::create(AtomicFile::create(&dir.join("deliveries.csv"))?)?;
-        let report = simulate(scenario, seed, &mut Tee(&mut delays, &mut csv), &mut series)?;
-        (report, Some(csv))
+        let report = simulate_with(
+            scenario,
+            seed,
+            &mut Tee(&mut delays, &mut csv),
+            &mut series,
+            &opts.limits,
+        )?;
+        staged.push(csv.finish()?);
+        report
     } else {
-        (simulate(scenario, seed, &mut delays, &mut series)?, None)
+        simulate_with(scenario, seed, &mut delays, &mut series, &opts.limits)?
     };
     let summary = summarize(scenario, seed, &report, &delays);
-    if let Some(csv) = deliveries {
-        csv.finish()?;
-    }
-    write_file(&dir.join("queues.csv"), series.to_csv().as_bytes())?;
+    check("writing the results")?;
+    let mut queues = AtomicFile::create(&dir.join("queues.csv"))?;
+    queues.write_all(series.to_csv().as_bytes())?;
+    staged.push(queues.finish()?);
     let json = serde_json::to_string_pretty(&summary)
         .map_err(|e| Error::Runtime(format!("summary: {e}")))?;
-    write_file(&dir.join("summary.json"), format!("{json}\n").as_bytes())?;
+    let mut file = AtomicFile::create(&dir.join("summary.json"))?;
+    file.write_all(format!("{json}\n").as_bytes())?;
+    staged.push(file.finish()?);
     if opts.plots {
-        crate::plot::queues::write_queue_chart(&scenario.name, &series, &dir)?;
+        check("writing the results")?;
+        staged.extend(crate::plot::queues::write_queue_chart(
+            &scenario.name,
+            &series,
+            dir,
+        )?);
     }
-    Ok((summary, dir))
+    // The last chance to stop with the folder as it was; from here the set goes in place.
+    check("writing the results")?;
+    commit_set(
+        dir,
+        staged,
+        &format!(
+            "mailsim: one complete run of scenario {} with seed {seed}",
+            scenario.name
+        ),
+    )?;
+    Ok((summary, dir.to_path_buf()))
 }
 
 pub fn summarize(

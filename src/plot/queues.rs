@@ -4,9 +4,16 @@ use super::chart::{LineChart, Series, write_line_chart};
 use crate::engine::time::as_seconds_f64;
 use crate::error::Error;
 use crate::output::queues::QueueSeries;
+use crate::output::{Staged, partial_path};
 use std::path::Path;
 
-pub fn write_queue_chart(name: &str, series: &QueueSeries, dir: &Path) -> Result<(), Error> {
+/// Draws `queues.png` and `queues.svg` in `dir` under their temporary names; the caller
+/// renames them with the rest of the run's files.
+pub fn write_queue_chart(
+    name: &str,
+    series: &QueueSeries,
+    dir: &Path,
+) -> Result<[Staged; 2], Error> {
     let pick = |f: fn(&crate::postfix::QueueCounts) -> u64| -> Vec<(f64, f64)> {
         series
             .points
@@ -48,6 +55,17 @@ pub fn write_queue_chart(name: &str, series: &QueueSeries, dir: &Path) -> Result
         markers: Vec::new(),
         bands: Vec::new(),
     };
-    write_line_chart(&chart, &dir.join("queues.png"), &dir.join("queues.svg"))
-        .map_err(|e| Error::Runtime(format!("plot: {e}")))
+    let (png, svg) = (dir.join("queues.png"), dir.join("queues.svg"));
+    // Staged first, so that a failed drawing removes what it left.
+    let staged = [
+        Staged::external(partial_path(&png), png),
+        Staged::external(partial_path(&svg), svg),
+    ];
+    write_line_chart(
+        &chart,
+        &partial_path(staged[0].final_path()),
+        &partial_path(staged[1].final_path()),
+    )
+    .map_err(|e| Error::Runtime(format!("plot: {e}")))?;
+    Ok(staged)
 }
