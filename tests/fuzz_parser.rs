@@ -3,7 +3,9 @@
 //!
 //! Seeds are the shipped scenarios, the bad-scenarios corpus and a few texts below that use
 //! every key; each case applies 1–8 mutations (lines deleted, duplicated, swapped, values and
-//! keys replaced by absurd ones, random bytes inserted, the text cut short).
+//! keys replaced by absurd ones, random bytes inserted, the text cut short). A mutated text
+//! that is still valid is played for its first 20 000 events: the model must take whatever
+//! the parser accepts.
 //!
 //! `cargo test` runs a smoke run of 2 000 cases. For a long run:
 //!
@@ -11,15 +13,24 @@
 //! MAILSIM_FUZZ_CASES=5000000 MAILSIM_FUZZ_SEED=1 cargo test --release --test fuzz_parser
 //! ```
 //!
-//! (`MAILSIM_FUZZ_SEED` picks the random stream, so two shards can run on two cores.)
+//! (`MAILSIM_FUZZ_SEED` picks the random stream, so two shards can run on two cores;
+//! `MAILSIM_FUZZ_LAST=FILE` writes each valid text there before it is played, to find what
+//! aborted the process if it ever does.)
 
 use mailsim::error::InputError;
+use mailsim::guard::Limits;
+use mailsim::observe::NullObserver;
+use mailsim::output::queues::QueueSeries;
+use mailsim::run::simulate_with;
 use mailsim::scenario;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
 use std::cell::Cell;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+/// Events played of each valid mutated scenario.
+const PLAYED_EVENTS: u64 = 20_000;
 
 /// Texts that exercise the keys the shipped scenarios do not use.
 const EXTRA_SEEDS: &[&str] = &[
@@ -506,6 +517,7 @@ fn mutated_scenarios_give_a_scenario_or_one_clean_error() {
     let cases = u32::try_from(env_u64("MAILSIM_FUZZ_CASES", 2_000)).unwrap_or(u32::MAX);
     let seed = env_u64("MAILSIM_FUZZ_SEED", 0);
     let seeds = seeds();
+    let last = std::env::var_os("MAILSIM_FUZZ_LAST");
     assert!(seeds.len() >= 10, "seed corpus not found");
     let config = Config {
         cases,
@@ -536,8 +548,20 @@ fn mutated_scenarios_give_a_scenario_or_one_clean_error() {
         match parsed {
             Ok(sc) => {
                 ok.set(ok.get() + 1);
-                // The guards computed from a valid scenario must not overflow or panic.
-                let _ = mailsim::guard::estimate(&sc);
+                // The guards computed from a valid scenario must not overflow or panic, and
+                // the model must take whatever the parser accepts: play the first events.
+                let estimate = mailsim::guard::estimate(&sc);
+                if estimate.bytes < (256 << 20) as f64 {
+                    // An abort (out of memory) cannot be caught: leave the text behind.
+                    if let Some(path) = &last {
+                        let _ = std::fs::write(path, &text);
+                    }
+                    let mut series = QueueSeries::default();
+                    let limits = Limits {
+                        max_events: Some(PLAYED_EVENTS),
+                    };
+                    let _ = simulate_with(&sc, sc.seed, &mut NullObserver, &mut series, &limits);
+                }
             }
             Err(e) => {
                 err.set(err.get() + 1);

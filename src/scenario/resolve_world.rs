@@ -78,6 +78,11 @@ fn secs_text(t: Time) -> String {
     s
 }
 
+/// The largest `max_connections` limit: each host keeps one slot per connection and scans
+/// them per connection, so 4294967295 would take 32 GiB (the fuzzer's out-of-memory abort).
+/// A server taking more than this from one client is, for the model, unlimited.
+pub const MAX_CONNECTION_LIMIT: u32 = 10_000;
+
 /// At most this many names in "known names" lists, so an error stays one readable line.
 const LISTED: usize = 20;
 
@@ -580,9 +585,11 @@ impl Resolver<'_> {
     ) -> Result<MaxConnectionsSpec, InputError> {
         let limit_of = |n: i64, sub: Option<&str>| -> Result<u32, InputError> {
             match u32::try_from(n) {
-                Ok(l) if l >= 1 => Ok(l),
+                Ok(l) if (1..=MAX_CONNECTION_LIMIT).contains(&l) => Ok(l),
                 _ => {
-                    let m = format!("`{n}`: the limit is a number of connections, at least 1");
+                    let m = format!(
+                        "`{n}`: the limit is a number of connections, at least 1 and at most {MAX_CONNECTION_LIMIT} (leave max_connections out for a server without a limit)"
+                    );
                     Err(match sub {
                         Some(s) => self.err_in(at, s, m),
                         None => self.err(at, m),
@@ -612,7 +619,9 @@ impl Resolver<'_> {
                 return Err(self.err_in(
                     at,
                     "limit",
-                    format!("`{other}`: the limit is a number of connections, at least 1"),
+                    format!(
+                        "`{other}`: the limit is a number of connections, at least 1 and at most {MAX_CONNECTION_LIMIT}"
+                    ),
                 ));
             }
             None => {
