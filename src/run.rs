@@ -123,8 +123,9 @@ pub fn simulate_with(
             let mut at = String::new();
             write_seconds(&mut at, events.now());
             return Err(Error::Runtime(format!(
-                "{}: stopped after {popped} events (--max-events {max}) at simulated time {at} s, before the run ended; no result files were written. Raise --max-events, or give the scenario an earlier `stop`",
-                scenario.name
+                "{}: stopped after {popped} event{} (--max-events {max}) at simulated time {at} s, before the run ended; no result files were written. Raise --max-events, or give the scenario an earlier `stop`",
+                scenario.name,
+                if popped == 1 { "" } else { "s" }
             )));
         }
         if popped.is_multiple_of(INTERRUPT_CHECK) && guard::interrupted() {

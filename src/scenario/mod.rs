@@ -274,14 +274,17 @@ impl Resolver<'_> {
 
     fn resolve(&self, raw: raw::Scenario) -> Result<Scenario, InputError> {
         let mut warnings = Vec::new();
+        // `results/<name>` must be a folder of its own: ".." would write (and clear earlier
+        // result files) in the folder above `results/`.
         if raw.name.trim().is_empty()
+            || raw.name.trim_matches('.').is_empty()
             || raw
                 .name
                 .contains(|c: char| c == '/' || c == '\\' || c.is_control())
         {
             return Err(self.err(
                 ("", None, "name"),
-                "must be a non-empty name without slashes (it names the results folder)".into(),
+                "must be a non-empty name without slashes, and not `.` or `..` (it names the results folder)".into(),
             ));
         }
         let sample = match &raw.sample {
