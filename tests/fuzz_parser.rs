@@ -537,6 +537,7 @@ fn mutated_scenarios_give_a_scenario_or_one_clean_error() {
     let mut runner = TestRunner::new(config);
     // The runner takes an `Fn`: count through cells.
     let (ok, err, slowest) = (Cell::new(0u64), Cell::new(0u64), Cell::new(Duration::ZERO));
+    let slowest_lines = Cell::new(0usize);
     let result = runner.run(&strategy, |(which, mutations)| {
         let mut text = seeds[which].clone();
         for m in &mutations {
@@ -544,7 +545,11 @@ fn mutated_scenarios_give_a_scenario_or_one_clean_error() {
         }
         let started = Instant::now();
         let parsed = scenario::parse(&text, "fuzz.toml");
-        slowest.set(slowest.get().max(started.elapsed()));
+        let took = started.elapsed();
+        if took > slowest.get() {
+            slowest.set(took);
+            slowest_lines.set(text.lines().count());
+        }
         match parsed {
             Ok(sc) => {
                 ok.set(ok.get() + 1);
@@ -573,7 +578,8 @@ fn mutated_scenarios_give_a_scenario_or_one_clean_error() {
     });
     let (ok, err, slowest) = (ok.get(), err.get(), slowest.get());
     eprintln!(
-        "fuzz_parser: {cases} cases (seed {seed}): {ok} valid, {err} errors; slowest parse {slowest:?}"
+        "fuzz_parser: {cases} cases (seed {seed}): {ok} valid, {err} errors; slowest parse {slowest:?} ({} lines)",
+        slowest_lines.get()
     );
     if let Err(e) = result {
         panic!("{e}");
