@@ -1,4 +1,5 @@
-//! Errors and their exit codes: 2 for bad input, 1 for a run that failed.
+//! Errors and their exit codes: 2 for bad input, 1 for a run that failed, 130 for a run
+//! stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report Ctrl-C).
 
 use std::fmt;
 
@@ -25,16 +26,34 @@ impl InputError {
 
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
+        write!(f, "{}", one_line(&self.file))?;
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
         }
         write!(f, ": ")?;
         if let Some(key) = &self.key {
-            write!(f, "`{key}`: ")?;
+            write!(f, "`{}`: ", one_line(key))?;
         }
-        write!(f, "{}", self.message)
+        write!(f, "{}", one_line(&self.message))
     }
+}
+
+/// `s` with control characters escaped, so that an error is always one line even when it
+/// quotes a key or value that holds a newline.
+fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains(char::is_control) {
+        return s.into();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +64,9 @@ pub enum Error {
     /// The run itself failed: an I/O error, a broken invariant (exit code 1).
     #[error("error: {0}")]
     Runtime(String),
+    /// The run was stopped by SIGINT or SIGTERM (exit code 130); says what was kept.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
 }
 
 impl Error {
@@ -52,6 +74,7 @@ impl Error {
         match self {
             Error::Input(_) => 2,
             Error::Runtime(_) => 1,
+            Error::Interrupted(_) => 130,
         }
     }
 

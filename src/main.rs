@@ -1,12 +1,12 @@
 //! The `mailsim` binary: parses the command line, calls the library, maps errors to exit
-//! codes (0 ok, 1 run failed, 2 bad input).
+//! codes (0 ok, 1 run failed, 2 bad input, 130 interrupted).
 
 mod cli;
 
 use clap::Parser;
 use cli::{Cli, Command};
 use mailsim::error::Error;
-use mailsim::{bench, run, scenario, sweep};
+use mailsim::{bench, guard, run, scenario, sweep};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -39,6 +39,8 @@ fn execute(command: Command) -> Result<(), Error> {
             maillog,
             start_date,
             qshape,
+            max_events,
+            force,
         } => {
             let log_start = mailsim::output::maillog::parse_start(&start_date).map_err(|m| {
                 Error::Input(mailsim::error::InputError::new(
@@ -52,6 +54,10 @@ fn execute(command: Command) -> Result<(), Error> {
             for w in &sc.warnings {
                 eprintln!("warning: {w}");
             }
+            if !force {
+                guard::check_memory(&sc, &path.display().to_string())?;
+            }
+            guard::install_interrupt_handler()?;
             let started = Instant::now();
             let opts = run::RunOptions {
                 seed,
@@ -61,6 +67,7 @@ fn execute(command: Command) -> Result<(), Error> {
                 maillog,
                 log_start,
                 qshape,
+                limits: guard::Limits { max_events },
             };
             let (summary, dir) = run::run_to_dir(&sc, &opts)?;
             let wall = started.elapsed().as_secs_f64();
@@ -85,6 +92,11 @@ fn execute(command: Command) -> Result<(), Error> {
                 eprintln!("{line}");
             }
             eprintln!("results in {}", dir.display());
+            if guard::interrupted() {
+                eprintln!(
+                    "(an interrupt came while the results were put in place; they are complete)"
+                );
+            }
             Ok(())
         }
         Command::Sweep {
@@ -261,6 +273,7 @@ fn execute(command: Command) -> Result<(), Error> {
                 Some(p) => scenario::load(&p)?,
                 None => bench::reference_scenario(messages)?,
             };
+            guard::install_interrupt_handler()?;
             let report = bench::measure(&sc, repeat.max(1))?;
             println!("{report}");
             Ok(())

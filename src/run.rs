@@ -1,14 +1,16 @@
 //! One simulation run: wires the scenario, the engine, the model and the world together,
 //! plays the events, and writes the results.
 
+use crate::engine::time::write_seconds;
 use crate::engine::time::{SECOND, Time};
 use crate::engine::{EventQueue, RngStreams};
 use crate::error::Error;
+use crate::guard::{self, Limits};
 use crate::observe::{Observer, RecipientOutcome};
 use crate::output::deliveries::DeliveriesCsv;
 use crate::output::queues::QueueSeries;
 use crate::output::summary::{DelayCollector, Peaks, Summary};
-use crate::output::{AtomicFile, write_file};
+use crate::output::{AtomicFile, Staged, commit_set, complete_set};
 use crate::postfix::{Event, Mta};
 use crate::scenario::{QmgrStart, Scenario};
 use crate::world::World;
@@ -98,7 +100,7 @@ pub fn simulate(
     observer: &mut dyn Observer,
     series: &mut QueueSeries,
 ) -> Result<RunReport, Error> {
-    simulate_inspect(scenario, seed, observer, series, |_| {})
+    simulate_with(scenario, seed, observer, series, &Limits::default(), |_| {})
 }
 
 /// The queue files at simulated time `at` (`mailq`, `qshape`).
@@ -110,24 +112,39 @@ pub fn snapshot_at(
     let mut sc = scenario.clone();
     sc.stop = Some(at.max(1));
     let mut files = Vec::new();
-    simulate_inspect(
+    simulate_with(
         &sc,
         seed,
         &mut crate::observe::NullObserver,
         &mut QueueSeries::default(),
+        &Limits::default(),
         |mta| files = mta.queue_files(),
     )?;
     Ok(files)
 }
 
-/// [`simulate`], letting `inspect` look at the mail system when the run ends.
-pub fn simulate_inspect(
+/// How often (in events or sample rows) the loop looks at the interruption flag: often
+/// enough to stop within a millisecond, rarely enough to cost nothing.
+const INTERRUPT_CHECK: u64 = 1 << 12;
+
+/// [`simulate`] within `limits`, stopping early on SIGINT/SIGTERM ([`guard::interrupted`]),
+/// letting `inspect` look at the mail system when the run ends.
+pub fn simulate_with(
     scenario: &Scenario,
     seed: u64,
     observer: &mut dyn Observer,
     series: &mut QueueSeries,
+    limits: &Limits,
     inspect: impl FnOnce(&Mta),
 ) -> Result<RunReport, Error> {
+    let interrupted = |now: Time, events: u64| {
+        let mut at = String::new();
+        write_seconds(&mut at, now);
+        Error::Interrupted(format!(
+            "{}: stopped at simulated time {at} s after {events} events",
+            scenario.name
+        ))
+    };
     let streams = RngStreams::new(seed);
     let start = match scenario.qmgr_start {
         QmgrStart::At(t) => t,
@@ -176,15 +193,35 @@ pub fn simulate_inspect(
     let sample = scenario.sample;
     let mut next_sample: Time = 0;
     let mut dests: Vec<u32> = Vec::new();
+    let mut rows: u64 = 0;
     while let Some(t) = events.peek_time() {
         if scenario.stop.is_some_and(|stop| t > stop) {
             break;
+        }
+        let popped = events.events_popped();
+        if let Some(max) = limits.max_events
+            && popped >= max
+        {
+            let mut at = String::new();
+            write_seconds(&mut at, events.now());
+            return Err(Error::Runtime(format!(
+                "{}: stopped after {popped} event{} (--max-events {max}) at simulated time {at} s, before the run ended; no result files were written. Raise --max-events, or give the scenario an earlier `stop`",
+                scenario.name,
+                if popped == 1 { "" } else { "s" }
+            )));
+        }
+        if popped.is_multiple_of(INTERRUPT_CHECK) && guard::interrupted() {
+            return Err(interrupted(events.now(), popped));
         }
         while next_sample < t {
             series.push_with_destinations(next_sample, mta.counts(), mta.deferred_by_destination());
             sample_qshape(series, &mta, next_sample);
             observer.sample(next_sample);
             next_sample += sample;
+            rows += 1;
+            if rows.is_multiple_of(INTERRUPT_CHECK) && guard::interrupted() {
+                return Err(interrupted(next_sample, popped));
+            }
         }
         let Some((now, event)) = events.pop() else {
             break;
@@ -257,7 +294,7 @@ pub fn simulate_inspect(
 }
 
 /// What to write.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     pub seed: Option<u64>,
     pub out_dir: Option<PathBuf>,
@@ -268,9 +305,14 @@ pub struct RunOptions {
     pub log_start: i64,
     /// Write qshape.csv (the qshape table at every sample).
     pub qshape: bool,
+    pub limits: Limits,
 }
 
 /// Runs a scenario and writes its result files; returns the summary and the folder.
+///
+/// The files are written under temporary names and put in place together at the end
+/// ([`commit_set`]): after an error or an interruption the folder holds what it held before
+/// (an earlier complete run, or nothing), and the error says which.
 pub fn run_to_dir(scenario: &Scenario, opts: &RunOptions) -> Result<(Summary, PathBuf), Error> {
     let seed = opts.seed.unwrap_or(scenario.seed);
     let dir = opts
@@ -279,6 +321,42 @@ pub fn run_to_dir(scenario: &Scenario, opts: &RunOptions) -> Result<(Summary, Pa
         .unwrap_or_else(|| Path::new("results").join(&scenario.name));
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::io("cannot create the results folder", &dir, e))?;
+    write_set(scenario, seed, opts, &dir).map_err(|e| match e {
+        Error::Interrupted(m) => Error::Interrupted(format!("{m}; {}", folder_state(&dir))),
+        other => other,
+    })
+}
+
+/// What an interrupted run left in `dir`.
+fn folder_state(dir: &Path) -> String {
+    let shown = dir.display();
+    match complete_set(dir) {
+        Some(files) if !files.is_empty() => format!(
+            "no file of this run was kept (its temporary files were removed); {shown} still holds the earlier complete run: {}",
+            files.join(", ")
+        ),
+        _ => format!(
+            "no file of this run was kept (its temporary files were removed); {shown} holds no complete results"
+        ),
+    }
+}
+
+fn write_set(
+    scenario: &Scenario,
+    seed: u64,
+    opts: &RunOptions,
+    dir: &Path,
+) -> Result<(Summary, PathBuf), Error> {
+    let check = |stage: &str| {
+        if guard::interrupted() {
+            Err(Error::Interrupted(format!(
+                "{}: stopped while {stage}",
+                scenario.name
+            )))
+        } else {
+            Ok(())
+        }
+    };
     let mut delays = DelayCollector::default();
     let mut series = QueueSeries {
         qshape: opts
@@ -286,6 +364,7 @@ pub fn run_to_dir(scenario: &Scenario, opts: &RunOptions) -> Result<(Summary, Pa
             .then(|| crate::output::qshape::CSV_HEADER.to_string()),
         ..QueueSeries::default()
     };
+    let mut staged: Vec<Staged> = Vec::new();
     let mut deliveries = match opts.deliveries {
         true => Some(DeliveriesCsv::create(AtomicFile::create(
             &dir.join("deliveries.csv"),
@@ -308,72 +387,109 @@ pub fn run_to_dir(scenario: &Scenario, opts: &RunOptions) -> Result<(Summary, Pa
         if let Some(log) = maillog.as_mut() {
             observers.push(log);
         }
-        simulate(scenario, seed, &mut Fan(observers), &mut series)?
+        simulate_with(
+            scenario,
+            seed,
+            &mut Fan(observers),
+            &mut series,
+            &opts.limits,
+            |_| {},
+        )?
     };
     let mut summary = summarize(scenario, seed, &report, &delays);
     summary.stall_s = stall.totals_by_name();
-    write_file(&dir.join("stall.csv"), stall.csv.as_bytes())?;
-    if opts.plots {
-        crate::plot::queues::write_stall_chart(&scenario.name, &stall.csv, &dir)?;
-    }
     if let Some(csv) = deliveries {
-        csv.finish()?;
+        staged.push(csv.finish()?);
     }
     if let Some(log) = maillog {
-        log.finish()?;
+        staged.push(log.finish()?);
     }
-    write_file(&dir.join("queues.csv"), series.to_csv().as_bytes())?;
+    check("writing the results")?;
+    let mut stage = |name: &str, bytes: &[u8]| -> Result<(), Error> {
+        let mut f = AtomicFile::create(&dir.join(name))?;
+        f.write_all(bytes)?;
+        staged.push(f.finish()?);
+        Ok(())
+    };
+    stage("queues.csv", series.to_csv().as_bytes())?;
     let json = serde_json::to_string_pretty(&summary)
         .map_err(|e| Error::Runtime(format!("summary: {e}")))?;
-    write_file(&dir.join("summary.json"), format!("{json}\n").as_bytes())?;
+    stage("summary.json", format!("{json}\n").as_bytes())?;
+    stage("stall.csv", stall.csv.as_bytes())?;
     if let Some(csv) = &series.qshape {
-        write_file(&dir.join("qshape.csv"), csv.as_bytes())?;
+        stage("qshape.csv", csv.as_bytes())?;
     }
-    write_run_extras(scenario, &series, &delays, &dir, opts.plots)?;
-    Ok((summary, dir))
+    let (extras, timeline, cdf) = run_extras(scenario, &series, &delays);
+    for (name, text) in &extras {
+        stage(name, text.as_bytes())?;
+    }
+    if opts.plots {
+        check("writing the results")?;
+        let names: Vec<&str> = scenario
+            .destinations
+            .iter()
+            .map(|d| d.domain.as_str())
+            .collect();
+        staged.extend(crate::plot::queues::write_run_charts(
+            &scenario.name,
+            &series,
+            &timeline,
+            &cdf,
+            &names,
+            dir,
+        )?);
+        staged.extend(crate::plot::queues::write_stall_chart(
+            &scenario.name,
+            &stall.csv,
+            dir,
+        )?);
+    }
+    // The last chance to stop with the folder as it was; from here the set goes in place.
+    check("writing the results")?;
+    commit_set(
+        dir,
+        staged,
+        &format!(
+            "mailsim: one complete run of scenario {} with seed {seed}",
+            scenario.name
+        ),
+    )?;
+    Ok((summary, dir.to_path_buf()))
 }
 
-/// The files beside queues.csv that charts need: the timeline, the delay distribution and
-/// the deferred files per destination; and the charts themselves.
-fn write_run_extras(
+/// The files beside queues.csv that charts need — the timeline, the delay distribution,
+/// the deferred files per destination — with the timeline and distribution themselves.
+#[allow(clippy::type_complexity)]
+fn run_extras(
     scenario: &Scenario,
     series: &QueueSeries,
     delays: &DelayCollector,
-    dir: &Path,
-    plots: bool,
-) -> Result<(), Error> {
+) -> (
+    Vec<(&'static str, String)>,
+    Vec<crate::output::timeline::Entry>,
+    Vec<(f64, f64)>,
+) {
     use std::fmt::Write as _;
     let timeline = crate::output::timeline::of(scenario);
-    write_file(
-        &dir.join("timeline.csv"),
-        crate::output::timeline::to_csv(&timeline).as_bytes(),
-    )?;
     let cdf = delays.cdf();
     let mut text = String::from("delay_s,fraction\n");
     for (d, q) in &cdf {
         let _ = writeln!(text, "{d},{q}");
     }
-    write_file(&dir.join("delay-cdf.csv"), text.as_bytes())?;
     let names: Vec<&str> = scenario
         .destinations
         .iter()
         .map(|d| d.domain.as_str())
         .collect();
-    write_file(
-        &dir.join("deferred-by-destination.csv"),
-        series.destinations_csv(&names).as_bytes(),
-    )?;
-    if plots {
-        crate::plot::queues::write_run_charts(
-            &scenario.name,
-            series,
-            &timeline,
-            &cdf,
-            &names,
-            dir,
-        )?;
-    }
-    Ok(())
+    let files = vec![
+        ("timeline.csv", crate::output::timeline::to_csv(&timeline)),
+        ("delay-cdf.csv", text),
+        (
+            "deferred-by-destination.csv",
+            series.destinations_csv(&names),
+        ),
+    ];
+    (files, timeline, cdf)
 }
 
 /// qshape.csv rows at sample `t`, if asked for: the deferred queue and incoming+active.

@@ -4,7 +4,7 @@
 //! Columns: `message_id,recipient,destination,arrival_s,finished_s,delay_s,attempts,status`;
 //! `finished_s` and `delay_s` are empty for recipients still queued at the end.
 
-use super::AtomicFile;
+use super::{AtomicFile, Staged};
 use crate::engine::time::write_seconds;
 use crate::error::Error;
 use crate::observe::{Observer, RecipientOutcome};
@@ -31,11 +31,12 @@ impl DeliveriesCsv {
         Ok(d)
     }
 
-    pub fn finish(self) -> Result<(), Error> {
+    /// The complete file, still under its temporary name.
+    pub fn finish(self) -> Result<Staged, Error> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        self.file.commit()
+        self.file.finish()
     }
 }
 

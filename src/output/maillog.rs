@@ -229,11 +229,12 @@ impl MailLog {
         }
     }
 
-    pub fn finish(mut self) -> Result<(), Error> {
+    /// The complete log under its temporary name, for the run's set of files.
+    pub fn finish(mut self) -> Result<super::Staged, Error> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
-        self.file.commit()
+        self.file.finish()
     }
 
     fn begin(&mut self, t: Time, program: &str, pid: u32) {

@@ -5,7 +5,7 @@
 //! an admin command and for a fault that lasts to the end of the run).
 
 use crate::engine::time::{Time, write_seconds};
-use crate::scenario::{FaultKind, FaultTarget, Scenario};
+use crate::scenario::{FaultTarget, Scenario};
 
 pub const HEADER: &str = "kind,label,start_s,end_s\n";
 
@@ -21,20 +21,7 @@ pub struct Entry {
 pub fn of(scenario: &Scenario) -> Vec<Entry> {
     let mut out = Vec::new();
     for f in &scenario.faults {
-        let what = match f.kind {
-            FaultKind::Refuse => "refuse",
-            FaultKind::Blackhole => "blackhole",
-            FaultKind::Mute => "mute",
-            FaultKind::Tempfail(_) => "tempfail",
-            FaultKind::DnsServfail => "dns_servfail",
-            FaultKind::DnsTimeout { .. } => "dns_timeout",
-            FaultKind::DnsNxdomain => "dns_nxdomain",
-            FaultKind::Slow { .. } => "slow",
-            FaultKind::Hang => "hang",
-            FaultKind::DiskFull { .. } => "disk_full",
-            FaultKind::TransportDown => "transport_down",
-            FaultKind::Load { .. } => "load",
-        };
+        let what = crate::scenario::fault_kind_name(f.kind);
         let target = match &f.target {
             FaultTarget::Domain(d) => scenario
                 .destinations

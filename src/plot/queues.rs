@@ -7,10 +7,32 @@ use crate::engine::time::{SECOND, as_seconds_f64};
 use crate::error::Error;
 use crate::output::queues::QueueSeries;
 use crate::output::timeline::Entry;
+use crate::output::{Staged, partial_path};
 use std::path::Path;
 
 fn plot_error(e: super::chart::PlotError) -> Error {
     Error::Runtime(format!("plot: {e}"))
+}
+
+/// Draws `chart` as `<stem>.png` and `<stem>.svg` in `dir` under their temporary names;
+/// the caller renames them with the rest of the run's files.
+fn draw(chart: &LineChart, dir: &Path, stem: &str) -> Result<[Staged; 2], Error> {
+    let (png, svg) = (
+        dir.join(format!("{stem}.png")),
+        dir.join(format!("{stem}.svg")),
+    );
+    // Staged first, so that a failed drawing removes what it left.
+    let staged = [
+        Staged::external(partial_path(&png), png),
+        Staged::external(partial_path(&svg), svg),
+    ];
+    write_line_chart(
+        chart,
+        &partial_path(staged[0].final_path()),
+        &partial_path(staged[1].final_path()),
+    )
+    .map_err(plot_error)?;
+    Ok(staged)
 }
 
 /// Faults with an end as shaded bands, the rest (admin commands, open-ended faults) as
@@ -40,7 +62,7 @@ pub fn write_queue_chart(
     series: &QueueSeries,
     timeline: &[Entry],
     dir: &Path,
-) -> Result<(), Error> {
+) -> Result<[Staged; 2], Error> {
     let pick = |f: fn(&crate::postfix::QueueCounts) -> u64| -> Vec<(f64, f64)> {
         series
             .points
@@ -88,11 +110,11 @@ pub fn write_queue_chart(
         markers,
         bands,
     };
-    write_line_chart(&chart, &dir.join("queues.png"), &dir.join("queues.svg")).map_err(plot_error)
+    draw(&chart, dir, "queues")
 }
 
 /// The delivery-delay distribution: fraction of delivered recipients within x seconds.
-pub fn write_delay_chart(name: &str, cdf: &[(f64, f64)], dir: &Path) -> Result<(), Error> {
+pub fn write_delay_chart(name: &str, cdf: &[(f64, f64)], dir: &Path) -> Result<[Staged; 2], Error> {
     let chart = LineChart {
         title: format!("{name}: delivery delay (arrival to sent)"),
         x_label: "delay (s)".into(),
@@ -104,7 +126,7 @@ pub fn write_delay_chart(name: &str, cdf: &[(f64, f64)], dir: &Path) -> Result<(
         }],
         ..Default::default()
     };
-    write_line_chart(&chart, &dir.join("delays.png"), &dir.join("delays.svg")).map_err(plot_error)
+    draw(&chart, dir, "delays")
 }
 
 /// Deferred files per destination over time (destinations that ever had any).
@@ -114,7 +136,7 @@ pub fn write_destination_chart(
     destinations: &[&str],
     timeline: &[Entry],
     dir: &Path,
-) -> Result<(), Error> {
+) -> Result<[Staged; 2], Error> {
     let k = series.destinations.max(1);
     let lines: Vec<Series> = destinations
         .iter()
@@ -148,12 +170,7 @@ pub fn write_destination_chart(
         markers,
         bands,
     };
-    write_line_chart(
-        &chart,
-        &dir.join("deferred-by-destination.png"),
-        &dir.join("deferred-by-destination.svg"),
-    )
-    .map_err(plot_error)
+    draw(&chart, dir, "deferred-by-destination")
 }
 
 /// All charts of one run.
@@ -164,10 +181,18 @@ pub fn write_run_charts(
     delay_cdf: &[(f64, f64)],
     destinations: &[&str],
     dir: &Path,
-) -> Result<(), Error> {
-    write_queue_chart(name, series, timeline, dir)?;
-    write_delay_chart(name, delay_cdf, dir)?;
-    write_destination_chart(name, series, destinations, timeline, dir)
+) -> Result<Vec<Staged>, Error> {
+    let mut staged = Vec::new();
+    staged.extend(write_queue_chart(name, series, timeline, dir)?);
+    staged.extend(write_delay_chart(name, delay_cdf, dir)?);
+    staged.extend(write_destination_chart(
+        name,
+        series,
+        destinations,
+        timeline,
+        dir,
+    )?);
+    Ok(staged)
 }
 
 /// `mailsim plot` on a run folder: the charts again, from its CSV files.
@@ -234,11 +259,18 @@ pub fn replot_run(dir: &Path) -> Result<(), Error> {
         .or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_default();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    write_run_charts(&name, &series, &timeline, &cdf, &names, dir)
+    let mut staged = write_run_charts(&name, &series, &timeline, &cdf, &names, dir)?;
+    if let Some(csv) = read("stall.csv")? {
+        staged.extend(write_stall_chart(&name, &csv, dir)?);
+    }
+    for s in staged {
+        s.rename()?;
+    }
+    Ok(())
 }
 
 /// Recipients waiting, by cause, stacked (each line is the sum of itself and those below).
-pub fn write_stall_chart(name: &str, stall_csv: &str, dir: &Path) -> Result<(), Error> {
+pub fn write_stall_chart(name: &str, stall_csv: &str, dir: &Path) -> Result<[Staged; 2], Error> {
     let mut lines = stall_csv.lines();
     let header: Vec<&str> = lines
         .next()
@@ -276,5 +308,5 @@ pub fn write_stall_chart(name: &str, stall_csv: &str, dir: &Path) -> Result<(), 
         series,
         ..Default::default()
     };
-    write_line_chart(&chart, &dir.join("stall.png"), &dir.join("stall.svg")).map_err(plot_error)
+    draw(&chart, dir, "stall")
 }

@@ -87,7 +87,7 @@ impl Mta {
                 for m in self.select(selection, queues) {
                     if self.messages.get(m).location == Location::Active {
                         self.messages.get_mut(m).on_leave = LeaveAction::Delete;
-                        self.cancel_queued_entries(m, now, events);
+                        self.cancel_queued_entries(m, now, events, obs);
                     } else {
                         self.admin_note(m, now, "removed");
                         self.delete_file(m, now, obs);
@@ -103,7 +103,7 @@ impl Mta {
                 for m in self.select(selection, queues) {
                     if self.messages.get(m).location == Location::Active {
                         self.messages.get_mut(m).on_leave = LeaveAction::Hold;
-                        self.cancel_queued_entries(m, now, events);
+                        self.cancel_queued_entries(m, now, events, obs);
                     } else {
                         self.admin_note(m, now, "placed on hold");
                         self.relocate(m, Location::Hold);
@@ -124,7 +124,7 @@ impl Mta {
                     }
                     if self.messages.get(m).location == Location::Active {
                         self.messages.get_mut(m).on_leave = LeaveAction::Requeue;
-                        self.cancel_queued_entries(m, now, events);
+                        self.cancel_queued_entries(m, now, events, obs);
                     } else if self.messages.get(m).location != Location::Maildrop {
                         self.admin_note(m, now, "requeued");
                         self.requeue_to_maildrop(m, now, events);

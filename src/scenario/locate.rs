@@ -46,6 +46,25 @@ pub fn key_line(text: &str, table: &str, index: Option<usize>, key: Option<&str>
     header_line.filter(|&l| l > 0)
 }
 
+/// The table that holds the keys on `line` (1-based): `None` at the top level, else the
+/// table name and, for the n-th `[[table]]`, its index.
+pub fn table_at(text: &str, line: usize) -> Option<(String, Option<usize>)> {
+    let mut current: Option<(String, Option<usize>)> = None;
+    let mut counts: std::collections::HashMap<String, usize> = Default::default();
+    for raw in text.lines().take(line) {
+        let l = raw.trim();
+        if let Some(name) = l.strip_prefix("[[").and_then(|l| l.split("]]").next()) {
+            let name = name.trim().to_string();
+            let n = counts.entry(name.clone()).or_insert(0);
+            current = Some((name, Some(*n)));
+            *n += 1;
+        } else if let Some(name) = l.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            current = Some((name.trim().to_string(), None));
+        }
+    }
+    current
+}
+
 /// 1-based line of byte offset `offset`.
 pub fn line_of_offset(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
@@ -55,17 +74,26 @@ pub fn line_of_offset(text: &str, offset: usize) -> usize {
         + 1
 }
 
-/// Levenshtein distance, for "did you mean" suggestions.
+/// Edit distance with adjacent transpositions (optimal string alignment), for "did you
+/// mean" suggestions: `maen` is one typo away from `mean`, not two.
 pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
+    // Three rows: the one before the previous is needed for transpositions.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
+    for i in 0..a.len() {
         cur[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        for j in 0..b.len() {
+            let cost = usize::from(a[i] != b[j]);
+            let mut d = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+            if i > 0 && j > 0 && a[i] == b[j - 1] && a[i - 1] == b[j] {
+                d = d.min(before[j - 1] + 1);
+            }
+            cur[j + 1] = d;
         }
+        std::mem::swap(&mut before, &mut prev);
         std::mem::swap(&mut prev, &mut cur);
     }
     prev[b.len()]
@@ -125,5 +153,9 @@ mod tests {
             Some("queue_run_delay")
         );
         assert_eq!(near_miss("zzz", ["tempfail"]), None);
+        assert_eq!(near_miss("maen", ["mean", "min", "max"]), Some("mean"));
+        assert_eq!(near_miss("smpt", ["smtp", "local"]), Some("smtp"));
+        assert_eq!(edit_distance("ab", "ba"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 }

@@ -16,7 +16,7 @@ mod resolve_host;
 mod resolve_world;
 pub mod units;
 
-use crate::engine::time::{SECOND, Time};
+use crate::engine::time::{MILLISECOND, SECOND, Time};
 use crate::error::InputError;
 pub use admin::{AdminAction, AdminCommand, QueueSet, Selection};
 use params::{Feedback, Kind, Value};
@@ -27,6 +27,7 @@ pub use remote::{
 };
 pub use resolve_admin::Reconfiguration;
 pub use resolve_host::SizeDist;
+pub use resolve_world::fault_kind_name;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -242,17 +243,30 @@ pub fn load(path: &Path) -> Result<Scenario, InputError> {
             "is not a text file (not valid UTF-8); a scenario is a TOML text file".into(),
         )
     })?;
+    // NUL is valid UTF-8 but never in a text file: a binary file or a disk-full truncation.
+    if text.contains('\0') {
+        return Err(InputError::new(
+            &label,
+            None,
+            None,
+            "is not a text file (it contains NUL bytes); a scenario is a TOML text file".into(),
+        ));
+    }
     parse(&text, &label)
 }
 
 /// Checks scenario `text`; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Scenario, InputError> {
-    if text.trim().is_empty() {
+    let blank = |l: &str| {
+        let l = l.trim();
+        l.is_empty() || l.starts_with('#')
+    };
+    if text.lines().all(blank) {
         return Err(InputError::new(
             file,
             None,
             None,
-            "the file is empty; a scenario needs at least `name`, one [[traffic]] and one [[destination]] (see scenarios/baseline.toml)".into(),
+            "the file is empty (or only comments); a scenario needs at least `name`, one [[traffic]] and one [[destination]] (see scenarios/baseline.toml)".into(),
         ));
     }
     let raw = raw::read(text, file)?;
@@ -295,14 +309,17 @@ impl Resolver<'_> {
 
     fn resolve(&self, raw: raw::Scenario) -> Result<Scenario, InputError> {
         let mut warnings = Vec::new();
+        // `results/<name>` must be a folder of its own: ".." would write (and clear earlier
+        // result files) in the folder above `results/`.
         if raw.name.trim().is_empty()
+            || raw.name.trim_matches('.').is_empty()
             || raw
                 .name
                 .contains(|c: char| c == '/' || c == '\\' || c.is_control())
         {
             return Err(self.err(
                 ("", None, "name"),
-                "must be a non-empty name without slashes (it names the results folder)".into(),
+                "must be a non-empty name without slashes, and not `.` or `..` (it names the results folder)".into(),
             ));
         }
         let sample = match &raw.sample {
@@ -311,6 +328,15 @@ impl Resolver<'_> {
         };
         if sample <= 0 {
             return Err(self.err(("", None, "sample"), "must be positive".into()));
+        }
+        if sample < MIN_SAMPLE {
+            return Err(self.err(
+                ("", None, "sample"),
+                format!(
+                    "`{}` is finer than 1ms, the finest sample step (queues.csv gets one row per step)",
+                    raw.sample.as_deref().unwrap_or_default().trim()
+                ),
+            ));
         }
         let stop = match &raw.stop {
             Some(s) => {
@@ -322,6 +348,22 @@ impl Resolver<'_> {
             }
             None => None,
         };
+        if let Some(stop) = stop {
+            let rows = stop / sample + 1;
+            if rows > MAX_SAMPLE_ROWS {
+                // The coarsest step that fits, rounded up to a whole millisecond.
+                let fits = (stop / (MAX_SAMPLE_ROWS - 1) + MILLISECOND) / MILLISECOND * MILLISECOND;
+                let mut hint = String::new();
+                crate::engine::time::write_seconds(&mut hint, fits);
+                return Err(self.err(
+                    ("", None, "sample"),
+                    format!(
+                        "with stop = \"{}\" this step gives {rows} rows of queues.csv, more than the {MAX_SAMPLE_ROWS} allowed: give sample = \"{hint}s\" or coarser",
+                        raw.stop.as_deref().unwrap_or_default().trim()
+                    ),
+                ));
+            }
+        }
         let postfix_values = self.postfix_values(&raw.postfix, &mut warnings)?;
         let postfix = self.postfix_config(&postfix_values, &mut warnings);
         let qmgr_start = match raw.qmgr_start.as_deref() {
@@ -462,17 +504,20 @@ impl Resolver<'_> {
             ));
         }
         if stop.is_none()
-            && traffic
+            && let Some(i) = traffic
                 .iter()
-                .any(|t| t.messages.is_none() && t.stop.is_none())
+                .position(|t| t.messages.is_none() && t.stop.is_none())
         {
             return Err(InputError::new(
                 self.file,
-                locate::key_line(self.text, "traffic", Some(0), None),
-                Some("traffic"),
+                locate::key_line(self.text, "traffic", Some(i), None),
+                Some(&format!("[[traffic]] #{}", i + 1)),
                 "an open stream (no `messages`) needs a `stop` in the stream or at the top level"
                     .into(),
             ));
+        }
+        for (i, (t, r)) in traffic.iter().zip(&raw.traffic).enumerate() {
+            self.check_volume(i, t, r.rate.as_deref().unwrap_or_default(), stop)?;
         }
         let smtp = self.smtp_client(&raw.postfix, &postfix_values, &destinations[..local_index])?;
         let faults = self.faults(&raw.fault, &destinations[..local_index], &transport_names)?;
@@ -555,7 +600,7 @@ impl Resolver<'_> {
                 return Err(self.err(
                     at,
                     format!(
-                        "unknown Postfix parameter{}; parameters use main.cf names (see README, \"Postfix parameters\")",
+                        "unknown Postfix parameter{} (parameters use main.cf names; see the README, \"Postfix parameters the model reads\")",
                         did_you_mean(name, known)
                     ),
                 ));
@@ -976,7 +1021,63 @@ impl Resolver<'_> {
             receive,
         })
     }
+
+    /// An open stream must not produce more than a closed one may have, and a closed stream
+    /// that no `stop` cuts short must finish arriving within the clock's range.
+    fn check_volume(
+        &self,
+        i: usize,
+        t: &TrafficStream,
+        rate: &str,
+        global_stop: Option<Time>,
+    ) -> Result<(), InputError> {
+        if t.arrivals == ArrivalProcess::Burst {
+            return Ok(());
+        }
+        let at = ("traffic", Some(i), "rate");
+        let rate = rate.trim();
+        let stop = match (t.stop, global_stop) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match (t.messages, stop) {
+            (None, Some(stop)) => {
+                let seconds = (stop - t.start).max(0) as f64 / SECOND as f64;
+                let expected = t.rate * seconds;
+                if expected > MAX_MESSAGES_PER_STREAM as f64 {
+                    return Err(self.err(
+                        at,
+                        format!(
+                            "`{rate}` until the stop makes about {expected:.3e} messages; a stream sends at most {MAX_MESSAGES_PER_STREAM}: lower the rate, stop earlier, or give `messages`"
+                        ),
+                    ));
+                }
+            }
+            (Some(n), None) => {
+                let last = t.start as f64 + n as f64 / t.rate * SECOND as f64;
+                if last > units::MAX_DURATION as f64 {
+                    return Err(self.err(
+                        at,
+                        format!(
+                            "at `{rate}`, {n} messages keep arriving for about {:.0} years, beyond the clock's {}: give a higher rate, fewer messages or a `stop`",
+                            last / (365.0 * 86_400.0 * SECOND as f64),
+                            units::MAX_DURATION_TEXT
+                        ),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
 }
+
+/// The finest `sample` step.
+pub const MIN_SAMPLE: Time = MILLISECOND;
+
+/// The most rows `queues.csv` may get from `stop` / `sample` (each is kept in memory for the
+/// plot: 10 million rows are about 500 MB).
+pub const MAX_SAMPLE_ROWS: i64 = 10_000_000;
 
 /// A stream of more messages than this is almost certainly a typo (and would not fit the
 /// run in memory for its per-message output anyway).

@@ -247,14 +247,23 @@ pub fn parse_value(kind: Kind, text: &str) -> Result<Value, String> {
             min,
             max,
         } => {
+            let t = text.trim();
+            let out_of_range = || {
+                // A bare number takes the default unit, which surprises (600 = 600 days).
+                let bare = if t.chars().all(|c| c.is_ascii_digit()) {
+                    format!(" (a bare number is in {} here)", unit_name(default_unit))
+                } else {
+                    String::new()
+                };
+                format!(
+                    "`{t}`{bare} is out of range: Postfix accepts {} to {}",
+                    seconds_text(min),
+                    seconds_text(max)
+                )
+            };
             let s = parse_postfix_time(text, default_unit)?;
             if s < min || s > max {
-                return Err(format!(
-                    "`{}` is out of range: Postfix accepts {}s to {}s",
-                    text.trim(),
-                    min,
-                    max
-                ));
+                return Err(out_of_range());
             }
             Ok(Value::Seconds(s))
         }
@@ -276,6 +285,27 @@ pub fn parse_value(kind: Kind, text: &str) -> Result<Value, String> {
             "no" | "false" => Ok(Value::Bool(false)),
             other => Err(format!("`{other}` is not `yes` or `no`")),
         },
+    }
+}
+
+fn unit_name(unit: char) -> &'static str {
+    match unit {
+        'm' => "minutes",
+        'h' => "hours",
+        'd' => "days",
+        'w' => "weeks",
+        _ => "seconds",
+    }
+}
+
+/// `8640000s (100d)`: seconds, and the largest whole unit when there is one.
+fn seconds_text(s: i64) -> String {
+    match [(604_800, 'w'), (86_400, 'd'), (3_600, 'h'), (60, 'm')]
+        .iter()
+        .find(|(f, _)| s >= *f && s % f == 0)
+    {
+        Some((f, u)) => format!("{s}s ({}{u})", s / f),
+        None => format!("{s}s"),
     }
 }
 

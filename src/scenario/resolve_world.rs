@@ -86,6 +86,11 @@ fn secs_text(t: Time) -> String {
     s
 }
 
+/// The largest `max_connections` limit: each host keeps one slot per connection and scans
+/// them per connection, so 4294967295 would take 32 GiB (the fuzzer's out-of-memory abort).
+/// A server taking more than this from one client is, for the model, unlimited.
+pub const MAX_CONNECTION_LIMIT: u32 = 10_000;
+
 /// At most this many names in "known names" lists, so an error stays one readable line.
 const LISTED: usize = 20;
 
@@ -588,9 +593,11 @@ impl Resolver<'_> {
     ) -> Result<MaxConnectionsSpec, InputError> {
         let limit_of = |n: i64, sub: Option<&str>| -> Result<u32, InputError> {
             match u32::try_from(n) {
-                Ok(l) if l >= 1 => Ok(l),
+                Ok(l) if (1..=MAX_CONNECTION_LIMIT).contains(&l) => Ok(l),
                 _ => {
-                    let m = format!("`{n}`: the limit is a number of connections, at least 1");
+                    let m = format!(
+                        "`{n}`: the limit is a number of connections, at least 1 and at most {MAX_CONNECTION_LIMIT} (leave max_connections out for a server without a limit)"
+                    );
                     Err(match sub {
                         Some(s) => self.err_in(at, s, m),
                         None => self.err(at, m),
@@ -620,7 +627,9 @@ impl Resolver<'_> {
                 return Err(self.err_in(
                     at,
                     "limit",
-                    format!("`{other}`: the limit is a number of connections, at least 1"),
+                    format!(
+                        "`{other}`: the limit is a number of connections, at least 1 and at most {MAX_CONNECTION_LIMIT}"
+                    ),
                 ));
             }
             None => {
@@ -861,12 +870,30 @@ impl Resolver<'_> {
                     self.fault_target(at("target"), target, kind_name, dests, &hosts)?
                 }
             };
-            out.push(FaultSpec {
+            let fault = FaultSpec {
                 kind,
                 start,
                 end,
                 target,
-            });
+            };
+            if let Some(j) = out.iter().position(|o| contradicts(o, &fault)) {
+                let o = &out[j];
+                let until = if o.end == Time::MAX {
+                    "the end of the run".to_string()
+                } else {
+                    secs_text(o.end)
+                };
+                return Err(self.err(
+                    at("kind"),
+                    format!(
+                        "contradicts [[fault]] #{} ({} on the same target from {} to {until}): while both are active only the first in file order shows; let one end before the other starts, or give both the same kind",
+                        j + 1,
+                        fault_kind_name(o.kind),
+                        secs_text(o.start),
+                    ),
+                ));
+            }
+            out.push(fault);
         }
         Ok(out)
     }
@@ -1106,6 +1133,49 @@ impl Resolver<'_> {
         }
         Ok(sites)
     }
+}
+
+fn is_dns_kind(kind: FaultKind) -> bool {
+    matches!(
+        kind,
+        FaultKind::DnsServfail | FaultKind::DnsTimeout { .. } | FaultKind::DnsNxdomain
+    )
+}
+
+/// The name a fault kind has in scenario files.
+pub fn fault_kind_name(kind: FaultKind) -> &'static str {
+    match kind {
+        FaultKind::Refuse => "refuse",
+        FaultKind::Blackhole => "blackhole",
+        FaultKind::Mute => "mute",
+        FaultKind::Tempfail(_) => "tempfail",
+        FaultKind::DnsServfail => "dns_servfail",
+        FaultKind::DnsTimeout { .. } => "dns_timeout",
+        FaultKind::DnsNxdomain => "dns_nxdomain",
+        FaultKind::Slow { .. } => "slow",
+        FaultKind::Hang => "hang",
+        FaultKind::DiskFull { .. } => "disk_full",
+        FaultKind::TransportDown => "transport_down",
+        FaultKind::Load { .. } => "load",
+    }
+}
+
+/// Two faults contradict when they say different things about the same target (the same
+/// layer: connections or lookups) at the same time. The world would show only the first;
+/// the second is then a mistake the user should hear about. Faults on a domain and on one of
+/// its hosts may overlap: that is how "all hosts down, one worse" is written.
+fn contradicts(a: &FaultSpec, b: &FaultSpec) -> bool {
+    // Disk fills add up and loads multiply; only the world's faults hide one another.
+    let of_the_world = matches!(
+        a.target,
+        FaultTarget::Domain(_) | FaultTarget::Host(_) | FaultTarget::Dns
+    );
+    of_the_world
+        && a.target == b.target
+        && is_dns_kind(a.kind) == is_dns_kind(b.kind)
+        && a.kind != b.kind
+        && a.start < b.end
+        && b.start < a.end
 }
 
 /// A reply code or keyword written as a string or an integer (`"421"` or `421`).

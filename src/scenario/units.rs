@@ -9,7 +9,16 @@
 
 use crate::engine::time::{SECOND, Time};
 
-/// Parses a Postfix time value (`300s`, `5d`, `300` with `default_unit`), in seconds.
+/// The longest duration or instant a scenario may give: 100 years. Simulated time is an
+/// `i64` of microseconds (292 000 years); keeping every input three orders of magnitude below
+/// that lets the model add lifetimes, backoffs and latencies without overflowing the clock.
+pub const MAX_DURATION: Time = 100 * 365 * 86_400 * SECOND;
+
+/// [`MAX_DURATION`] as users read it.
+pub const MAX_DURATION_TEXT: &str = "100 years (5214w)";
+
+/// Parses a Postfix time value (`300s`, `5d`, `300` with `default_unit`), in seconds;
+/// values beyond `i64` saturate to `i64::MAX` (every caller checks a range).
 pub fn parse_postfix_time(text: &str, default_unit: char) -> Result<i64, String> {
     let t = text.trim();
     let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -18,9 +27,9 @@ pub fn parse_postfix_time(text: &str, default_unit: char) -> Result<i64, String>
             "`{t}` is not a Postfix time value: expected an integer with an optional unit s, m, h, d or w (e.g. `300s`, `5d`)"
         ));
     }
-    let number: i64 = t[..digits_end]
-        .parse()
-        .map_err(|_| format!("`{t}` is too large"))?;
+    // Too many digits for an i64 is simply very large: saturate, and let the caller's range
+    // check say what is accepted.
+    let number: i64 = t[..digits_end].parse().unwrap_or(i64::MAX);
     let unit_text = &t[digits_end..];
     let unit = match unit_text.len() {
         0 => default_unit,
@@ -43,9 +52,7 @@ pub fn parse_postfix_time(text: &str, default_unit: char) -> Result<i64, String>
             ));
         }
     };
-    number
-        .checked_mul(factor)
-        .ok_or_else(|| format!("`{t}` is too large"))
+    Ok(number.saturating_mul(factor))
 }
 
 /// Parses a simulator duration such as `200ms`, `1.5s`, `10m`, `2d`; a unit is required.
@@ -85,7 +92,11 @@ pub fn parse_duration(text: &str, allow_negative: bool) -> Result<Time, String> 
             ));
         }
     };
-    let value = decimal_times(num, scale).ok_or_else(|| format!("`{t}` is too large"))?;
+    let too_long = || format!("`{t}` is too long: durations go up to {MAX_DURATION_TEXT}");
+    let value = decimal_times(num, scale).ok_or_else(too_long)?;
+    if value > MAX_DURATION {
+        return Err(too_long());
+    }
     Ok(if negative { -value } else { value })
 }
 
@@ -139,7 +150,18 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
     if period <= 0 {
         return Err(format!("`{t}`: the period must be positive"));
     }
-    Ok(count * SECOND as f64 / period as f64)
+    let rate = count * SECOND as f64 / period as f64;
+    // One message per MAX_DURATION at least: a slower stream would never send anything, and
+    // its gaps would overflow the clock.
+    if rate * (MAX_DURATION / SECOND) as f64 <= 1.0 {
+        return Err(format!(
+            "`{t}` is too slow: a stream sends at least one message per {MAX_DURATION_TEXT}"
+        ));
+    }
+    if !rate.is_finite() {
+        return Err(format!("`{t}`: the rate is too large"));
+    }
+    Ok(rate)
 }
 
 /// A size in bytes: `10240000`, `10KB`, `2.5MB`, `1GB` (decimal), `1KiB`, `1MiB`, `1GiB`.

@@ -95,8 +95,8 @@ impl Mta {
                     // No agent answers: the request and every queued one of the transport
                     // are deferred, and the transport is dead for transport_retry_time.
                     self.qmgr.queues[self.qmgr.entries[e as usize].queue as usize].busy -= 1;
-                    self.defer_entry(e, Cause::TransportUnavailable, now, events);
-                    self.throttle_transport(t, now, events);
+                    self.defer_entry(e, Cause::TransportUnavailable, now, events, obs);
+                    self.throttle_transport(t, now, events, obs);
                     started = true;
                     break;
                 }
@@ -268,7 +268,7 @@ impl Mta {
             let died = self.qmgr.queues[q as usize].win.throttle(&rules);
             if died {
                 self.qmgr.queues[q as usize].dead_cause = first_deferral;
-                self.declare_dead(q, now, events);
+                self.declare_dead(q, now, events, obs);
             }
         }
         // Any normal reply proves the agents work (`qmgr_deliver_update`).
@@ -455,6 +455,7 @@ impl Mta {
         m: u32,
         now: Time,
         events: &mut EventQueue<Event>,
+        obs: &mut dyn Observer,
     ) {
         let mut dropped = Vec::new();
         for q in 0..self.qmgr.queues.len() {
@@ -476,9 +477,8 @@ impl Mta {
                 }
             });
         }
-        let mut discard = crate::observe::NullObserver;
         for e in dropped {
-            self.entry_done(e, false, now, events, &mut discard);
+            self.entry_done(e, false, now, events, obs);
         }
     }
 
@@ -515,7 +515,13 @@ impl Mta {
 
     /// A queue has just been declared dead: its queued requests are deferred through the
     /// retry service and a `minimal_backoff_time` revival timer starts (§5.3).
-    fn declare_dead(&mut self, q: u32, now: Time, events: &mut EventQueue<Event>) {
+    fn declare_dead(
+        &mut self,
+        q: u32,
+        now: Time,
+        events: &mut EventQueue<Event>,
+        obs: &mut dyn Observer,
+    ) {
         let queue = &mut self.qmgr.queues[q as usize];
         queue.timer_generation += 1;
         let generation = queue.timer_generation;
@@ -526,18 +532,32 @@ impl Mta {
                 generation,
             },
         );
-        self.defer_todo(q, Cause::Suspended, now, events);
+        self.defer_todo(q, Cause::Suspended, now, events, obs);
     }
 
     /// `qmgr_defer_todo`: every queued request of `q` is deferred without an attempt.
-    fn defer_todo(&mut self, q: u32, cause: Cause, now: Time, events: &mut EventQueue<Event>) {
+    fn defer_todo(
+        &mut self,
+        q: u32,
+        cause: Cause,
+        now: Time,
+        events: &mut EventQueue<Event>,
+        obs: &mut dyn Observer,
+    ) {
         while let Some(e) = self.qmgr.queues[q as usize].todo.pop_front() {
-            self.defer_entry(e, cause, now, events);
+            self.defer_entry(e, cause, now, events, obs);
         }
     }
 
     /// Request `e` (off its queue's todo list) is deferred through the retry service.
-    fn defer_entry(&mut self, e: u32, cause: Cause, now: Time, events: &mut EventQueue<Event>) {
+    fn defer_entry(
+        &mut self,
+        e: u32,
+        cause: Cause,
+        now: Time,
+        events: &mut EventQueue<Event>,
+        obs: &mut dyn Observer,
+    ) {
         let entry = self.qmgr.entries[e as usize];
         let suspended_by = self.qmgr.queues[entry.queue as usize].dead_cause;
         for r in entry.lo as usize..entry.hi as usize {
@@ -545,9 +565,8 @@ impl Mta {
                 self.retry_deferral(entry.msg, r, cause, suspended_by, now);
             }
         }
-        // Deferral produces no final outcome, so nothing is observed here.
-        let mut discard = crate::observe::NullObserver;
-        self.entry_done(e, false, now, events, &mut discard);
+        // The message may finish here (and expire): its outcomes go to the observer.
+        self.entry_done(e, false, now, events, obs);
     }
 
     /// Is transport `t`'s service failing to start at `now` (a `transport_down` fault)?
@@ -559,7 +578,13 @@ impl Mta {
 
     /// `qmgr_transport_throttle`: the whole transport is dead for transport_retry_time, and
     /// everything queued for it is deferred (§5.4).
-    fn throttle_transport(&mut self, t: usize, now: Time, events: &mut EventQueue<Event>) {
+    fn throttle_transport(
+        &mut self,
+        t: usize,
+        now: Time,
+        events: &mut EventQueue<Event>,
+        obs: &mut dyn Observer,
+    ) {
         let transport = &mut self.qmgr.transports[t];
         if transport.dead {
             return;
@@ -578,7 +603,7 @@ impl Mta {
             if self.qmgr.queues[q as usize].transport as usize == t
                 && self.qmgr.queues[q as usize].exists
             {
-                self.defer_todo(q, Cause::TransportUnavailable, now, events);
+                self.defer_todo(q, Cause::TransportUnavailable, now, events, obs);
             }
         }
     }
