@@ -135,6 +135,16 @@ pub enum Command {
         /// Queues to count (default: incoming active), e.g. deferred.
         queues: Vec<String>,
     },
+    /// Tell one message's life: every activation, attempt and reply, the rule that decided
+    /// its next step, and where its time went.
+    Explain {
+        scenario: PathBuf,
+        /// The message id (message_id in deliveries.csv; messages are numbered from 1).
+        #[arg(long)]
+        message: u64,
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Check a scenario file without running it.
     #[command(after_help = EXIT_CODES)]
     Check { scenario: PathBuf },

@@ -251,6 +251,34 @@ fn execute(command: Command) -> Result<(), Error> {
             print_out(&mailsim::output::qshape::format(&rows));
             Ok(())
         }
+        Command::Explain {
+            scenario: path,
+            message,
+            seed,
+        } => {
+            let sc = scenario::load(&path)?;
+            let mut explainer =
+                mailsim::output::explain::Explainer::new(message, sc.postfix.clone());
+            let report = run::simulate(
+                &sc,
+                seed.unwrap_or(sc.seed),
+                &mut explainer,
+                &mut mailsim::output::queues::QueueSeries::default(),
+            )?;
+            match explainer.finish() {
+                Some(story) => {
+                    print_out(&story);
+                    Ok(())
+                }
+                None => Err(input_error(
+                    "--message",
+                    format!(
+                        "message {message} never arrived in this run (it had {} messages, numbered from 1, and {} notices after them)",
+                        report.mta_totals.messages, report.mta_totals.notices
+                    ),
+                )),
+            }
+        }
         Command::Check { scenario: path } => {
             let sc = scenario::load(&path)?;
             for w in &sc.warnings {

@@ -191,3 +191,40 @@ target = "d.test"
 "
     );
 }
+
+#[test]
+fn explain_tells_a_greylisted_messages_life() {
+    let story = mailsim_stdout(&["explain", "scenarios/greylisting.toml", "--message", "3"]);
+    let lines: Vec<&str> = story.lines().collect();
+    let find = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` in:\n{story}"))
+    };
+    let received = find("received by smtpd");
+    let deferred = find("deferred by the smtp agent");
+    let backoff = find(
+        "backoff = clamp(age 0 s, minimal_backoff_time 300 s, maximal_backoff_time 4000 s) = 300 s",
+    );
+    let scan = find("deferred-queue scan (every queue_run_delay = 300 s): the file is due");
+    let sent = find("delivered by the smtp agent");
+    assert!(received < deferred && deferred < backoff && backoff < scan && scan < sent);
+    assert!(story.contains("Greylisted"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.trim_start().starts_with("backoff") && l.contains('%'))
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_mailsim"))
+        .args([
+            "explain",
+            "scenarios/greylisting.toml",
+            "--message",
+            "999999",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("never arrived"));
+}

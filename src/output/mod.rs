@@ -7,6 +7,7 @@
 //! interruption before that removes the temporary files and leaves the folder as it was.
 
 pub mod deliveries;
+pub mod explain;
 pub mod histogram;
 pub mod maillog;
 pub mod mailq;
