@@ -281,6 +281,16 @@ fn execute(command: Command) -> Result<(), Error> {
         }
         Command::Check { scenario: path } => {
             let sc = scenario::load(&path)?;
+            // A [sweep] table is checked too: its names and every point it makes.
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                let label = path.display().to_string();
+                let spec = sweep::SweepSpec::new(&text, &label, &[], None)?;
+                if !spec.axes.is_empty() {
+                    for p in 0..spec.point_count() {
+                        spec.point(p)?;
+                    }
+                }
+            }
             for w in &sc.warnings {
                 eprintln!("warning: {w}");
             }

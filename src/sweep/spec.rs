@@ -152,14 +152,20 @@ impl SweepSpec {
                 }
             }
         }
+        let from_file = sets.len();
         for (name, values) in cli_sets {
             sets.retain(|(n, _)| n != name);
             sets.push((name.clone(), values.clone()));
         }
         let mut axes = Vec::new();
-        for (name, values) in sets {
-            let path = resolve_path(&base, &name)
-                .map_err(|m| InputError::new(file, None, Some(&name), m))?;
+        for (k, (name, values)) in sets.into_iter().enumerate() {
+            let path = resolve_path(&base, &name).map_err(|m| {
+                if k < from_file && !cli_sets.iter().any(|(n, _)| *n == name) {
+                    err("set", m)
+                } else {
+                    InputError::new(file, None, Some(&format!("--set {name}")), m)
+                }
+            })?;
             axes.push(Axis { name, path, values });
         }
         let spec = SweepSpec {
@@ -251,9 +257,14 @@ fn resolve_path(base: &toml::Table, name: &str) -> Result<Vec<PathPart>, String>
         "qmgr_start",
     ];
     if !HEADS.contains(&head) {
+        let candidates: Vec<&str> = HEADS
+            .iter()
+            .copied()
+            .chain(scenario::params::GLOBAL.iter().map(|(n, _, _)| *n))
+            .collect();
         return Err(format!(
             "`{name}`: a sweep sets a [postfix] parameter (`maximal_backoff_time`) or a path into the scenario file such as traffic.0.rate, destination.0.latency, fault.0.for, postfix.NAME, master.NAME, stop{}",
-            match scenario::locate::near_miss(head, HEADS) {
+            match scenario::locate::near_miss(head, candidates) {
                 Some(c) => format!("; did you mean `{c}`?"),
                 None => String::new(),
             }
