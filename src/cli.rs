@@ -51,6 +51,10 @@ pub enum Command {
         /// Wall-clock date of simulated time 0 in the mail.log, YYYY-MM-DDTHH:MM:SS (UTC).
         #[arg(long, value_name = "DATE", default_value = "2026-03-02T08:00:00")]
         start_date: String,
+        /// In the mail.log, also show each deferred-queue scan as qmgr's verbose logging
+        /// does (`qmgr_scan_start: start deferred queue scan`).
+        #[arg(long)]
+        log_scans: bool,
         /// Also write qshape.csv: qshape's table of the deferred and the incoming+active
         /// queues at every sample.
         #[arg(long)]

@@ -38,6 +38,7 @@ fn execute(command: Command) -> Result<(), Error> {
             no_plots,
             maillog,
             start_date,
+            log_scans,
             qshape,
             max_events,
             force,
@@ -66,6 +67,7 @@ fn execute(command: Command) -> Result<(), Error> {
                 plots: !no_plots,
                 maillog,
                 log_start,
+                log_scans,
                 qshape,
                 limits: guard::Limits { max_events },
             };

@@ -303,6 +303,8 @@ pub struct RunOptions {
     /// Also write a synthetic mail.log here, with times from `log_start` (Unix seconds).
     pub maillog: Option<PathBuf>,
     pub log_start: i64,
+    /// Log qmgr's deferred-scan starts too (as `qmgr -v`).
+    pub log_scans: bool,
     /// Write qshape.csv (the qshape table at every sample).
     pub qshape: bool,
     pub limits: Limits,
@@ -372,10 +374,12 @@ fn write_set(
         false => None,
     };
     let mut maillog = match &opts.maillog {
-        Some(path) => Some(crate::output::maillog::MailLog::create(
-            AtomicFile::create(path)?,
-            opts.log_start,
-        )),
+        Some(path) => {
+            let mut log =
+                crate::output::maillog::MailLog::create(AtomicFile::create(path)?, opts.log_start);
+            log.scans = opts.log_scans;
+            Some(log)
+        }
         None => None,
     };
     let mut stall = crate::output::stall::StallAttribution::new();

@@ -228,3 +228,39 @@ fn explain_tells_a_greylisted_messages_life() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("never arrived"));
 }
+
+#[test]
+fn log_scans_shows_the_deferred_scan_clock_with_its_phase() {
+    // qmgr started 2 min before the run: scans at 3, 8, 13 … minutes past the start date.
+    let dir = temp("scans");
+    let scenario = dir.join("phase.toml");
+    let text = std::fs::read_to_string("scenarios/greylisting.toml")
+        .expect("scenario")
+        .replace("seed = 7", "seed = 7\nqmgr_start = \"-2m\"");
+    std::fs::write(&scenario, text).expect("write");
+    let log = dir.join("mail.log");
+    let out = Command::new(env!("CARGO_BIN_EXE_mailsim"))
+        .args([
+            "run",
+            scenario.to_str().expect("utf-8"),
+            "--no-plots",
+            "--out",
+        ])
+        .arg(&dir)
+        .args(["--maillog", log.to_str().expect("utf-8"), "--log-scans"])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let scans: Vec<String> = std::fs::read_to_string(&log)
+        .expect("log")
+        .lines()
+        .filter(|l| l.ends_with("qmgr_scan_start: start deferred queue scan"))
+        .take(3)
+        .map(|l| l[7..15].to_string())
+        .collect();
+    assert_eq!(scans, ["08:03:00", "08:08:00", "08:13:00"]);
+}

@@ -217,6 +217,8 @@ pub struct MailLog {
     start: i64,
     line: String,
     error: Option<Error>,
+    /// Also log qmgr's deferred-scan starts, as a qmgr run with `-v` does.
+    pub scans: bool,
 }
 
 impl MailLog {
@@ -226,6 +228,7 @@ impl MailLog {
             start: start_unix,
             line: String::with_capacity(256),
             error: None,
+            scans: false,
         }
     }
 
@@ -359,6 +362,13 @@ impl Observer for MailLog {
                     delay_text(c),
                     delay_text(d)
                 );
+                self.end();
+            }
+            Happening::DeferredScan if self.scans => {
+                // qmgr_scan.c's verbose line (master.cf `qmgr … qmgr -v`).
+                self.begin(e.t, "postfix/qmgr", QMGR_PID);
+                self.line
+                    .push_str("qmgr_scan_start: start deferred queue scan");
                 self.end();
             }
             Happening::Deferred { .. } | Happening::DeferredScan => {}
