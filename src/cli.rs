@@ -72,7 +72,7 @@ pub enum Command {
     /// series.csv (queue curves with CI), sweep-state.json and charts.
     Sweep {
         /// The scenario file (TOML); its `[sweep]` table is read too.
-        scenario: PathBuf,
+        scenario: Option<PathBuf>,
         /// A value to sweep: NAME=V1,V2,… (a [postfix] parameter, or a path such as
         /// traffic.0.rate, destination.0.latency, fault.0.for). Repeat for a Cartesian product.
         #[arg(long = "set", value_name = "NAME=V1,V2")]
@@ -95,6 +95,10 @@ pub enum Command {
         /// Do not draw charts.
         #[arg(long)]
         no_plots: bool,
+        /// Continue the interrupted sweep in DIR (its sweep-checkpoint.json), with the same
+        /// scenario and settings; the files come out as if it had never stopped.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["scenario", "set", "replications", "shard", "out"])]
+        resume: Option<PathBuf>,
     },
     /// Combine the folders of sweep shards into the files one sweep would have written.
     Merge {

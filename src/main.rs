@@ -110,17 +110,52 @@ fn execute(command: Command) -> Result<(), Error> {
             keep_runs,
             shard,
             no_plots,
+            resume,
         } => {
-            let label = path.display().to_string();
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                Error::Input(mailsim::error::InputError::new(
-                    &label,
-                    None,
-                    None,
-                    format!("cannot read the scenario file: {e}"),
-                ))
-            })?;
-            let sets = set
+            // A resumed sweep replays the recipe saved in its checkpoint.
+            let (recipe, done, dir) = match &resume {
+                Some(dir) => {
+                    let checkpoint = sweep::Checkpoint::read(dir)?;
+                    (checkpoint.recipe, Some(checkpoint.state), Some(dir.clone()))
+                }
+                None => {
+                    let Some(path) = &path else {
+                        return Err(input_error(
+                            "SCENARIO",
+                            "give the scenario file, or --resume DIR for an interrupted sweep"
+                                .into(),
+                        ));
+                    };
+                    let label = path.display().to_string();
+                    let text = std::fs::read_to_string(path).map_err(|e| {
+                        Error::Input(mailsim::error::InputError::new(
+                            &label,
+                            None,
+                            None,
+                            format!("cannot read the scenario file: {e}"),
+                        ))
+                    })?;
+                    let shard = shard.as_deref().map(parse_shard).transpose().map_err(|m| {
+                        Error::Input(mailsim::error::InputError::new(
+                            &label,
+                            None,
+                            Some("--shard"),
+                            m,
+                        ))
+                    })?;
+                    let recipe = sweep::SweepRecipe {
+                        scenario_file: label,
+                        scenario_text: text,
+                        sets: set.clone(),
+                        replications,
+                        shard,
+                    };
+                    (recipe, None, out.clone())
+                }
+            };
+            let label = recipe.scenario_file.clone();
+            let sets = recipe
+                .sets
                 .iter()
                 .map(|a| sweep::parse_set(a))
                 .collect::<Result<Vec<_>, _>>()
@@ -132,15 +167,7 @@ fn execute(command: Command) -> Result<(), Error> {
                         m,
                     ))
                 })?;
-            let shard = shard.as_deref().map(parse_shard).transpose().map_err(|m| {
-                Error::Input(mailsim::error::InputError::new(
-                    &label,
-                    None,
-                    Some("--shard"),
-                    m,
-                ))
-            })?;
-            if replications == Some(0) {
+            if recipe.replications == Some(0) {
                 return Err(Error::Input(mailsim::error::InputError::new(
                     &label,
                     None,
@@ -148,22 +175,29 @@ fn execute(command: Command) -> Result<(), Error> {
                     "must be at least 1".into(),
                 )));
             }
-            let spec = sweep::SweepSpec::new(&text, &label, &sets, replications)?;
+            let spec =
+                sweep::SweepSpec::new(&recipe.scenario_text, &label, &sets, recipe.replications)?;
             for w in &spec.base_scenario.warnings {
                 eprintln!("warning: {w}");
             }
-            let dir = out.unwrap_or_else(|| {
+            let dir = dir.unwrap_or_else(|| {
                 std::path::Path::new("results").join(format!("{}-sweep", spec.base_scenario.name))
             });
+            guard::install_interrupt_handler()?;
             let started = Instant::now();
+            let shard = recipe.shard;
             let opts = sweep::SweepOptions {
                 jobs,
                 shard,
                 keep_runs: keep_runs.then(|| dir.clone()),
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                checkpoint: Some((dir.clone(), recipe)),
+                resume: done,
             };
             let state = sweep::run(&spec, &opts)?;
             state.write(&dir, !no_plots)?;
+            // Complete: the checkpoint has served.
+            let _ = std::fs::remove_file(dir.join(sweep::CHECKPOINT_FILE));
             eprintln!(
                 "{}: {} points × {} replications = {} runs{} in {:.2} s wall; results in {}",
                 spec.base_scenario.name,

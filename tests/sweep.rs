@@ -212,6 +212,8 @@ greylist = {{ delay = "20s", auto_whitelist = 0 }}
         shard: None,
         keep_runs: None,
         progress: false,
+        checkpoint: None,
+        resume: None,
     };
     let state = mailsim::sweep::run(&spec, &opts).expect("runs");
     let drain = mailsim::sweep::METRICS
@@ -235,4 +237,78 @@ greylist = {{ delay = "20s", auto_whitelist = 0 }}
     let first = state.rows[0].metrics[drain];
     assert!(first.is_some());
     assert!(state.rows.iter().all(|r| r.metrics[drain] == first));
+}
+
+/// Issue 8: a sweep stopped by SIGINT leaves a checkpoint, and `--resume` finishes it into
+/// the same files an uninterrupted sweep writes.
+#[cfg(unix)]
+#[test]
+fn an_interrupted_sweep_resumes_into_identical_files() {
+    use std::time::{Duration, Instant};
+    let whole = temp("resume-whole");
+    let cut = temp("resume-cut");
+    // ≈ 600 runs of a few ms each: long enough to be stopped part-way on any machine.
+    let args = |out: &Path, jobs: &str| -> Vec<String> {
+        [
+            "sweep",
+            SCENARIO,
+            "--set",
+            "maximal_backoff_time=1000s,4000s",
+            "--replications",
+            "300",
+            "--no-plots",
+            "--jobs",
+            jobs,
+            "--out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([out.display().to_string()])
+        .collect()
+    };
+    mailsim(
+        &args(&whole, "2")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+
+    let child = Command::new(env!("CARGO_BIN_EXE_mailsim"))
+        .args(args(&cut, "1"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("mailsim starts");
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits");
+    // SAFETY: kill(2) with a pid we spawned and a valid signal number has no memory effects.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let started = Instant::now();
+    let stopped = child.wait_with_output().expect("mailsim ends");
+    let err = String::from_utf8_lossy(&stopped.stderr);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(stopped.status.code(), Some(130), "{err}");
+    assert!(err.contains("--resume"), "{err}");
+    assert!(cut.join("sweep-checkpoint.json").exists());
+    assert!(
+        !cut.join("runs.csv").exists(),
+        "no result file before the sweep completes"
+    );
+
+    let resume = cut.display().to_string();
+    mailsim(&["sweep", "--resume", &resume, "--no-plots", "--jobs", "2"]);
+    for file in ["runs.csv", "points.csv", "series.csv"] {
+        assert_eq!(read(&whole, file), read(&cut, file), "{file} differs");
+    }
+    assert!(
+        !cut.join("sweep-checkpoint.json").exists(),
+        "the checkpoint is removed once the sweep completes"
+    );
+    // Resuming a finished sweep is an error naming the missing checkpoint.
+    let again = Command::new(env!("CARGO_BIN_EXE_mailsim"))
+        .args(["sweep", "--resume", &resume])
+        .output()
+        .expect("mailsim runs");
+    assert_ne!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("sweep-checkpoint.json"));
 }

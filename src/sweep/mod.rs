@@ -203,6 +203,47 @@ pub struct SweepState {
     pub curves: Vec<CurveSums>,
 }
 
+/// What `--resume` needs to continue a sweep exactly as it was started.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SweepRecipe {
+    pub scenario_file: String,
+    pub scenario_text: String,
+    pub sets: Vec<String>,
+    pub replications: Option<u32>,
+    pub shard: Option<(u64, u64)>,
+}
+
+/// An interrupted sweep: its recipe and the runs done so far (`sweep-checkpoint.json`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Checkpoint {
+    pub recipe: SweepRecipe,
+    pub state: SweepState,
+}
+
+pub const CHECKPOINT_FILE: &str = "sweep-checkpoint.json";
+
+impl Checkpoint {
+    pub fn read(dir: &std::path::Path) -> Result<Checkpoint, Error> {
+        let path = dir.join(CHECKPOINT_FILE);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::io("cannot read the sweep checkpoint", &path, e))?;
+        serde_json::from_str(&text).map_err(|e| {
+            Error::Runtime(format!(
+                "{}: not a mailsim sweep checkpoint ({e})",
+                path.display()
+            ))
+        })
+    }
+
+    fn write(&self, dir: &std::path::Path) -> Result<(), Error> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io("cannot create the sweep folder", dir, e))?;
+        let json = serde_json::to_string(self)
+            .map_err(|e| Error::Runtime(format!("sweep checkpoint: {e}")))?;
+        crate::output::write_file(&dir.join(CHECKPOINT_FILE), json.as_bytes())
+    }
+}
+
 /// How to run a sweep.
 #[derive(Clone, Debug)]
 pub struct SweepOptions {
@@ -212,6 +253,11 @@ pub struct SweepOptions {
     /// Keep each run's summary.json and queues.csv under `runs/`.
     pub keep_runs: Option<std::path::PathBuf>,
     pub progress: bool,
+    /// Where to leave a checkpoint when interrupted (SIGINT/SIGTERM), with the recipe that
+    /// `--resume` replays.
+    pub checkpoint: Option<(std::path::PathBuf, SweepRecipe)>,
+    /// The runs of an interrupted sweep to continue from.
+    pub resume: Option<SweepState>,
 }
 
 /// Runs the sweep and returns its state.
@@ -245,7 +291,7 @@ pub fn run(spec: &SweepSpec, opts: &SweepOptions) -> Result<SweepState, Error> {
     } else {
         None
     };
-    let mut state = SweepState {
+    let fresh = SweepState {
         scenario: spec.base_scenario.name.clone(),
         axes: spec
             .axes
@@ -263,6 +309,24 @@ pub fn run(spec: &SweepSpec, opts: &SweepOptions) -> Result<SweepState, Error> {
         rows: Vec::with_capacity(indices.len()),
         curves: vec![CurveSums::default(); points],
     };
+    let mut state = match &opts.resume {
+        Some(done) => {
+            if done.scenario != fresh.scenario
+                || done.axes != fresh.axes
+                || done.replications != fresh.replications
+                || done.total_runs != fresh.total_runs
+                || done.shard != fresh.shard
+            {
+                return Err(Error::Runtime(
+                    "the checkpoint belongs to a different sweep".into(),
+                ));
+            }
+            done.clone()
+        }
+        None => fresh,
+    };
+    let done: std::collections::HashSet<u64> = state.rows.iter().map(|r| r.run).collect();
+    let indices: Vec<u64> = indices.into_iter().filter(|i| !done.contains(i)).collect();
     let chunk = (pool.current_num_threads() * 4).max(1);
     for batch in indices.chunks(chunk) {
         let results: Vec<Result<(u64, u64, Summary, QueueSeries), Error>> = pool.install(|| {
@@ -273,18 +337,24 @@ pub fn run(spec: &SweepSpec, opts: &SweepOptions) -> Result<SweepState, Error> {
                     let r = (i % u64::from(reps)) as u32;
                     let sc = &scenarios[point].scenario;
                     let seed = replication_seed(sc.seed, r);
-                    let (summary, series) = crate::run::collect(sc, seed).map_err(|e| {
-                        Error::Runtime(format!(
+                    let (summary, series) = crate::run::collect(sc, seed).map_err(|e| match e {
+                        Error::Interrupted(_) => e,
+                        e => Error::Runtime(format!(
                             "sweep point {} replication {r}: {e}",
                             spec.label(&scenarios[point].values)
-                        ))
+                        )),
                     })?;
                     Ok((i, seed, summary, series))
                 })
                 .collect()
         });
         for result in results {
-            let (i, seed, summary, series) = result?;
+            // A run stopped by the signal is simply not done; the checkpoint below skips it.
+            let (i, seed, summary, series) = match result {
+                Ok(done) => done,
+                Err(Error::Interrupted(_)) => continue,
+                Err(e) => return Err(e),
+            };
             let point = (i / u64::from(reps)) as usize;
             if let Some(dir) = &opts.keep_runs {
                 output::keep_run(dir, point, (i % u64::from(reps)) as u32, &summary, &series)?;
@@ -299,7 +369,34 @@ pub fn run(spec: &SweepSpec, opts: &SweepOptions) -> Result<SweepState, Error> {
                 bar.inc(1);
             }
         }
+        if crate::guard::interrupted() {
+            if let Some(bar) = &bar {
+                bar.abandon();
+            }
+            return Err(match &opts.checkpoint {
+                Some((dir, recipe)) => {
+                    let mut saved = state.clone();
+                    saved.rows.sort_by_key(|r| r.run);
+                    Checkpoint {
+                        recipe: recipe.clone(),
+                        state: saved,
+                    }
+                    .write(dir)?;
+                    Error::Interrupted(format!(
+                        "sweep interrupted after {} of {} runs; `mailsim sweep --resume {}` continues it",
+                        state.rows.len(),
+                        indices.len() + done.len(),
+                        dir.display()
+                    ))
+                }
+                None => {
+                    Error::Interrupted(format!("sweep interrupted after {} runs", state.rows.len()))
+                }
+            });
+        }
     }
+    // Rows of a resumed sweep come first; the files want run order.
+    state.rows.sort_by_key(|r| r.run);
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
