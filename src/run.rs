@@ -178,7 +178,7 @@ pub fn simulate_with(
             streams_open += 1;
         }
     }
-    events.schedule(first_tick, Event::DeferredScan { generation: 0 });
+    mta.start_scan_clock(first_tick, &mut events);
     let mut admin_pending = scenario.admin.len();
     for (i, a) in scenario.admin.iter().enumerate() {
         events.schedule(

@@ -73,15 +73,34 @@ bounce_queue_lifetime = "600s""#;
 
 #[test]
 fn scan_phase_from_qmgr_start_moves_every_retry_onto_its_ticks() {
-    // qmgr started 2.5 s before the run: ticks at 2.5, 7.5, 12.5, … Each decision uses
-    // whole seconds (event_time()), so e.g. at 7.5 s the age is 7 and mtime = 14, which the
-    // tick at 12.5 (now = 12, 14 > 13) skips and the tick at 17.5 takes.
+    // qmgr started 2.5 s before the run: its timer grid is whole seconds 2, 7, 12, … (events.c:
+    // when = time() + delay). Idle, it would wake at 2.5, 7.5, …, but the message's arrival at
+    // 0 s woke it (cleanup's trigger), and select() then sleeps whole seconds from that wakeup:
+    // every tick fires on the second. Each decision uses whole seconds (event_time()), so at
+    // 7 s the age is 7 and mtime = 14, which the tick at 12 (14 > 13) skips and 17 takes.
     let cfg = r#"queue_run_delay = "5s"
 minimal_backoff_time = "5s"
 maximal_backoff_time = "40s""#;
     let (rec, _, _) = run(&always_failing(cfg, "qmgr_start = \"-2.5s\""));
     let times = attempt_seconds(&rec, 1);
-    assert_eq!(&times[..7], &[0.0, 7.5, 17.5, 37.5, 77.5, 117.5, 157.5]);
+    assert_eq!(&times[..7], &[0.0, 7.0, 17.0, 37.0, 77.0, 117.0, 157.0]);
+}
+
+#[test]
+fn a_timer_fires_at_the_fraction_of_qmgrs_last_wakeup() {
+    // As above, but the message arrives at 0.3 s: qmgr last woke at x.3 s, so every tick of
+    // the whole-second grid 2, 7, 12, … fires 0.3 s after its second; the create time is 0
+    // (whole seconds), so the backoff arithmetic is unchanged.
+    let cfg = r#"queue_run_delay = "5s"
+minimal_backoff_time = "5s"
+maximal_backoff_time = "40s""#;
+    let text = always_failing(cfg, "qmgr_start = \"-2.5s\"").replace(
+        "arrivals = \"burst\"",
+        "arrivals = \"burst\"\nstart = \"300ms\"",
+    );
+    let (rec, _, _) = run(&text);
+    let times = attempt_seconds(&rec, 1);
+    assert_eq!(&times[..6], &[0.3, 7.3, 17.3, 37.3, 77.3, 117.3]);
 }
 
 #[test]

@@ -118,6 +118,27 @@ target = "r.test"
     assert!(last > 600 * SECOND && last < 601 * SECOND, "{last}");
 }
 
+#[test]
+fn a_queue_revived_in_the_second_of_a_scan_tick_takes_that_scans_mail() {
+    // Compressed timers: scan every 10 s from 0 s, backoff and dead time 10 s. Three
+    // messages at 0 s to a host refusing until 5 s: the refusals take the window 5 → 3 → 2
+    // and the cohorts to 1.03, so the queue is dead at 0 s with its revival timer due at
+    // second 10, and the three files get mtime 0 + 10 = 10. At 10 s both timers are due, and
+    // events.c runs every due timer before qmgr_loop imports a file: the queue is alive when
+    // the scan's files reach it, and all three go out at 10 s instead of being deferred
+    // through the retry service to 20 s (tests/fidelity/refused-outage shows it on Postfix).
+    let postfix = "[postfix]\nqueue_run_delay = \"10s\"\nminimal_backoff_time = \"10s\"\nmaximal_backoff_time = \"80s\"";
+    let fault = "[[fault]]\nat = \"0s\"\nfor = \"5s\"\nkind = \"refuse\"\ntarget = \"d.test\"";
+    let (rec, report, _) = run(&burst(3, postfix, "", fault));
+    for id in 1..=3 {
+        assert_eq!(attempt_seconds(&rec, id), [0.0, 10.0], "message {id}");
+        assert_eq!(finished_seconds(&rec, id), [10.0], "message {id}");
+    }
+    let t = report.mta_totals;
+    assert_eq!(t.deferred_by_cause.get(Cause::ConnectionRefused), 3);
+    assert_eq!(t.suspended_deferrals, 0);
+}
+
 const BLACKHOLE_D: &str = "[[fault]]\nat = \"0s\"\nkind = \"blackhole\"\ntarget = \"d.test\"\n";
 
 #[test]

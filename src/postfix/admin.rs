@@ -15,6 +15,7 @@
 //!   and starts both scans with a new scan phase.
 
 use super::message::{LeaveAction, Location, RcptStatus};
+use super::qmgr::event_loop::{EventLoop, Timer};
 use super::{Event, Mta};
 use crate::engine::EventQueue;
 use crate::engine::time::{SECOND, Time, whole_seconds};
@@ -29,6 +30,17 @@ pub const PICKUP_WAKEUP: Time = 60 * SECOND;
 pub const QMGR_WAKEUP: Time = 300 * SECOND;
 
 impl Mta {
+    /// Does admin action `index` send qmgr a trigger, waking its event loop?
+    pub(super) fn admin_wakes_qmgr(&self, index: usize) -> bool {
+        self.running
+            && matches!(
+                self.admin_actions.get(index).map(|a| &a.command),
+                Some(
+                    AdminCommand::Flush | AdminCommand::FlushSite { .. } | AdminCommand::FlushId(_)
+                )
+            )
+    }
+
     /// Carries out admin action `index` of the scenario.
     pub(super) fn admin(
         &mut self,
@@ -301,9 +313,14 @@ impl Mta {
         self.running = true;
         self.qmgr_generation += 1;
         let generation = self.qmgr_generation;
-        events.schedule(
-            now + self.cfg.queue_run_delay * SECOND,
-            Event::DeferredScan { generation },
+        // A new process, a new event loop: qmgr_post_init scans at once and asks for the
+        // deferred-scan timer, whose whole-second grid starts now.
+        self.qmgr.event_loop = EventLoop::new(now);
+        self.request_timer(
+            Timer::DeferredScan { generation },
+            self.cfg.queue_run_delay,
+            now,
+            events,
         );
         self.qmgr_started_at = now;
         self.pickup(now);

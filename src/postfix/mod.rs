@@ -20,6 +20,7 @@ use crate::observe::{Address, CauseCounts, FinalStatus, Observer, RecipientOutco
 use crate::scenario::{PostfixConfig, Scenario};
 use crate::world::World;
 use message::{Arena, LeaveAction, Location, Message, Origin, RcptStatus, Recipient, Reply};
+use qmgr::event_loop::Timer;
 use std::collections::{BinaryHeap, VecDeque};
 
 /// Everything that can happen to the mail system at a scheduled time.
@@ -31,9 +32,11 @@ pub enum Event {
     Resubmit { slot: u32 },
     /// An smtpd session (receiving, and cleanup's in_flow_delay sleep) ends.
     SmtpdDone { session: u32 },
-    /// qmgr's periodic deferred-queue scan timer (`queue_run_delay`); a timer of an exited
-    /// qmgr (older `generation`) does nothing.
-    DeferredScan { generation: u32 },
+    /// A qmgr timer is due (a whole second): unless something woke qmgr since, its select()
+    /// returns a fraction of a second later (`qmgr::event_loop`).
+    QmgrTimer,
+    /// qmgr's select() times out and it runs the timers that are due.
+    QmgrSelect,
     /// master's periodic wakeup of qmgr (an incoming scan).
     QmgrWakeup { generation: u32 },
     /// pickup's periodic wakeup.
@@ -44,12 +47,6 @@ pub enum Event {
     SmtpStep { entry: u32 },
     /// A delivery agent finished the request `entry`.
     DeliveryDone { entry: u32 },
-    /// A dead queue's `minimal_backoff_time` timer.
-    QueueRevive { queue: u32, generation: u32 },
-    /// A dead transport's `transport_retry_time` timer.
-    TransportRevive { transport: u16, generation: u32 },
-    /// A rate-delayed queue's suspension ends.
-    QueueResume { queue: u32, generation: u32 },
 }
 
 /// Number of queue files per directory.
@@ -824,30 +821,102 @@ impl Mta {
             Event::Arrival { .. } => {}
             Event::Resubmit { slot } => self.resubmit(slot, now, events),
             Event::SmtpdDone { session } => self.smtpd_done(session, now, events),
-            Event::DeferredScan { generation } => {
-                if generation != self.qmgr_generation {
-                    return;
+            Event::QmgrTimer => {
+                if self.qmgr.event_loop.has_due(now) {
+                    let at = self.qmgr.event_loop.select_timeout(now);
+                    if at == now {
+                        self.run_due_timers(now, events);
+                    } else {
+                        events.schedule(at, Event::QmgrSelect);
+                    }
                 }
-                self.qmgr.deferred_scan_tick(self.next_move_stamp);
-                self.note(now, 0, 0, notes::NoteKind::DeferredScan);
-                events.schedule(
-                    now + self.cfg.queue_run_delay * crate::engine::SECOND,
-                    Event::DeferredScan { generation },
-                );
             }
-            Event::QmgrWakeup { generation } => self.qmgr_wakeup(generation),
+            Event::QmgrSelect => {
+                if self.qmgr.event_loop.has_due(now) {
+                    self.run_due_timers(now, events);
+                }
+            }
+            Event::QmgrWakeup { generation } => {
+                self.run_due_timers(now, events);
+                self.qmgr_wakeup(generation)
+            }
             Event::PickupWakeup => self.pickup_wakeup(now, events),
-            Event::Admin { index } => self.admin(usize::from(index), now, events, world, obs),
+            Event::Admin { index } => {
+                if self.admin_wakes_qmgr(usize::from(index)) {
+                    self.run_due_timers(now, events);
+                }
+                self.admin(usize::from(index), now, events, world, obs)
+            }
             Event::SmtpStep { entry } => self.smtp_step(entry, now, events, world),
-            Event::DeliveryDone { entry } => self.delivery_done(entry, now, events, obs),
-            Event::QueueRevive { queue, generation } => self.queue_revive_timer(queue, generation),
-            Event::TransportRevive {
-                transport,
-                generation,
-            } => self.transport_revive_timer(usize::from(transport), generation),
-            Event::QueueResume { queue, generation } => self.queue_resume_timer(queue, generation),
+            Event::DeliveryDone { entry } => {
+                // The agent's status is an I/O event: due timers run first (events.c).
+                self.run_due_timers(now, events);
+                self.delivery_done(entry, now, events, obs)
+            }
         }
         self.run_qmgr(now, events, world, obs);
+    }
+
+    /// One wakeup of qmgr's event loop at `now`: every timer that is due runs, in order,
+    /// before the I/O event that woke qmgr and before `qmgr_loop` (events.c).
+    pub(crate) fn run_due_timers(&mut self, now: Time, events: &mut EventQueue<Event>) {
+        self.qmgr.triggered = false;
+        while let Some(timer) = self.qmgr.event_loop.pop_due(now) {
+            match timer {
+                Timer::DeferredScan { generation } => {
+                    if generation != self.qmgr_generation {
+                        continue;
+                    }
+                    self.qmgr.deferred_scan_tick(self.next_move_stamp);
+                    self.note(now, 0, 0, notes::NoteKind::DeferredScan);
+                    self.request_timer(
+                        Timer::DeferredScan { generation },
+                        self.cfg.queue_run_delay,
+                        now,
+                        events,
+                    );
+                }
+                Timer::QueueRevive { queue, generation } => {
+                    self.queue_revive_timer(queue, generation)
+                }
+                Timer::TransportRevive {
+                    transport,
+                    generation,
+                } => self.transport_revive_timer(usize::from(transport), generation),
+                Timer::QueueResume { queue, generation } => {
+                    self.queue_resume_timer(queue, generation)
+                }
+            }
+        }
+        self.qmgr.triggered = false;
+        self.qmgr.event_loop.woke(now);
+    }
+
+    /// The deferred-scan clock of the qmgr that was running when the run began: its next
+    /// tick is at `first_tick` (≥ 0), on the whole-second grid of its start, and qmgr last
+    /// woke at the tick before (so an idle qmgr keeps its phase, §3.2).
+    pub fn start_scan_clock(&mut self, first_tick: Time, events: &mut EventQueue<Event>) {
+        let period = self.cfg.queue_run_delay * crate::engine::SECOND;
+        self.qmgr.event_loop = qmgr::event_loop::EventLoop::new(first_tick - period);
+        let due = self.qmgr.event_loop.request_at(
+            Timer::DeferredScan {
+                generation: self.qmgr_generation,
+            },
+            whole_seconds(first_tick),
+        );
+        events.schedule(due, Event::QmgrTimer);
+    }
+
+    /// `event_request_timer(timer, delay_s)`.
+    pub(crate) fn request_timer(
+        &mut self,
+        timer: Timer,
+        delay_s: i64,
+        now: Time,
+        events: &mut EventQueue<Event>,
+    ) {
+        let due = self.qmgr.event_loop.request(timer, delay_s, now);
+        events.schedule(due, Event::QmgrTimer);
     }
 }
 

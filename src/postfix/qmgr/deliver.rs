@@ -7,9 +7,10 @@
 //! throttles the queue (and may kill it, deferring its queued requests), anything else is
 //! positive feedback that also revives a dead queue.
 
+use super::event_loop::Timer;
 use super::{Entry, NOT_QUEUED, Qmgr};
 use crate::engine::EventQueue;
-use crate::engine::time::{SECOND, Time, whole_seconds};
+use crate::engine::time::{Time, whole_seconds};
 use crate::observe::Cause;
 use crate::observe::Observer;
 use crate::postfix::message::{Location, RcptStatus, Reply};
@@ -525,12 +526,14 @@ impl Mta {
         let queue = &mut self.qmgr.queues[q as usize];
         queue.timer_generation += 1;
         let generation = queue.timer_generation;
-        events.schedule(
-            now + self.cfg.minimal_backoff_time * SECOND,
-            Event::QueueRevive {
+        self.request_timer(
+            Timer::QueueRevive {
                 queue: q,
                 generation,
             },
+            self.cfg.minimal_backoff_time,
+            now,
+            events,
         );
         self.defer_todo(q, Cause::Suspended, now, events, obs);
     }
@@ -592,12 +595,14 @@ impl Mta {
         transport.dead = true;
         transport.timer_generation += 1;
         let generation = transport.timer_generation;
-        events.schedule(
-            now + self.cfg.transport_retry_time * SECOND,
-            Event::TransportRevive {
+        self.request_timer(
+            Timer::TransportRevive {
                 transport: u16::try_from(t).unwrap_or(u16::MAX),
                 generation,
             },
+            self.cfg.transport_retry_time,
+            now,
+            events,
         );
         for q in 0..self.qmgr.queues.len() as u32 {
             if self.qmgr.queues[q as usize].transport as usize == t
@@ -660,12 +665,14 @@ impl Mta {
                     queue.win.window = super::feedback::SUSPENDED;
                     queue.timer_generation += 1;
                     let generation = queue.timer_generation;
-                    events.schedule(
-                        now + rate_delay * SECOND,
-                        Event::QueueResume {
+                    self.request_timer(
+                        Timer::QueueResume {
                             queue: q,
                             generation,
                         },
+                        rate_delay,
+                        now,
+                        events,
                     );
                 }
             }

@@ -7,7 +7,9 @@
 //! - `deliver`: agent allocation, entry selection, delivery completion and the
 //!   dead/suspended queue timers (`qmgr_transport.c`, `qmgr_deliver.c`, `qmgr_entry.c`,
 //!   `qmgr_queue.c`; §5.1–5.5);
-//! - `feedback`: concurrency window arithmetic (`qmgr_queue.c`; §5.2).
+//! - `feedback`: concurrency window arithmetic (`qmgr_queue.c`; §5.2);
+//! - `event_loop`: qmgr's timers, due at whole seconds and run before each `qmgr_loop`
+//!   (`util/events.c`).
 //!
 //! Scheduler scope (§5.9): per-transport agent pools of maxproc, per-destination windows with
 //! the exact feedback/dead/revival rules, the active-queue cap, and oldest-activation-first
@@ -17,6 +19,7 @@
 
 mod active;
 mod deliver;
+pub mod event_loop;
 pub mod feedback;
 mod scan;
 
@@ -135,6 +138,11 @@ pub(crate) struct Qmgr {
     pub free_entries: Vec<u32>,
     pub next_entry_order: u64,
     pub next_activation: u64,
+    /// qmgr's timers and the instant it last woke (`events.c`).
+    pub event_loop: event_loop::EventLoop,
+    /// An I/O trigger (cleanup's `W`, master's wakeup, postqueue) woke qmgr since its
+    /// timers last ran: they run before the next `qmgr_loop`.
+    pub triggered: bool,
 }
 
 fn transports_from(configs: &[TransportConfig]) -> Vec<Transport> {
@@ -185,6 +193,8 @@ impl Qmgr {
             free_entries: Vec::new(),
             next_entry_order: 0,
             next_activation: 0,
+            event_loop: event_loop::EventLoop::new(0),
+            triggered: false,
         };
         qmgr.fresh_queues();
         qmgr
@@ -239,6 +249,7 @@ impl Qmgr {
     /// Starts a scan, or queues one restart if it is already running (`qmgr_scan_request`).
     /// `all` (ignore time stamps) also applies to a pass in progress.
     pub fn request_scan(&mut self, dir: Dir, stamp: u64, all: bool) {
+        self.triggered = true;
         let scan = match dir {
             Dir::Incoming => &mut self.incoming_scan,
             Dir::Deferred => &mut self.deferred_scan,

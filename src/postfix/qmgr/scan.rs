@@ -30,6 +30,11 @@ impl Mta {
         if !self.running {
             return;
         }
+        if self.qmgr.triggered {
+            // cleanup's, master's or postqueue's trigger woke qmgr: its due timers run
+            // before qmgr_loop imports anything.
+            self.run_due_timers(now, events);
+        }
         loop {
             let mut imported = false;
             let mut from_incoming = 0;
