@@ -139,6 +139,109 @@ fn a_queue_revived_in_the_second_of_a_scan_tick_takes_that_scans_mail() {
     assert_eq!(t.suspended_deferrals, 0);
 }
 
+#[test]
+fn a_dead_queue_revives_by_its_timer_after_minimal_backoff_time() {
+    // As above: dead at 10.05 s, so qmgr_queue_throttle's timer is due at second
+    // 10 + 300 = 310 (whole-second timers, events.c). A message at 305 s is deferred by
+    // qmgr without a connection (mtime 605: retried by the scan at 900 s); one at 320 s
+    // finds the queue revived (and, being empty, deleted) and is delivered at once.
+    let text = r#"
+name = "revival-timer"
+[[traffic]]
+to = "r.test"
+messages = 20
+arrivals = "burst"
+start = "10s"
+[[traffic]]
+to = "r.test"
+messages = 1
+arrivals = "burst"
+start = "305s"
+[[traffic]]
+to = "r.test"
+messages = 1
+arrivals = "burst"
+start = "320s"
+[[destination]]
+domain = "r.test"
+latency = "0s"
+connect = "50ms"
+[[fault]]
+at = "0s"
+for = "100s"
+kind = "refuse"
+target = "r.test"
+"#;
+    let (rec, report, _) = run(text);
+    // Its one attempt is at the scan due at second 900 (which fires within that second,
+    // at the fraction at which qmgr last woke).
+    let suspended = attempt_seconds(&rec, 21);
+    assert_eq!(suspended.len(), 1, "305 s: suspended, {suspended:?}");
+    assert!((900.0..901.0).contains(&suspended[0]), "{suspended:?}");
+    assert_eq!(attempt_seconds(&rec, 22), [320.0], "320 s: revived");
+    assert_eq!(finished_seconds(&rec, 22), [320.05]);
+    assert_eq!(report.mta_totals.suspended_deferrals, 15 + 1);
+}
+
+#[test]
+fn a_delivery_that_completes_revives_a_dead_queue_with_window_busy() {
+    // Connects take 50 ms, transactions 60 s. A at 0 s (done 60.05 s); B at 5 s slowed
+    // twice (done 125.05 s); at 10 s the host refuses (until 30 s) and the three messages C
+    // arriving then get window 5 − 2 busy = 3 connections, all refused at 10.05 s: window
+    // 5 → 3 → 2, cohorts 1/5 + 1/3 + 1/2 ≥ 1: dead. A's success at 60 s revives it (qmgr_queue_unthrottle) with window = busy,
+    // and busy still counts A (qmgr_deliver_update gives the feedback before
+    // qmgr_entry_done): window 2 with B left busy. D at 90 s therefore starts at once; a
+    // window of 1 (busy without A) would make it wait for B, until 125.05 s.
+    let text = r#"
+name = "revival-by-delivery"
+stop = "200s"
+[[traffic]]
+to = "r.test"
+messages = 1
+arrivals = "burst"
+[[traffic]]
+to = "r.test"
+messages = 1
+arrivals = "burst"
+start = "5s"
+[[traffic]]
+to = "r.test"
+messages = 3
+arrivals = "burst"
+start = "10s"
+[[traffic]]
+to = "r.test"
+messages = 1
+arrivals = "burst"
+start = "90s"
+[[destination]]
+domain = "r.test"
+latency = "60s"
+connect = "50ms"
+[[fault]]
+at = "5s"
+for = "1s"
+kind = "slow"
+factor = 2
+target = "r.test"
+[[fault]]
+at = "10s"
+for = "20s"
+kind = "refuse"
+target = "r.test"
+"#;
+    let (rec, report, _) = run(text);
+    assert_eq!(finished_seconds(&rec, 1), [60.05]);
+    assert_eq!(finished_seconds(&rec, 2), [125.05]);
+    for id in 3..=5 {
+        assert_eq!(attempt_seconds(&rec, id), [10.0], "C{id}: refused");
+    }
+    let t = report.mta_totals;
+    assert_eq!(t.deferred_by_cause.get(Cause::ConnectionRefused), 3);
+    assert_eq!(attempt_seconds(&rec, 6), [90.0], "D: window 2, one busy");
+    assert_eq!(finished_seconds(&rec, 6), [150.05]);
+}
+
 const BLACKHOLE_D: &str = "[[fault]]\nat = \"0s\"\nkind = \"blackhole\"\ntarget = \"d.test\"\n";
 
 #[test]
@@ -283,16 +386,56 @@ fn a_listen_backlog_serves_excess_connections_late_and_defers_nothing() {
 
 #[test]
 fn a_backlog_wait_beyond_the_helo_timeout_is_a_site_failure() {
-    // With smtp_helo_timeout 2 s, connections queued 3 s deep time out.
-    let text = concurrency_limited_server("1", "backlog")
-        .replace("[postfix]", "[postfix]\nsmtp_helo_timeout = \"2s\"");
-    let (_, report, _) = run(&text);
-    assert!(
-        report
-            .mta_totals
-            .deferred_by_cause
-            .get(Cause::GreetingTimedOut)
-            > 0
+    // A server with one slot and a listen queue, 1 s per delivery, smtp_helo_timeout 2 s,
+    // initial concurrency 10 (so that one wave of timeouts can kill the queue). 30 messages
+    // at 0 s; deliveries d1, d2, … in start order.
+    //   0 s: the window 10 starts d1–d10: d1 is served at once (until 1 s), d2 waits for the
+    //        slot until 1 s; d3–d10 would wait 2 s, as long as the helo timeout: they give
+    //        up at 2 s, never greeted.
+    //   1 s: d1 done (window 11 < busy 10 + 10): d11 waits 1 s for the slot, d12 would wait
+    //        2 s (gives up at 3 s).
+    //   2 s: d2 done (window 12): d13 gets the slot at 3 s, d14 gives up at 4 s. Then the
+    //        eight timeouts d3–d10 are site failures (qmgr_queue_throttle): window 12 → 10
+    //        → 9 → … → 4 and fail cohorts 1/12 + 1/10 + 1/9 + … + 1/4 = 1.18 ≥ 1 at the
+    //        eighth: the queue is dead and its 16 queued requests (d15–d30) are deferred
+    //        without a connection.
+    //   3 s: d11 done revives the queue (window = busy = 4); d12's timeout throttles it.
+    //   4 s: d13 done, d14 timed out.
+    let text = r#"
+name = "backlog-helo"
+stop = "290s"
+[postfix]
+smtp_helo_timeout = "2s"
+initial_destination_concurrency = 10
+[[traffic]]
+to = "s.test"
+messages = 30
+arrivals = "burst"
+[[destination]]
+domain = "s.test"
+latency = "1s"
+max_connections = { limit = 1, excess = "backlog" }
+"#;
+    let (rec, report, _) = run(text);
+    let t = report.mta_totals;
+    assert_eq!(t.attempts, 14);
+    assert_eq!(t.deferred_by_cause.get(Cause::GreetingTimedOut), 10);
+    assert_eq!(t.suspended_deferrals, 16);
+    let sent: Vec<f64> = rec
+        .outcomes
+        .iter()
+        .filter(|o| o.1 == FinalStatus::Sent)
+        .filter_map(|o| o.2)
+        .map(|t| t as f64 / 1e6)
+        .collect();
+    assert_eq!(sent, [1.0, 2.0, 3.0, 4.0]);
+    for id in 3..=10 {
+        assert_eq!(attempt_seconds(&rec, id), [0.0], "d{id} started at 0 s");
+    }
+    assert_eq!(
+        attempt_seconds(&rec, 15),
+        Vec::<f64>::new(),
+        "d15 never tried"
     );
 }
 
@@ -323,8 +466,14 @@ fn a_message_rate_limit_with_450_lets_a_bucketful_through_per_retry() {
 
 #[test]
 fn a_message_rate_limit_with_421_throttles_the_destination_to_death() {
-    // The same limit answered with 421 at the greeting: a site failure each time. After
-    // the 60 tokens, three refusals kill the queue; the rest is deferred without connecting.
+    // The same limit answered with 421 at the greeting: a site failure each time. The burst
+    // arrives one message per event and every delivery takes no time, so the next arrival
+    // (and its delivery) comes before each delivery's reply: 2 deliveries are busy at each
+    // reply, and the window grows 5 → 6 → 7 and stops there (qmgr_queue_unthrottle: only
+    // while window < busy + initial concurrency = 7). The 60 tokens give 60 successes; then
+    // every greeting is 421: window 7 → 5 → 4 → 3 → 2, fail cohorts 1/7 + 1/5 + 1/4 + 1/3 +
+    // 1/2 = 1.43 ≥ 1 at the fifth refusal: dead. The sixth delivery had already started; the
+    // other 600 − 66 = 534 messages are deferred without a connection.
     let text = burst(
         600,
         r#"stop = "299s""#,
@@ -334,8 +483,9 @@ fn a_message_rate_limit_with_421_throttles_the_destination_to_death() {
     let (_, report, _) = run(&text);
     let t = report.mta_totals;
     assert_eq!(t.sent, 60);
-    assert!(t.deferred_by_cause.get(Cause::RateLimited) >= 1);
-    assert!(t.suspended_deferrals > 500, "{t:?}");
+    assert_eq!(t.attempts, 66);
+    assert_eq!(t.deferred_by_cause.get(Cause::RateLimited), 6);
+    assert_eq!(t.suspended_deferrals, 534);
 }
 
 #[test]
@@ -444,10 +594,16 @@ fn unknown_recipients_and_spam_rejections_bounce_at_their_rates() {
     let unknown = t.bounced_by_cause.get(Cause::UnknownUser) as f64 / 20000.0;
     // Spam scoring applies to the 95 % that reach DATA.
     let spam = t.bounced_by_cause.get(Cause::DataRejected) as f64 / 19000.0;
-    let tempfail = t.deferred_by_cause.get(Cause::DataTempfail) as f64;
+    // Each attempt that reaches DATA gets 451 with probability 0.02 and is retried (and
+    // scored again): 19 000 × 0.02 × (1 + 0.02 + 0.02² + …) = 19 000 × 0.02 / 0.98 deferrals.
+    let reached = 20000.0 - t.bounced_by_cause.get(Cause::UnknownUser) as f64;
+    let tempfail = t.deferred_by_cause.get(Cause::DataTempfail) as f64 / reached;
     assert!((unknown - 0.05).abs() < 0.005, "unknown {unknown}");
     assert!((spam - 0.01).abs() < 0.003, "spam {spam}");
-    assert!(tempfail > 0.0);
+    assert!(
+        (tempfail - 0.02 / 0.98).abs() < 0.003,
+        "tempfail {tempfail}"
+    );
     assert_eq!(t.sent + t.bounced - t.notices, 20000, "{t:?}");
 }
 
