@@ -772,3 +772,34 @@ fn an_mx_entry_can_have_its_own_timing() {
     let faults = "[[fault]]\nat = \"0s\"\nkind = \"refuse\"\ntarget = \"mx1.d.test\"\n";
     assert_eq!(agent_time_for("", destination, faults), 5.0);
 }
+
+#[test]
+fn unknown_recipients_belong_to_the_domain_even_on_a_shared_mx_host() {
+    // Two domains at one hoster: the server is a.test's (its first listing), but which
+    // addresses exist is each domain's own, so b.test's 550 5.1.1 rate holds there too.
+    let text = |to: &str| {
+        format!(
+            r#"
+name = "shared"
+[[traffic]]
+to = "{to}"
+messages = 2000
+arrivals = "burst"
+[[destination]]
+domain = "a.test"
+latency = "0s"
+mx = [ {{ host = "mx.hoster.test", preference = 10 }} ]
+[[destination]]
+domain = "b.test"
+latency = "0s"
+unknown_recipients = 0.5
+mx = [ {{ host = "mx.hoster.test", preference = 10 }} ]
+"#
+        )
+    };
+    let (_, report, _) = run(&text("b.test"));
+    let unknown = report.mta_totals.bounced_by_cause.get(Cause::UnknownUser) as f64 / 2000.0;
+    assert!((unknown - 0.5).abs() < 0.05, "b.test: {unknown}");
+    let (_, report, _) = run(&text("a.test"));
+    assert_eq!(report.mta_totals.bounced, 0, "a.test's users all exist");
+}

@@ -287,6 +287,100 @@ impl Resolver<'_> {
         Ok(())
     }
 
+    /// A host listed by several destinations is one server, whose behaviour is that of its
+    /// first listing (the world builds one server per host name). A later listing's own
+    /// server keys would be ignored for that host: refuse those that say something else.
+    /// (`unknown_recipients` is the domain's and `dns` the lookup's: both always apply.)
+    pub(super) fn shared_hosts(
+        &self,
+        i: usize,
+        d: &raw::Destination,
+        spec: &DestinationSpec,
+        before: &[DestinationSpec],
+    ) -> Result<(), InputError> {
+        if is_local(spec) {
+            return Ok(());
+        }
+        // Server keys set on the destination itself, as written.
+        let dest_keys: Vec<&'static str> = [
+            ("latency", d.latency.is_some()),
+            ("connect", d.connect.is_some()),
+            ("greeting", d.greeting.is_some()),
+            ("rcpt", d.rcpt.is_some()),
+            ("tempfail", d.tempfail.is_some()),
+            ("permfail", d.permfail.is_some()),
+            ("greylist", d.greylist.is_some()),
+            ("rate_limit", d.rate_limit.is_some()),
+            ("max_connections", d.max_connections.is_some()),
+            ("spam", d.spam.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(k, _)| k)
+        .collect();
+        let entries: Vec<Option<&Table>> = match d.mx.as_ref() {
+            Some(toml::Value::Array(a)) => a.iter().map(|e| e.as_table()).collect(),
+            _ => Vec::new(),
+        };
+        // This destination's hosts: its MX entries, or the domain itself.
+        let own: Vec<(Option<usize>, &str, &DestinationSpec)> = if spec.mx.is_empty() {
+            vec![(None, spec.domain.as_str(), spec)]
+        } else {
+            spec.mx
+                .iter()
+                .enumerate()
+                .map(|(n, m)| {
+                    (
+                        Some(n),
+                        m.host.as_str(),
+                        m.behaviour.as_deref().unwrap_or(spec),
+                    )
+                })
+                .collect()
+        };
+        for (n, host, wanted) in own {
+            let Some((j, owner)) = first_listing(before, host) else {
+                continue;
+            };
+            let entry_keys: Vec<&str> = n
+                .and_then(|n| entries.get(n).copied().flatten())
+                .map(|t| {
+                    t.keys()
+                        .map(String::as_str)
+                        .filter(|k| HOST_KEYS.contains(k))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let differs = |key: &str| !same_server_key(key, wanted, owner);
+            let first = before[j].domain.as_str();
+            if let Some(key) = entry_keys.iter().copied().find(|k| differs(k)) {
+                return Err(self.err(
+                    ("destination", Some(i), "mx"),
+                    format!(
+                        "mx entry {}: `{host}` is also an MX host of {first} ([[destination]] #{}), which lists it first and so decides how that server behaves: its `{key}` here would be ignored; give the host's own keys in {first}'s mx entry for it",
+                        n.map_or(0, |n| n + 1),
+                        j + 1
+                    ),
+                ));
+            }
+            if let Some(key) = dest_keys
+                .iter()
+                .copied()
+                .find(|k| !entry_keys.contains(k) && differs(k))
+            {
+                return Err(self.err(
+                    ("destination", Some(i), key),
+                    format!(
+                        "`{host}`, a host of {}, is also an MX host of {first} ([[destination]] #{}), which lists it first and so decides how that server behaves: this `{key}` would be ignored there; set it at {first}, give this destination a host of its own, or set the key only in the mx entries of its own hosts",
+                        spec.domain,
+                        j + 1
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The behaviour keys of one MX entry, applied over its destination's `base`; `None`
     /// when the entry has none.
     fn host_behaviour(
@@ -1132,6 +1226,44 @@ impl Resolver<'_> {
             }
         }
         Ok(sites)
+    }
+}
+
+/// The earlier SMTP destination that first lists `host` (as an MX host, or as its own name
+/// when it has no MX list), with the behaviour that listing gives the host.
+fn first_listing<'a>(
+    before: &'a [DestinationSpec],
+    host: &str,
+) -> Option<(usize, &'a DestinationSpec)> {
+    before
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| !is_local(d))
+        .find_map(|(j, d)| {
+            if d.mx.is_empty() {
+                (d.domain == host).then_some((j, d))
+            } else {
+                d.mx.iter()
+                    .find(|m| m.host == host)
+                    .map(|m| (j, m.behaviour.as_deref().unwrap_or(d)))
+            }
+        })
+}
+
+/// Whether two behaviours agree on one server key.
+fn same_server_key(key: &str, a: &DestinationSpec, b: &DestinationSpec) -> bool {
+    match key {
+        "latency" => a.phases.transaction == b.phases.transaction,
+        "connect" => a.phases.connect == b.phases.connect,
+        "greeting" => a.phases.greeting == b.phases.greeting,
+        "rcpt" => a.phases.rcpt == b.phases.rcpt,
+        "tempfail" => a.tempfail == b.tempfail,
+        "permfail" => a.permfail == b.permfail,
+        "greylist" => a.greylist == b.greylist,
+        "rate_limit" => a.rate_limit == b.rate_limit,
+        "max_connections" => a.max_connections == b.max_connections,
+        "spam" => a.spam == b.spam,
+        _ => true,
     }
 }
 

@@ -133,6 +133,8 @@ pub struct World {
     /// Per destination: its hosts with MX preference, in preference order (stable).
     mx: Vec<Vec<(u32, u32)>>,
     servers: Vec<Server>,
+    /// Per destination: which of its recipients exist (checked at its own MX hosts).
+    mailboxes: Vec<server::Mailboxes>,
     /// Per destination: delivered by local(8) rather than SMTP.
     local: Vec<bool>,
     /// Per server: runs on our own host (the content filter), so host load slows it.
@@ -186,7 +188,8 @@ impl World {
             let mut list = Vec::with_capacity(names.len());
             for (preference, name, own) in names {
                 // A host listed by several destinations is one server: the first listing
-                // decides its behaviour.
+                // decides its behaviour (the scenario check refuses later listings that say
+                // otherwise); which recipients exist stays each domain's own.
                 let id = *host_ids.entry(name.to_string()).or_insert_with(|| {
                     let (owner, limits) = match own {
                         Some(b) => {
@@ -239,6 +242,10 @@ impl World {
                 .chain(own_behaviours)
                 .enumerate()
                 .map(|(i, d)| Server::new(d, i, streams))
+                .collect(),
+            mailboxes: dests
+                .iter()
+                .map(|d| server::Mailboxes::new(d, streams))
                 .collect(),
             local,
             on_our_host,

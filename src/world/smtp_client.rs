@@ -373,6 +373,9 @@ impl World {
             return Ok(t);
         }
         let rate_exceeded = self.servers[owner].rcpt_rate_exceeded(t);
+        // The recipient domain's own MX hosts know its users; a fallback relay accepts any
+        // recipient for relaying.
+        let primary = self.clients[e].site == 0;
         let mut accepted = std::mem::take(&mut self.accepted);
         accepted.clear();
         for i in 0..req.recipients.len() {
@@ -380,10 +383,12 @@ impl World {
                 continue;
             }
             t += self.servers[owner].rcpt_time();
+            let key = req.keys.key(req.recipients[i].orig_index);
             let reply = if self.faults.host(host, t) == Some(FaultKind::Tempfail(Stage::Rcpt)) {
                 Some(Cause::RecipientTempfail)
+            } else if primary && self.mailboxes[req.dest as usize].unknown(key) {
+                Some(Cause::UnknownUser)
             } else {
-                let key = req.keys.key(req.recipients[i].orig_index);
                 self.servers[owner].rcpt(req.sender, key, rate_exceeded, t)
             };
             match reply {
