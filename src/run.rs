@@ -87,6 +87,10 @@ pub struct RunReport {
     pub qmgr_start: Time,
     /// When the deferred-scan clock ticked first (its phase).
     pub first_scan_tick: Time,
+    /// Greylist triplets the remote servers held at the end, and at most (the sum of each
+    /// server's peak).
+    pub greylist_entries: usize,
+    pub greylist_peak: usize,
 }
 
 /// When qmgr started in a run of `scenario` with `seed` (≤ 0): `qmgr_start = "random"`
@@ -292,6 +296,7 @@ pub fn simulate_with(
         .map_err(|e| Error::Runtime(format!("{}: {e}", scenario.name)))?;
     let queued_at_end = mta.report_queued(observer);
     inspect(&mta);
+    let (greylist_entries, greylist_peak) = world.greylist_entries();
     Ok(RunReport {
         mta_totals: mta.totals(),
         peaks: mta.peaks(),
@@ -302,6 +307,8 @@ pub fn simulate_with(
         last_final: mta.last_final(),
         qmgr_start: start,
         first_scan_tick: first_tick,
+        greylist_entries,
+        greylist_peak,
     })
 }
 

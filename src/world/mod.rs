@@ -135,6 +135,8 @@ pub struct World {
     servers: Vec<Server>,
     /// Per destination: which of its recipients exist (checked at its own MX hosts).
     mailboxes: Vec<server::Mailboxes>,
+    /// Some server greylists (so final replies drop triplets).
+    greylisting: bool,
     /// Per destination: delivered by local(8) rather than SMTP.
     local: Vec<bool>,
     /// Per server: runs on our own host (the content filter), so host load slows it.
@@ -247,6 +249,7 @@ impl World {
                 .iter()
                 .map(|d| server::Mailboxes::new(d, streams))
                 .collect(),
+            greylisting: false,
             local,
             on_our_host,
             faults,
@@ -266,8 +269,18 @@ impl World {
         named.sort_by_key(|(_, id)| **id);
         world.host_names = named.iter().map(|(n, _)| (*n).clone()).collect();
         world.host_addresses = named.iter().map(|(n, id)| address_for(n, **id)).collect();
+        world.greylisting = world.servers.iter().any(Server::greylists);
         world.reconfigure(&scenario.smtp);
         world
+    }
+
+    /// Greylist triplets held by all servers: now, and the sum of each server's peak (an
+    /// upper bound of the most held at once).
+    pub fn greylist_entries(&self) -> (usize, usize) {
+        self.servers
+            .iter()
+            .map(Server::greylist_entries)
+            .fold((0, 0), |(n, p), (a, b)| (n + a, p + b))
     }
 
     /// The preferred host of destination `d` (its first MX), for texts that name one.

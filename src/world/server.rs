@@ -92,6 +92,25 @@ impl Server {
             && self.messages.as_ref().is_some_and(|b| !b.available(t))
     }
 
+    /// Recipient `recipient` of `sender` was delivered or bounced for good: its greylist
+    /// triplet can be dropped (see [`Greylist::forget`]).
+    pub fn forget(&mut self, sender: u32, recipient: u64) {
+        if let Some(g) = self.greylist.as_mut() {
+            g.forget(sender, recipient);
+        }
+    }
+
+    /// Greylist triplets held in memory now, and at most so far.
+    pub fn greylist_entries(&self) -> (usize, usize) {
+        self.greylist
+            .as_ref()
+            .map_or((0, 0), |g| (g.len(), g.peak()))
+    }
+
+    pub fn greylists(&self) -> bool {
+        self.greylist.is_some()
+    }
+
     /// A message was accepted at `t`: it counts against the message rate.
     pub fn count_message(&mut self, t: Time) {
         if let Some(b) = self.messages.as_mut() {

@@ -367,7 +367,7 @@ impl World {
             t += self.servers[owner].rcpt_time();
             for i in 0..req.recipients.len() {
                 if req.recipients[i].is_left() {
-                    self.reject(e, req, i, Cause::MailTempfail, final_server);
+                    self.reject(e, host, req, i, Cause::MailTempfail, final_server);
                 }
             }
             return Ok(t);
@@ -393,7 +393,7 @@ impl World {
             };
             match reply {
                 None => accepted.push(i),
-                Some(cause) => self.reject(e, req, i, cause, final_server),
+                Some(cause) => self.reject(e, host, req, i, cause, final_server),
             }
         }
         if !accepted.is_empty() {
@@ -425,8 +425,11 @@ impl World {
             };
             for &i in &accepted {
                 match verdict {
-                    None => req.recipients[i].reply = Reply::Sent,
-                    Some(cause) => self.reject(e, req, i, cause, final_server),
+                    None => {
+                        req.recipients[i].reply = Reply::Sent;
+                        self.forget_final(host, req, i);
+                    }
+                    Some(cause) => self.reject(e, host, req, i, cause, final_server),
                 }
             }
         }
@@ -434,11 +437,12 @@ impl World {
         Ok(t)
     }
 
-    /// A 4xx or 5xx for recipient `i` (`smtp_rcpt_fail`): 5xx bounces; 4xx defers at the
-    /// final server and otherwise leaves the recipient for the next one.
+    /// A 4xx or 5xx for recipient `i` from `host` (`smtp_rcpt_fail`): 5xx bounces; 4xx
+    /// defers at the final server and otherwise leaves the recipient for the next one.
     fn reject(
         &mut self,
         e: usize,
+        host: u32,
         req: &mut Request<'_>,
         i: usize,
         cause: Cause,
@@ -451,6 +455,30 @@ impl World {
             }
         } else {
             req.recipients[i].reply = Reply::Bounced(cause);
+            self.forget_final(host, req, i);
+        }
+    }
+
+    /// Recipient `i` was delivered or bounced by `host`: no server will see it again (its
+    /// key is its message's own), so its greylist triplet goes from the destination's MX
+    /// hosts and from `host` (a fallback relay).
+    fn forget_final(&mut self, host: u32, req: &Request<'_>, i: usize) {
+        if !self.greylisting || req.keys.recur() {
+            return;
+        }
+        let key = req.keys.key(req.recipients[i].orig_index);
+        let owners = self
+            .mx
+            .get(req.dest as usize)
+            .into_iter()
+            .flatten()
+            .map(|&(_, h)| h)
+            .chain([host])
+            .filter_map(|h| self.hosts.get(h as usize).map(|x| x.owner as usize));
+        for o in owners {
+            if let Some(s) = self.servers.get_mut(o) {
+                s.forget(req.sender, key);
+            }
         }
     }
 
