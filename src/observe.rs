@@ -136,10 +136,12 @@ pub enum Cause {
     TransportUnavailable,
     /// `550 5.1.1` unknown user at RCPT.
     UnknownUser,
-    /// A 5xx at RCPT (the destination's `permfail`).
+    /// A 5xx at RCPT (the destination's `permfail`, or a `reject` fault at `rcpt`).
     RecipientRejected,
-    /// A 5xx after end of DATA (content scoring).
+    /// A 5xx after end of DATA (content scoring, or a `reject` fault at `data`).
     DataRejected,
+    /// A 5xx to MAIL FROM (a `reject` fault at `mail`): every recipient bounces.
+    MailRejected,
     /// `Host or domain name not found` (NXDOMAIN).
     DnsNotFound,
     /// No specific error was recorded (Postfix's `4.3.0 server unavailable`).
@@ -147,7 +149,7 @@ pub enum Cause {
 }
 
 impl Cause {
-    pub const ALL: [Cause; 19] = [
+    pub const ALL: [Cause; 20] = [
         Cause::Greylisted,
         Cause::RateLimited,
         Cause::TooManyConnections,
@@ -165,6 +167,7 @@ impl Cause {
         Cause::UnknownUser,
         Cause::RecipientRejected,
         Cause::DataRejected,
+        Cause::MailRejected,
         Cause::DnsNotFound,
         Cause::Unavailable,
     ];
@@ -193,6 +196,7 @@ impl Cause {
             Cause::UnknownUser => "unknown_user",
             Cause::RecipientRejected => "recipient_rejected",
             Cause::DataRejected => "data_rejected",
+            Cause::MailRejected => "mail_rejected",
             Cause::DnsNotFound => "dns_not_found",
             Cause::Unavailable => "unavailable",
         }
@@ -216,6 +220,7 @@ impl Cause {
             Cause::UnknownUser => "5.1.1",
             Cause::RecipientRejected => "5.7.1",
             Cause::DataRejected => "5.7.1",
+            Cause::MailRejected => "5.7.1",
             Cause::DnsNotFound => "5.4.4",
             Cause::Unavailable => "4.3.0",
         }

@@ -868,3 +868,35 @@ to = "home.test"
     assert_eq!(t.deferred_by_cause.get(Cause::Greylisted), 1);
     assert_eq!(report.greylist_entries, 1);
 }
+
+#[test]
+fn a_5xx_to_mail_from_bounces_every_recipient_without_throttling() {
+    // smtp_proto.c: a non-2xx reply to MAIL FROM is smtp_mesg_fail (no throttle) for all
+    // recipients of the request; a 5xx bounces them at once, even at a non-final server
+    // (the backup MX is never tried), and the completed session is positive feedback: all
+    // 20 messages get their attempt, none is suspended.
+    let text = tempfail_fault("mail")
+        .replace("kind = \"tempfail\"", "kind = \"reject\"")
+        .replace(
+            "connect = \"10ms\"",
+            "connect = \"10ms\"\nmx = [ { host = \"mx1.t.test\", preference = 10 }, { host = \"mx2.t.test\", preference = 20 } ]",
+        )
+        .replace("target = \"t.test\"", "target = \"mx1.t.test\"");
+    let (_, report, _) = run(&text);
+    let t = report.mta_totals;
+    // 20 attempts, and the 20 non-delivery notices delivered locally.
+    assert_eq!((t.attempts, t.suspended_deferrals, t.deferrals), (40, 0, 0));
+    assert_eq!(t.bounced_by_cause.get(Cause::MailRejected), 20);
+    assert_eq!(t.notices, 20);
+    // At rcpt and data, reject gives the per-recipient and after-DATA 5xx.
+    for (stage, cause) in [
+        ("rcpt", Cause::RecipientRejected),
+        ("data", Cause::DataRejected),
+    ] {
+        let text = tempfail_fault(stage).replace("kind = \"tempfail\"", "kind = \"reject\"");
+        let (_, report, _) = run(&text);
+        let t = report.mta_totals;
+        assert_eq!((t.attempts, t.suspended_deferrals), (40, 0), "{stage}");
+        assert_eq!(t.bounced_by_cause.get(cause), 20, "{stage}");
+    }
+}

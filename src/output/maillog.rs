@@ -181,6 +181,9 @@ pub fn reason(cause: Cause, rcpt: &str, server: Option<(&str, &str)>, domain: &s
         Cause::DataRejected => format!(
             "host {h}[{a}] said: 550 5.7.1 Message rejected as spam (in reply to end of DATA command)"
         ),
+        Cause::MailRejected => format!(
+            "host {h}[{a}] said: 550 5.7.1 Sender address rejected: Access denied (in reply to MAIL FROM command)"
+        ),
         Cause::DnsNotFound => format!(
             "Host or domain name not found. Name service error for name={domain} type=A: Host not found"
         ),

@@ -44,6 +44,7 @@ const FAULT_KINDS: &[&str] = &[
     "blackhole",
     "mute",
     "tempfail",
+    "reject",
     "dns_servfail",
     "dns_timeout",
     "dns_nxdomain",
@@ -828,7 +829,19 @@ impl Resolver<'_> {
                 "refuse" => FaultKind::Refuse,
                 "blackhole" => FaultKind::Blackhole,
                 "mute" => FaultKind::Mute,
-                "tempfail" => FaultKind::Tempfail(self.stage(at("stage"), f.stage.as_deref())?),
+                "tempfail" => {
+                    FaultKind::Tempfail(self.stage(at("stage"), f.stage.as_deref(), "greeting")?)
+                }
+                "reject" => {
+                    let stage = self.stage(at("stage"), f.stage.as_deref(), "mail")?;
+                    if stage == Stage::Greeting {
+                        return Err(self.err(
+                            at("stage"),
+                            "a 5xx greeting is handled by Postfix as a 4xx (smtp_skip_5xx_greeting = yes: the next MX is tried, or the mail is deferred and the destination throttled): write kind = \"tempfail\" with stage = \"greeting\"; reject takes mail, rcpt or data".into(),
+                        ));
+                    }
+                    FaultKind::Reject(stage)
+                }
                 "dns_servfail" => FaultKind::DnsServfail,
                 "dns_timeout" => {
                     let lookup = match &f.lookup {
@@ -884,10 +897,12 @@ impl Resolver<'_> {
                     ));
                 }
             };
-            if f.stage.is_some() && !matches!(kind, FaultKind::Tempfail(_)) {
+            if f.stage.is_some() && !matches!(kind, FaultKind::Tempfail(_) | FaultKind::Reject(_)) {
                 return Err(self.err(
                     at("stage"),
-                    format!("only applies to kind = \"tempfail\", not \"{kind_name}\""),
+                    format!(
+                        "only applies to kind = \"tempfail\" or \"reject\", not \"{kind_name}\""
+                    ),
                 ));
             }
             if f.lookup.is_some() && !matches!(kind, FaultKind::DnsTimeout { .. }) {
@@ -1006,8 +1021,8 @@ impl Resolver<'_> {
             .map_err(|m| self.err(at, format!("{m}; or \"100%\" for the whole disk")))
     }
 
-    fn stage(&self, at: At<'_>, stage: Option<&str>) -> Result<Stage, InputError> {
-        Ok(match stage.unwrap_or("greeting") {
+    fn stage(&self, at: At<'_>, stage: Option<&str>, default: &str) -> Result<Stage, InputError> {
+        Ok(match stage.unwrap_or(default) {
             "greeting" => Stage::Greeting,
             "mail" => Stage::Mail,
             "rcpt" => Stage::Rcpt,
@@ -1281,6 +1296,7 @@ pub fn fault_kind_name(kind: FaultKind) -> &'static str {
         FaultKind::Blackhole => "blackhole",
         FaultKind::Mute => "mute",
         FaultKind::Tempfail(_) => "tempfail",
+        FaultKind::Reject(_) => "reject",
         FaultKind::DnsServfail => "dns_servfail",
         FaultKind::DnsTimeout { .. } => "dns_timeout",
         FaultKind::DnsNxdomain => "dns_nxdomain",

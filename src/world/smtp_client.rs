@@ -363,11 +363,19 @@ impl World {
         req: &mut Request<'_>,
     ) -> Result<Time, Time> {
         let owner = self.hosts[host as usize].owner as usize;
-        if self.faults.host(host, t) == Some(FaultKind::Tempfail(Stage::Mail)) {
+        // A reply other than 2xx to MAIL FROM fails every recipient (`smtp_mesg_fail`, no
+        // throttle): 4xx defers (or moves on to the next server), 5xx bounces; the session
+        // still counts as completed (smtp_proto.c: smtp_xfer).
+        let mail_reply = match self.faults.host(host, t) {
+            Some(FaultKind::Tempfail(Stage::Mail)) => Some(Cause::MailTempfail),
+            Some(FaultKind::Reject(Stage::Mail)) => Some(Cause::MailRejected),
+            _ => None,
+        };
+        if let Some(cause) = mail_reply {
             t += self.servers[owner].rcpt_time();
             for i in 0..req.recipients.len() {
                 if req.recipients[i].is_left() {
-                    self.reject(e, host, req, i, Cause::MailTempfail, final_server);
+                    self.reject(e, host, req, i, cause, final_server);
                 }
             }
             return Ok(t);
@@ -384,8 +392,11 @@ impl World {
             }
             t += self.servers[owner].rcpt_time();
             let key = req.keys.key(req.recipients[i].orig_index);
-            let reply = if self.faults.host(host, t) == Some(FaultKind::Tempfail(Stage::Rcpt)) {
+            let fault = self.faults.host(host, t);
+            let reply = if fault == Some(FaultKind::Tempfail(Stage::Rcpt)) {
                 Some(Cause::RecipientTempfail)
+            } else if fault == Some(FaultKind::Reject(Stage::Rcpt)) {
+                Some(Cause::RecipientRejected)
             } else if primary && self.mailboxes[req.dest as usize].unknown(key) {
                 Some(Cause::UnknownUser)
             } else {
@@ -418,10 +429,10 @@ impl World {
             }
             t += transfer;
             self.servers[owner].count_message(t);
-            let verdict = if self.faults.host(host, t) == Some(FaultKind::Tempfail(Stage::Data)) {
-                Some(Cause::DataTempfail)
-            } else {
-                self.servers[owner].end_of_data()
+            let verdict = match self.faults.host(host, t) {
+                Some(FaultKind::Tempfail(Stage::Data)) => Some(Cause::DataTempfail),
+                Some(FaultKind::Reject(Stage::Data)) => Some(Cause::DataRejected),
+                _ => self.servers[owner].end_of_data(),
             };
             for &i in &accepted {
                 match verdict {
