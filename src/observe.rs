@@ -144,12 +144,15 @@ pub enum Cause {
     MailRejected,
     /// `Host or domain name not found` (NXDOMAIN).
     DnsNotFound,
+    /// The fallback relay's name does not resolve (NXDOMAIN): Postfix takes it for a
+    /// configuration problem and defers with 4.3.5, keeping the lookup's text.
+    FallbackNotFound,
     /// No specific error was recorded (Postfix's `4.3.0 server unavailable`).
     Unavailable,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 20] = [
+    pub const ALL: [Cause; 21] = [
         Cause::Greylisted,
         Cause::RateLimited,
         Cause::TooManyConnections,
@@ -169,6 +172,7 @@ impl Cause {
         Cause::DataRejected,
         Cause::MailRejected,
         Cause::DnsNotFound,
+        Cause::FallbackNotFound,
         Cause::Unavailable,
     ];
 
@@ -198,6 +202,7 @@ impl Cause {
             Cause::DataRejected => "data_rejected",
             Cause::MailRejected => "mail_rejected",
             Cause::DnsNotFound => "dns_not_found",
+            Cause::FallbackNotFound => "fallback_relay_not_found",
             Cause::Unavailable => "unavailable",
         }
     }
@@ -222,6 +227,7 @@ impl Cause {
             Cause::DataRejected => "5.7.1",
             Cause::MailRejected => "5.7.1",
             Cause::DnsNotFound => "5.4.4",
+            Cause::FallbackNotFound => "4.3.5",
             Cause::Unavailable => "4.3.0",
         }
     }
@@ -360,6 +366,10 @@ pub enum Happening<'a> {
     },
     /// qmgr's deferred-queue scan started (no queue file).
     DeferredScan,
+    /// A delivery agent's warning without a queue ID (`warning: <text>`).
+    AgentWarning {
+        text: &'static str,
+    },
 }
 
 /// A [`Happening`] at time `t` to queue file `id` (0 for happenings without one); `origin`

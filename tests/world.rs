@@ -900,3 +900,105 @@ fn a_5xx_to_mail_from_bounces_every_recipient_without_throttling() {
         assert_eq!(t.bounced_by_cause.get(cause), 20, "{stage}");
     }
 }
+
+/// The status-line texts and agent warnings of a run, as mail.log words them.
+#[derive(Default)]
+struct LogTexts {
+    statuses: Vec<(String, String)>,
+    warnings: Vec<String>,
+}
+
+impl mailsim::observe::Observer for LogTexts {
+    fn recipient_outcome(&mut self, _: &mailsim::observe::RecipientOutcome<'_>) {}
+    fn wants_events(&self) -> bool {
+        true
+    }
+    fn event(&mut self, e: &mailsim::observe::Event<'_>) {
+        match e.what {
+            mailsim::observe::Happening::Recipient(r) => {
+                let rcpt = r.recipient.to_string();
+                let dsn = r.cause.map(|c| c.dsn()).unwrap_or("2.0.0").to_string();
+                self.statuses
+                    .push((dsn, mailsim::output::maillog::status_text(&r, &rcpt)));
+            }
+            mailsim::observe::Happening::AgentWarning { text } => {
+                self.warnings.push(text.to_string())
+            }
+            _ => {}
+        }
+    }
+}
+
+fn log_texts(text: &str) -> (LogTexts, RunReport) {
+    let sc = common::scenario(text);
+    let mut texts = LogTexts::default();
+    let report = mailsim::run::simulate(
+        &sc,
+        sc.seed,
+        &mut texts,
+        &mut mailsim::output::queues::QueueSeries::default(),
+    )
+    .expect("runs");
+    (texts, report)
+}
+
+#[test]
+fn a_fallback_relay_that_does_not_resolve_is_a_configuration_problem() {
+    // smtp_connect.c, end of smtp_connect_inet: the primary's NXDOMAIN sends the mail to the
+    // fallback relay; its own NXDOMAIN is a hard error at a fallback relay, so Postfix warns
+    // "smtp_fallback_relay configuration problem", keeps the relay lookup's text and sets
+    // 4.3.5: deferred, not bounced (and the hop status throttles, as every left-over does).
+    for (relay, relay_destination) in [
+        ("relay.test", "domain = \"relay.test\""),
+        (
+            "relay.test",
+            "domain = \"relay.test\"\nmx = [ { host = \"mx.relay.test\", preference = 10 } ]",
+        ),
+        (
+            "[mx.relay.test]",
+            "domain = \"relay.test\"\nmx = [ { host = \"mx.relay.test\", preference = 10 } ]",
+        ),
+    ] {
+        let text = format!(
+            r#"
+name = "fallback-nxdomain"
+stop = "200s"
+[postfix]
+smtp_fallback_relay = "{relay}"
+[[traffic]]
+to = "d.test"
+messages = 1
+arrivals = "burst"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[destination]]
+{relay_destination}
+latency = "0s"
+[[fault]]
+at = "0s"
+kind = "dns_nxdomain"
+target = "dns"
+"#
+        );
+        let (texts, report) = log_texts(&text);
+        let t = report.mta_totals;
+        assert_eq!((t.bounced, t.deferrals), (0, 1), "{relay}");
+        assert_eq!(t.deferred_by_cause.get(Cause::FallbackNotFound), 1);
+        let name = relay.trim_matches(|c| c == '[' || c == ']');
+        assert_eq!(
+            texts.statuses,
+            [(
+                "4.3.5".to_string(),
+                format!(
+                    "Host or domain name not found. Name service error for name={name} type=A: Host not found"
+                )
+            )],
+            "{relay}"
+        );
+        assert_eq!(
+            texts.warnings,
+            ["smtp_fallback_relay configuration problem"]
+        );
+    }
+}

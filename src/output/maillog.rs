@@ -187,6 +187,10 @@ pub fn reason(cause: Cause, rcpt: &str, server: Option<(&str, &str)>, domain: &s
         Cause::DnsNotFound => format!(
             "Host or domain name not found. Name service error for name={domain} type=A: Host not found"
         ),
+        // The fallback relay's own lookup: `server` names the relay.
+        Cause::FallbackNotFound => format!(
+            "Host or domain name not found. Name service error for name={h} type=A: Host not found"
+        ),
         Cause::Unavailable => "server unavailable or unable to receive mail".to_string(),
     }
 }
@@ -427,6 +431,11 @@ impl Observer for MailLog {
                     "{}",
                     reason(cause, "", Some((host, address)), host)
                 );
+                self.end();
+            }
+            Happening::AgentWarning { text } => {
+                self.begin(e.t, "postfix/smtp", pid_for(e.t as u64, 3000));
+                let _ = write!(self.line, "warning: {text}");
                 self.end();
             }
         }

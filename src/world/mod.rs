@@ -156,6 +156,13 @@ pub struct World {
     host_addresses: Vec<String>,
     /// Failed connects since the caller last took them (only kept when `keep_notes`).
     pub connect_failures: Vec<ConnectFailure>,
+    /// Agents' warnings without a queue ID, with their time (only kept when `keep_notes`).
+    pub agent_warnings: Vec<(Time, &'static str)>,
+    /// Destination domain names, by index.
+    domains: Vec<String>,
+    /// Per fallback site: the host standing for the name it looks up (for the reason text of
+    /// a lookup that fails).
+    fallback_names: Vec<u32>,
     pub keep_notes: bool,
 }
 
@@ -263,6 +270,9 @@ impl World {
             host_names: Vec::new(),
             host_addresses: Vec::new(),
             connect_failures: Vec::new(),
+            agent_warnings: Vec::new(),
+            domains: dests.iter().map(|d| d.domain.clone()).collect(),
+            fallback_names: Vec::new(),
             keep_notes: false,
         };
         let mut named: Vec<(&String, &u32)> = world.host_ids.iter().collect();
@@ -316,6 +326,35 @@ impl World {
                 Site::Host(name) => self.host_ids.get(name).map(|&h| SiteRef::Host(h)),
             })
             .collect();
+        let sites = self.fallback.clone();
+        self.fallback_names = sites
+            .iter()
+            .map(|&site| match site {
+                SiteRef::Host(h) => h,
+                SiteRef::Domain(d) => {
+                    let name = self.domains.get(d as usize).cloned().unwrap_or_default();
+                    self.name_host(&name, d)
+                }
+            })
+            .collect();
+    }
+
+    /// The host named `name`; a domain with MX hosts of other names gets one appended that
+    /// no MX list holds and nothing connects to (it only names the lookup in reasons).
+    fn name_host(&mut self, name: &str, domain: u32) -> u32 {
+        if let Some(&h) = self.host_ids.get(name) {
+            return h;
+        }
+        let h = self.hosts.len() as u32;
+        self.hosts.push(Host {
+            owner: domain,
+            named_domain: Some(domain as usize),
+            slots: None,
+        });
+        self.host_ids.insert(name.to_string(), h);
+        self.host_names.push(name.to_string());
+        self.host_addresses.push(address_for(name, h));
+        h
     }
 
     /// An agent takes a delivery request at `now`.

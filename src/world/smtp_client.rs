@@ -497,10 +497,21 @@ impl World {
     fn finish(&mut self, e: usize, now: Time, req: &mut Request<'_>) -> Step {
         let c = &self.clients[e];
         let mut cause = c.last_cause.unwrap_or(Cause::Unavailable);
-        if !cause.is_soft() && c.site > 0 {
-            // A hard error from a fallback relay is a configuration problem: 4.3.5, deferred.
-            cause = Cause::DnsTempfail;
+        let mut tried = c.tried;
+        let any_left = req.recipients.iter().any(|r| r.is_left());
+        if any_left && !cause.is_soft() && c.site > 0 {
+            // smtp_connect.c (end of smtp_connect_inet): a hard error at a fallback relay
+            // is taken for a configuration problem: warning, status 4.3.5, the diagnostic
+            // text kept; deferred. The only hard error left at the end is a lookup's
+            // NXDOMAIN, so the reason names the relay's name.
+            cause = Cause::FallbackNotFound;
+            tried = self.fallback_names.get(c.site - 1).copied().or(tried);
+            if self.keep_notes {
+                self.agent_warnings
+                    .push((now, "smtp_fallback_relay configuration problem"));
+            }
         }
+        let c = &self.clients[e];
         let mut any_left = false;
         for r in req.recipients.iter_mut().filter(|r| r.is_left()) {
             any_left = true;
@@ -516,7 +527,7 @@ impl World {
             site_failure,
             relay: c.relay,
             setup_done: c.setup_done,
-            tried: c.tried,
+            tried,
         }
     }
 }
