@@ -1002,3 +1002,17 @@ target = "dns"
         );
     }
 }
+
+#[test]
+fn a_hosts_own_fault_wins_over_its_domains_whatever_the_file_order() {
+    // "All hosts blackholed, mx1 refusing": mx1 refuses at once and only mx2 costs the 30 s
+    // connect timeout, with the domain's fault written first or last.
+    let mx = r#"mx = [ { host = "mx1.d.test", preference = 10 }, { host = "mx2.d.test", preference = 20 } ]"#;
+    let refuse_mx1 = "[[fault]]\nat = \"0s\"\nkind = \"refuse\"\ntarget = \"mx1.d.test\"\n";
+    for faults in [
+        format!("{BLACKHOLE_D}{refuse_mx1}"),
+        format!("{refuse_mx1}{BLACKHOLE_D}"),
+    ] {
+        assert_eq!(agent_time_for("", mx, &faults), 30.0, "{faults}");
+    }
+}

@@ -985,26 +985,126 @@ impl Resolver<'_> {
                 end,
                 target,
             };
-            if let Some(j) = out.iter().position(|o| contradicts(o, &fault)) {
+            if let Some(j) = out.iter().position(|o| contradicts(o, &fault, dests)) {
                 let o = &out[j];
-                let until = if o.end == Time::MAX {
-                    "the end of the run".to_string()
+                let same_target = o.target == fault.target;
+                let shared = match (&o.target, &fault.target) {
+                    (FaultTarget::Domain(a), FaultTarget::Domain(b)) if !same_target => {
+                        fault_hosts(&o.target, dests)
+                            .into_iter()
+                            .find(|h| fault_hosts(&fault.target, dests).contains(h))
+                            .map(|h| {
+                                format!(
+                                    "{} and {} share the MX host {h}, and ",
+                                    dests[*a].domain, dests[*b].domain
+                                )
+                            })
+                    }
+                    _ => None,
+                };
+                let on = match &o.target {
+                    FaultTarget::Domain(a) => dests[*a].domain.clone(),
+                    FaultTarget::Host(h) => h.clone(),
+                    _ => "the resolver".into(),
+                };
+                let how = if fault_kind_name(o.kind) == fault_kind_name(fault.kind) {
+                    match fault.kind {
+                        FaultKind::Tempfail(_) | FaultKind::Reject(_) => "the same stage",
+                        FaultKind::Slow { .. } => "the same factor",
+                        FaultKind::DnsTimeout { .. } => "the same lookup",
+                        _ => "the same kind",
+                    }
                 } else {
-                    secs_text(o.end)
+                    "the same kind"
                 };
                 return Err(self.err(
                     at("kind"),
                     format!(
-                        "contradicts [[fault]] #{} ({} on the same target from {} to {until}): while both are active only the first in file order shows; let one end before the other starts, or give both the same kind",
+                        "contradicts [[fault]] #{} ({} on {on} from {} to {}): {}while both are active only the first in file order shows{}; let one end before the other starts, or give both {how}",
                         j + 1,
-                        fault_kind_name(o.kind),
+                        fault_text(o.kind),
                         secs_text(o.start),
+                        until_text(o.end),
+                        shared.as_deref().unwrap_or(""),
+                        if shared.is_some() { " there" } else { "" },
                     ),
                 ));
             }
             out.push(fault);
         }
+        self.hidden_domain_faults(&out, dests)?;
         Ok(out)
+    }
+
+    /// A host's own fault wins over its domain's ([`crate::world::faults`]), so a domain
+    /// fault that host faults of other kinds cover on every one of the domain's hosts for
+    /// all of its time never shows: refuse it, as it would be silently ignored.
+    fn hidden_domain_faults(
+        &self,
+        faults: &[FaultSpec],
+        dests: &[DestinationSpec],
+    ) -> Result<(), InputError> {
+        for (i, d) in faults.iter().enumerate() {
+            let FaultTarget::Domain(x) = d.target else {
+                continue;
+            };
+            if !is_connection_kind(d.kind) {
+                continue;
+            }
+            let hosts = fault_hosts(&d.target, dests);
+            let mut first_cover = None;
+            let hidden = hosts.iter().all(|&host| {
+                // The other-kind faults on this host, clipped to d's window, in time order.
+                let mut spans: Vec<(Time, Time, usize)> = faults
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, h)| {
+                        matches!(&h.target, FaultTarget::Host(n) if n == host)
+                            && is_connection_kind(h.kind)
+                            && h.kind != d.kind
+                    })
+                    .map(|(j, h)| (h.start.max(d.start), h.end.min(d.end), j))
+                    .filter(|(s, e, _)| s < e)
+                    .collect();
+                spans.sort_unstable();
+                let mut covered = d.start;
+                for &(s, e, j) in &spans {
+                    if s > covered {
+                        break;
+                    }
+                    first_cover.get_or_insert(j);
+                    covered = covered.max(e);
+                }
+                covered >= d.end
+            });
+            if hidden && let Some(j) = first_cover {
+                let host = match &faults[j].target {
+                    FaultTarget::Host(n) => n.as_str(),
+                    _ => "",
+                };
+                return Err(self.err(
+                    ("fault", Some(i), "kind"),
+                    format!(
+                        "this {} on {} never shows: a fault on a host wins over one on its domain, and [[fault]] #{} ({} on {host}){} covers {} for all its time; let them overlap only in part, or leave the domain a host the fault reaches",
+                        fault_text(d.kind),
+                        dests[x].domain,
+                        j + 1,
+                        fault_text(faults[j].kind),
+                        if hosts.len() > 1 {
+                            " with the other host faults"
+                        } else {
+                            ""
+                        },
+                        if hosts.len() > 1 {
+                            "every host of the domain"
+                        } else {
+                            "its only host"
+                        },
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// `fill` of a disk_full fault: a size, or "100%" / absent for the whole disk.
@@ -1309,21 +1409,78 @@ pub fn fault_kind_name(kind: FaultKind) -> &'static str {
 }
 
 /// Two faults contradict when they say different things about the same target (the same
-/// layer: connections or lookups) at the same time. The world would show only the first;
-/// the second is then a mistake the user should hear about. Faults on a domain and on one of
-/// its hosts may overlap: that is how "all hosts down, one worse" is written.
-fn contradicts(a: &FaultSpec, b: &FaultSpec) -> bool {
+/// layer: connections or lookups) at the same time, or about one host two domains share.
+/// The world would show only the first; the second is then a mistake the user should hear
+/// about. A fault on a host may overlap one on its domain: the host's wins, which is how
+/// "all hosts down, one worse" is written.
+fn contradicts(a: &FaultSpec, b: &FaultSpec, dests: &[DestinationSpec]) -> bool {
     // Disk fills add up and loads multiply; only the world's faults hide one another.
     let of_the_world = matches!(
         a.target,
         FaultTarget::Domain(_) | FaultTarget::Host(_) | FaultTarget::Dns
     );
+    let same_place = a.target == b.target
+        || match (&a.target, &b.target) {
+            (FaultTarget::Domain(_), FaultTarget::Domain(_)) if is_connection_kind(a.kind) => {
+                let hb = fault_hosts(&b.target, dests);
+                fault_hosts(&a.target, dests).iter().any(|h| hb.contains(h))
+            }
+            _ => false,
+        };
     of_the_world
-        && a.target == b.target
+        && same_place
         && is_dns_kind(a.kind) == is_dns_kind(b.kind)
         && a.kind != b.kind
         && a.start < b.end
         && b.start < a.end
+}
+
+/// Faults on a server's connections (not DNS, not our own host).
+fn is_connection_kind(kind: FaultKind) -> bool {
+    !is_dns_kind(kind)
+        && !matches!(
+            kind,
+            FaultKind::DiskFull { .. } | FaultKind::TransportDown | FaultKind::Load { .. }
+        )
+}
+
+/// The host names a connection fault on `target` reaches.
+fn fault_hosts<'a>(target: &'a FaultTarget, dests: &'a [DestinationSpec]) -> Vec<&'a str> {
+    match target {
+        FaultTarget::Domain(d) => match dests.get(*d) {
+            Some(spec) if spec.mx.is_empty() => vec![spec.domain.as_str()],
+            Some(spec) => spec.mx.iter().map(|m| m.host.as_str()).collect(),
+            None => Vec::new(),
+        },
+        FaultTarget::Host(h) => vec![h.as_str()],
+        _ => Vec::new(),
+    }
+}
+
+/// A fault's kind as written, with its stage or factor (`tempfail at rcpt`, `slow ×2`).
+fn fault_text(kind: FaultKind) -> String {
+    let stage = |s: Stage| match s {
+        Stage::Greeting => "greeting",
+        Stage::Mail => "mail",
+        Stage::Rcpt => "rcpt",
+        Stage::Data => "data",
+    };
+    match kind {
+        FaultKind::Tempfail(s) | FaultKind::Reject(s) => {
+            format!("{} at {}", fault_kind_name(kind), stage(s))
+        }
+        FaultKind::Slow { factor } => format!("slow ×{factor}"),
+        FaultKind::DnsTimeout { lookup } => format!("dns_timeout of {}", secs_text(lookup)),
+        k => fault_kind_name(k).to_string(),
+    }
+}
+
+fn until_text(end: Time) -> String {
+    if end == Time::MAX {
+        "the end of the run".to_string()
+    } else {
+        secs_text(end)
+    }
 }
 
 /// A reply code or keyword written as a string or an integer (`"421"` or `421`).
