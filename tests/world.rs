@@ -139,6 +139,37 @@ fn a_queue_revived_in_the_second_of_a_scan_tick_takes_that_scans_mail() {
     assert_eq!(t.suspended_deferrals, 0);
 }
 
+#[test]
+fn a_connect_into_a_blackhole_succeeds_at_the_first_syn_resent_after_it_ends() {
+    // One message at 0 s; SYNs to d.test are dropped until 10 s; smtp_connect_timeout 30 s.
+    // Linux ≥ 6.5 resends the SYN at 1, 2, 3, 4, 5, 7, 11 s (tcp_syn_linear_timeouts = 4):
+    // the one at 11 s is answered, and the message goes out at 11 s with one attempt. An
+    // older kernel resends at 1, 3, 7, 15 s: out at 15 s. A 40 s blackhole outlasts the
+    // connect timeout: deferred at 30 s with mtime 330, retried by the 600 s scan.
+    let fault = |secs: u32| {
+        format!(
+            "[[fault]]\nat = \"0s\"\nfor = \"{secs}s\"\nkind = \"blackhole\"\ntarget = \"d.test\""
+        )
+    };
+    let (rec, report, _) = run(&burst(1, "", "", &fault(10)));
+    assert_eq!(attempt_seconds(&rec, 1), [0.0]);
+    assert_eq!(finished_seconds(&rec, 1), [11.0]);
+    assert_eq!(report.mta_totals.deferrals, 0);
+    let old_kernel = "[kernel]\ntcp_syn_linear_timeouts = 0";
+    let (rec, _, _) = run(&burst(1, old_kernel, "", &fault(10)));
+    assert_eq!(finished_seconds(&rec, 1), [15.0]);
+    let (rec, report, _) = run(&burst(1, "", "", &fault(40)));
+    assert_eq!(attempt_seconds(&rec, 1), [0.0, 600.0]);
+    assert_eq!(finished_seconds(&rec, 1), [600.0]);
+    assert_eq!(
+        report
+            .mta_totals
+            .deferred_by_cause
+            .get(Cause::ConnectionTimedOut),
+        1
+    );
+}
+
 const BLACKHOLE_D: &str = "[[fault]]\nat = \"0s\"\nkind = \"blackhole\"\ntarget = \"d.test\"\n";
 
 #[test]

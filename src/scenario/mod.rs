@@ -23,7 +23,7 @@ use params::{Feedback, Kind, Value};
 pub use remote::{
     ContentFilter, DiskSpec, Excess, FaultKind, FaultSpec, FaultTarget, GreylistSpec,
     MaxConnectionsSpec, MxHost, Phases, RateLimitSpec, RateReply, Site, SmtpClientConfig, SpamSpec,
-    Stage,
+    Stage, TcpStack,
 };
 pub use resolve_admin::Reconfiguration;
 pub use resolve_host::SizeDist;
@@ -199,6 +199,8 @@ pub struct Scenario {
     pub reconfigurations: Vec<Reconfiguration>,
     /// The queue file system; `None` = never full.
     pub disk: Option<DiskSpec>,
+    /// `[kernel]`: our TCP stack's SYN retransmissions.
+    pub tcp: TcpStack,
     pub content_filter: Option<ContentFilter>,
     /// master.cf maxproc of smtpd (0 = unlimited).
     pub smtpd_maxproc: u32,
@@ -525,6 +527,7 @@ impl Resolver<'_> {
             Some(d) => Some(self.disk(d)?),
             None => None,
         };
+        let tcp = self.kernel(raw.kernel.as_ref())?;
         let (admin, reconfigurations) = self.admin(
             &raw.admin,
             &resolve_admin::Context {
@@ -556,6 +559,7 @@ impl Resolver<'_> {
             admin,
             reconfigurations,
             disk,
+            tcp,
             content_filter,
             smtpd_maxproc,
             warnings,

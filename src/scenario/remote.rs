@@ -192,8 +192,7 @@ pub enum Site {
 /// The SMTP client's parameters (`smtp_*`, postconf(5) 3.7 defaults).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SmtpClientConfig {
-    /// Seconds; 0 = the operating system's connect timeout (modelled as 127 s, Linux's
-    /// default of 6 SYN retries).
+    /// Seconds; 0 = the operating system's connect timeout (the `[kernel]` SYN retries).
     pub connect_timeout: i64,
     /// Seconds.
     pub helo_timeout: i64,
@@ -215,6 +214,26 @@ pub struct ContentFilter {
     pub transport: usize,
     /// Index into `Scenario::destinations`: the filter's nexthop and its behaviour.
     pub destination: usize,
+}
+
+/// Our host's TCP stack (`[kernel]`): how an unanswered SYN is sent again. Linux starts with
+/// a 1 s retransmission timeout; since 6.5 the first `syn_linear_timeouts` retransmissions keep
+/// it (then it doubles), before that it doubled from the start; the connect fails after
+/// `syn_retries` retransmissions (ip-sysctl.rst: tcp_syn_retries, tcp_syn_linear_timeouts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpStack {
+    pub syn_retries: u32,
+    pub syn_linear_timeouts: u32,
+}
+
+impl Default for TcpStack {
+    /// Linux's defaults since 6.5 (Debian 12's 6.1 behaves as `syn_linear_timeouts = 0`).
+    fn default() -> Self {
+        TcpStack {
+            syn_retries: 6,
+            syn_linear_timeouts: 4,
+        }
+    }
 }
 
 /// The queue file system (`[disk]`): free space = size − used − queue files − fault fills.

@@ -15,6 +15,7 @@ pub mod latency;
 pub mod rate_limit;
 pub mod server;
 mod smtp_client;
+pub mod tcp;
 pub mod traffic;
 
 use crate::engine::time::{SECOND, Time};
@@ -95,10 +96,11 @@ struct ClientLimits {
 }
 
 impl ClientLimits {
-    fn from(smtp: &SmtpClientConfig) -> Self {
+    fn from(smtp: &SmtpClientConfig, syn: &tcp::SynSchedule) -> Self {
         ClientLimits {
             connect_timeout: match smtp.connect_timeout {
-                0 => OS_CONNECT_TIMEOUT,
+                // The operating system's own: when the kernel gives up resending the SYN.
+                0 => syn.gives_up,
                 s => s * SECOND,
             },
             helo_timeout: smtp.helo_timeout * SECOND,
@@ -124,10 +126,6 @@ fn address_for(name: &str, id: u32) -> String {
     }
 }
 
-/// Linux's connect timeout with the default `tcp_syn_retries = 6`, used when
-/// `smtp_connect_timeout = 0` leaves it to the operating system.
-const OS_CONNECT_TIMEOUT: Time = 127 * SECOND;
-
 pub struct World {
     hosts: Vec<Host>,
     /// Per destination: its hosts with MX preference, in preference order (stable).
@@ -139,6 +137,8 @@ pub struct World {
     on_our_host: Vec<bool>,
     faults: Timeline,
     limits: ClientLimits,
+    /// Our TCP stack's SYN retransmissions (`[kernel]`).
+    syn: tcp::SynSchedule,
     fallback: Vec<SiteRef>,
     host_ids: HashMap<String, u32>,
     /// Clients of agents at work, reused last-in first-out so the few in use stay in cache.
@@ -231,6 +231,7 @@ impl World {
             .chain(own_behaviours.iter().copied())
             .map(|d| d.is_content_filter)
             .collect();
+        let syn = tcp::SynSchedule::new(&scenario.tcp);
         let mut world = World {
             hosts,
             mx,
@@ -243,7 +244,8 @@ impl World {
             local,
             on_our_host,
             faults,
-            limits: ClientLimits::from(&scenario.smtp),
+            limits: ClientLimits::from(&scenario.smtp, &syn),
+            syn,
             fallback: Vec::new(),
             host_ids,
             clients: Vec::new(),
@@ -287,7 +289,7 @@ impl World {
 
     /// New delivery agents after `postfix reload` read the new `smtp_*` settings.
     pub fn reconfigure(&mut self, smtp: &SmtpClientConfig) {
-        self.limits = ClientLimits::from(smtp);
+        self.limits = ClientLimits::from(smtp, &self.syn);
         self.fallback = smtp
             .fallback_relay
             .iter()

@@ -225,23 +225,32 @@ impl World {
         let mut final_server = final_nexthop && !more;
         let h = host as usize;
         let owner = self.hosts[h].owner as usize;
-        let fault = self.faults.host(host, t0);
+        let mut fault = self.faults.host(host, t0);
         let mut slot = None;
         let (end, outcome) = 'talk: {
-            match fault {
-                Some(FaultKind::Refuse) => {
-                    let t = t0 + self.servers[owner].connect_time();
-                    break 'talk (t, HostOutcome::ConnectFailed(Cause::ConnectionRefused));
-                }
-                Some(FaultKind::Blackhole) => {
+            // The SYN that gets an answer: the first, or, while the host is blackholed, the
+            // first retransmission after the blackhole ends, if that comes before
+            // smtp_connect_timeout (tests/fidelity/blackhole-starvation shows it on Postfix).
+            let mut syn = 0;
+            if fault == Some(FaultKind::Blackhole) {
+                let answered = self.syn.retransmits.iter().copied().find(|&s| {
+                    s < limits.connect_timeout
+                        && self.faults.host(host, t0 + s) != Some(FaultKind::Blackhole)
+                });
+                let Some(s) = answered else {
                     break 'talk (
                         t0 + limits.connect_timeout,
                         HostOutcome::ConnectFailed(Cause::ConnectionTimedOut),
                     );
-                }
-                _ => {}
+                };
+                syn = s;
+                fault = self.faults.host(host, t0 + s);
             }
-            let connect = self.servers[owner].connect_time();
+            if fault == Some(FaultKind::Refuse) {
+                let t = t0 + syn + self.servers[owner].connect_time();
+                break 'talk (t, HostOutcome::ConnectFailed(Cause::ConnectionRefused));
+            }
+            let connect = syn + self.servers[owner].connect_time();
             if connect >= limits.connect_timeout {
                 break 'talk (
                     t0 + limits.connect_timeout,
