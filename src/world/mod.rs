@@ -37,6 +37,16 @@ pub struct Request<'a> {
     pub first: usize,
     /// The request's recipients; those `Pending` with no reply yet are to be delivered.
     pub recipients: &'a mut [Recipient],
+    /// qmgr's on-demand connection-caching flags for this request.
+    pub cache: CacheFlags,
+}
+
+/// `DEL_REQ_FLAG_CONN_LOAD` / `_STORE` (`qmgr_entry.c`, §5.8): reuse cached sessions, and
+/// park good new ones for reuse.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheFlags {
+    pub load: bool,
+    pub store: bool,
 }
 
 /// A delivery agent's SMTP client working on one request (valid until its `Step::Done`).

@@ -52,7 +52,7 @@ impl Qmgr {
     }
 
     /// The next request for an agent of transport `t`, by oldest activation.
-    fn select(&mut self, t: usize) -> Option<u32> {
+    fn select(&mut self, t: usize, now: Time) -> Option<u32> {
         while let Some(Reverse((key, q))) = self.transports[t].ready.pop() {
             let queue = &mut self.queues[q as usize];
             if queue.ready_key != key {
@@ -64,6 +64,7 @@ impl Qmgr {
             }
             let e = queue.todo.pop_front()?;
             queue.busy += 1;
+            queue.update_cache_flags(whole_seconds(now));
             self.offer(q);
             return Some(e);
         }
@@ -90,7 +91,9 @@ impl Mta {
                 {
                     break;
                 }
-                let Some(e) = self.qmgr.select(t) else { break };
+                let Some(e) = self.qmgr.select(t, now) else {
+                    break;
+                };
                 if self.transport_is_down(t, now) {
                     // No agent answers: the request and every queued one of the transport
                     // are deferred, and the transport is dead for transport_retry_time.
@@ -156,6 +159,7 @@ impl Mta {
             keys: msg.recipient_keys(),
             first: entry.lo as usize,
             recipients: &mut msg.recipients[entry.lo as usize..entry.hi as usize],
+            cache: self.qmgr.queues[entry.queue as usize].cache,
         }
     }
 
@@ -523,6 +527,8 @@ impl Mta {
         obs: &mut dyn Observer,
     ) {
         let queue = &mut self.qmgr.queues[q as usize];
+        // qmgr_queue_throttle: a queue that dies forgets its connection-caching flags.
+        queue.cache = crate::world::CacheFlags::default();
         queue.timer_generation += 1;
         let generation = queue.timer_generation;
         events.schedule(
