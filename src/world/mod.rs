@@ -13,6 +13,7 @@ pub mod faults;
 pub mod greylist;
 pub mod latency;
 pub mod rate_limit;
+pub mod scache;
 pub mod server;
 mod smtp_client;
 pub mod traffic;
