@@ -169,6 +169,7 @@ impl Mta {
                     relay: None,
                     setup_done: None,
                     tried: None,
+                    conn_use: 0,
                 };
                 let e = self.qmgr.alloc_entry(entry);
                 self.qmgr.queues[q as usize].todo.push_back(e);

@@ -175,12 +175,14 @@ impl Mta {
                 relay,
                 setup_done,
                 tried,
+                conn_use,
             } => {
                 let entry = &mut self.qmgr.entries[e as usize];
                 entry.site_failure = site_failure;
                 entry.relay = relay;
                 entry.setup_done = setup_done;
                 entry.tried = tried;
+                entry.conn_use = conn_use;
                 events.schedule(at.max(now), Event::DeliveryDone { entry: e });
             }
         }
@@ -366,6 +368,7 @@ impl Mta {
             active: msg.active_at,
             handoff: Some(entry.handoff),
             setup_done: entry.setup_done,
+            conn_use: entry.conn_use,
             to_filter: msg.filter_pass
                 && self
                     .content_filter
@@ -419,6 +422,7 @@ impl Mta {
             active: msg.active_at,
             handoff: None,
             setup_done: None,
+            conn_use: 0,
             to_filter: false,
         };
         let (id, origin) = (msg.id, msg.origin_id);

@@ -94,6 +94,8 @@ pub(crate) struct Entry {
     pub relay: Option<u32>,
     pub setup_done: Option<crate::engine::time::Time>,
     pub tried: Option<u32>,
+    /// `conn_use=` of the session that delivered it (0: a new connection).
+    pub conn_use: u32,
 }
 
 /// Which directory scan.
