@@ -461,3 +461,83 @@ fn postfix_reload_closes_the_cached_connections() {
     assert_eq!((report.smtp_connections, report.smtp_reused), (2, 2));
     assert_eq!(done_ms(&lines), [380, 1250, 2380, 3250]);
 }
+
+#[test]
+fn a_connection_rate_limit_counts_only_new_connections() {
+    // One new connection per hour allowed, 421 at the greeting beyond. With d.test cached,
+    // message 1 takes the only token and the other nine reuse its session: all delivered
+    // in the first 10 s. Without caching message 2's connection gets the 421.
+    let traffic = "rate = \"1/s\"\narrivals = \"uniform\"";
+    let limit = "rate_limit = { connections = 1, per = \"1h\" }\n";
+    let (lines, report) = run(&to_one_server(
+        r#"smtp_connection_cache_destinations = "d.test""#,
+        10,
+        traffic,
+        limit,
+    ));
+    assert_eq!((report.smtp_connections, report.smtp_reused), (1, 9));
+    assert!(lines.iter().all(|l| l.status == Status::Sent));
+    assert_eq!(report.last_final, Some(9 * SECOND + ms(250)));
+
+    let (lines, _) = run(&to_one_server(
+        r#"smtp_connection_cache_on_demand = "no""#,
+        10,
+        traffic,
+        limit,
+    ));
+    assert_eq!(
+        (lines[1].status, lines[1].cause, lines[1].done),
+        (
+            Status::Deferred,
+            Some(Cause::RateLimited),
+            SECOND + ms(10 + 50 + 100)
+        )
+    );
+}
+
+#[test]
+fn an_idle_cached_session_holds_its_servers_connection_slot() {
+    // mx.shared.test takes one connection at a time and answers 421 to more. x.test's
+    // session is parked idle from 0.38 to 2.38; y.test, not cached, connects at 0.56 and
+    // is refused (greeting at 0.66). Its retry at 300 s finds the slot free.
+    let text = r#"
+name = "slot"
+[postfix]
+smtp_connection_cache_destinations = "x.test"
+[[traffic]]
+to = "x.test"
+messages = 1
+arrivals = "burst"
+[[traffic]]
+to = "y.test"
+messages = 1
+arrivals = "burst"
+start = "500ms"
+[[destination]]
+domain = "x.test"
+dns = "10ms"
+connect = "50ms"
+greeting = "100ms"
+rcpt = "20ms"
+latency = "200ms"
+max_connections = 1
+mx = [ { host = "mx.shared.test", preference = 10 } ]
+[[destination]]
+domain = "y.test"
+dns = "10ms"
+mx = [ { host = "mx.shared.test", preference = 10 } ]
+"#;
+    let (lines, _) = run(text);
+    let summary: Vec<(u64, Status, Option<Cause>, i64)> = lines
+        .iter()
+        .map(|l| (l.message, l.status, l.cause, l.done / MILLISECOND))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, Status::Sent, None, 380),
+            (2, Status::Deferred, Some(Cause::TooManyConnections), 660),
+            (2, Status::Sent, None, 300_380),
+        ]
+    );
+}

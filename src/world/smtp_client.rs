@@ -15,16 +15,16 @@
 //!   feedback — unless some session of this request completed a mail transaction.
 //!
 //! Connection caching (§6.3; `smtp_connect.c: smtp_cache_policy, smtp_reuse_session`,
-//! `smtp_reuse.c`, `smtp_session.c`): after the first site's DNS lookup, when the request
-//! may load cached sessions, the client first takes the session cached under the request's
-//! next-hop name, then those cached at the best-preference addresses, before it connects to
-//! the addresses left; a less preferred address is also tried from the cache before a new
-//! connection. Each cached session is first probed with RSET. The DNS lookup is not skipped:
-//! Postfix 3.7 looks the site up before it searches the cache (the spec's §6.3 says
-//! otherwise; the source wins). Good sessions are parked after their transaction when they
-//! were opened with the store flag or came from the cache, until
-//! `smtp_connection_reuse_time_limit` after they were opened or
-//! `smtp_connection_reuse_count_limit` reuses.
+//! `smtp_reuse.c`, `smtp_session.c`): the request's caching policy takes effect once the
+//! first site's DNS lookup has found addresses. With the load flag, at each site the client
+//! first takes the session cached under the request's next-hop name, then those cached at
+//! the best-preference addresses, before it connects to the addresses left; a less
+//! preferred address is also tried from the cache before a new connection. Each cached
+//! session is first probed with RSET. The DNS lookup is not skipped: Postfix 3.7 looks the
+//! site up before it searches the cache (the spec's §6.3 says otherwise; the source wins).
+//! Good sessions are parked after their transaction when they were opened with the store
+//! flag or came from the cache, until `smtp_connection_reuse_time_limit` after they were
+//! opened or `smtp_connection_reuse_count_limit` reuses.
 //!
 //! A whole conversation with one host is decided when it starts (its phase times are drawn
 //! then), so the agent steps from host to host; fault windows are looked up at the exact
