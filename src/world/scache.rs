@@ -79,13 +79,18 @@ impl SessionCache {
     /// `nexthop` to `host` when given, both until `session.idle_until`.
     pub fn park(&mut self, now: Time, host: u32, nexthop: Option<u32>, session: IdleSession) {
         if let Some(list) = self.by_host.get_mut(host as usize) {
-            list.retain(|s| now < s.idle_until);
+            // Lookups prune what they pass; this only bounds a host nobody asks for again.
+            if list.len() >= PRUNE_AT {
+                list.retain(|s| now < s.idle_until);
+            }
             list.push(session);
         }
         let Some(bindings) = nexthop.and_then(|d| self.by_nexthop.get_mut(d as usize)) else {
             return;
         };
-        bindings.retain(|b| now < b.until);
+        if bindings.len() >= PRUNE_AT {
+            bindings.retain(|b| now < b.until);
+        }
         let at = session.parked;
         match bindings
             .iter_mut()
@@ -127,15 +132,28 @@ impl SessionCache {
     }
 }
 
+/// Lists longer than this are pruned when something is added to them.
+const PRUNE_AT: usize = 32;
+
 fn take_endpoint(by_host: &mut [Vec<IdleSession>], host: u32, now: Time) -> Option<IdleSession> {
     let list = by_host.get_mut(host as usize)?;
-    list.retain(|s| now < s.idle_until);
-    let (i, _) = list
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.idle_at(now))
-        .max_by_key(|&(i, s)| (s.parked, i))?;
-    Some(list.remove(i))
+    // One pass on the hot path: the newest idle session, and whether any has expired.
+    let mut best: Option<(Time, usize)> = None;
+    let mut expired = false;
+    for (i, s) in list.iter().enumerate() {
+        if s.idle_at(now) {
+            if best.is_none_or(|b| (s.parked, i) > b) {
+                best = Some((s.parked, i));
+            }
+        } else {
+            expired |= s.idle_until <= now;
+        }
+    }
+    let taken = best.map(|(_, i)| list.remove(i));
+    if expired {
+        list.retain(|s| now < s.idle_until);
+    }
+    taken
 }
 
 #[cfg(test)]
