@@ -85,6 +85,10 @@ pub struct RunReport {
     pub last_final: Option<Time>,
     /// When the deferred-scan clock ticked first (its phase).
     pub first_scan_tick: Time,
+    /// TCP connections the SMTP clients opened, and conversations they held over sessions
+    /// from the connection cache instead.
+    pub smtp_connections: u64,
+    pub smtp_reused: u64,
 }
 
 /// The first deferred-scan tick at or after 0 for a qmgr started at `start` (≤ 0).
@@ -290,6 +294,8 @@ pub fn simulate_with(
         first_arrival: mta.first_arrival(),
         last_final: mta.last_final(),
         first_scan_tick: first_tick,
+        smtp_connections: world.connections_opened,
+        smtp_reused: world.sessions_reused,
     })
 }
 
@@ -568,5 +574,7 @@ pub fn summarize(
             hold: p.hold,
         },
         events: report.events,
+        smtp_connections: report.smtp_connections,
+        smtp_reused: report.smtp_reused,
     }
 }

@@ -21,9 +21,9 @@ use crate::error::InputError;
 pub use admin::{AdminAction, AdminCommand, QueueSet, Selection};
 use params::{Feedback, Kind, Value};
 pub use remote::{
-    ContentFilter, DiskSpec, Excess, FaultKind, FaultSpec, FaultTarget, GreylistSpec,
-    MaxConnectionsSpec, MxHost, Phases, RateLimitSpec, RateReply, Site, SmtpClientConfig, SpamSpec,
-    Stage, TcpStack,
+    ConnectionCacheConfig, ContentFilter, DiskSpec, Excess, FaultKind, FaultSpec, FaultTarget,
+    GreylistSpec, MaxConnectionsSpec, MxHost, Phases, RateLimitSpec, RateReply, Site,
+    SmtpClientConfig, SpamSpec, Stage, TcpStack,
 };
 pub use resolve_admin::Reconfiguration;
 pub use resolve_host::SizeDist;
@@ -584,7 +584,9 @@ impl Resolver<'_> {
                 transport_tail(name).and_then(|(_, tail)| params::tail_kind(tail))
             {
                 kind
-            } else if params::RELAY_LISTS.contains(&name.as_str()) || name == params::CONTENT_FILTER
+            } else if params::RELAY_LISTS.contains(&name.as_str())
+                || name == params::CONTENT_FILTER
+                || name == params::CACHE_DESTINATIONS
             {
                 continue; // lists and nexthops: `smtp_client` and `content_filter_setting` read them
             } else if params::ACCEPTED_NOT_MODELLED.contains(&name.as_str()) {
@@ -599,7 +601,7 @@ impl Resolver<'_> {
                     .iter()
                     .map(|(n, _, _)| *n)
                     .chain(params::RELAY_LISTS.iter().copied())
-                    .chain([params::CONTENT_FILTER])
+                    .chain([params::CONTENT_FILTER, params::CACHE_DESTINATIONS])
                     .chain(params::ACCEPTED_NOT_MODELLED.iter().copied());
                 return Err(self.err(
                     at,
@@ -1126,6 +1128,11 @@ fn global_value(values: &BTreeMap<String, Value>, name: &str) -> Value {
         .map(|(_, k, _)| *k)
         .unwrap_or(Kind::Int { min: 0, max: 0 });
     params::parse_value(kind, default_text(name)).unwrap_or(Value::Int(0))
+}
+
+/// A yes/no parameter.
+fn global_bool(values: &BTreeMap<String, Value>, name: &str) -> bool {
+    matches!(global_value(values, name), Value::Bool(true))
 }
 
 /// A time (seconds) or integer parameter.

@@ -204,6 +204,40 @@ pub struct SmtpClientConfig {
     pub fallback_relay: Vec<Site>,
     /// Seconds.
     pub data_done_timeout: i64,
+    pub connection_cache: ConnectionCacheConfig,
+}
+
+/// SMTP connection caching (`../shared/postfix-model.md` §5.8, §6.3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionCacheConfig {
+    /// `smtp_connection_cache_on_demand`: cache when qmgr sees back-to-back deliveries.
+    pub on_demand: bool,
+    /// `smtp_connection_cache_destinations`, as destination indices: always cached.
+    pub destinations: Vec<usize>,
+    /// Seconds an idle session stays in the cache: the smaller of
+    /// `smtp_connection_cache_time_limit` and scache's `connection_cache_ttl_limit`.
+    pub idle_limit: i64,
+    /// `smtp_connection_reuse_time_limit`, seconds after the session was opened.
+    pub reuse_time_limit: i64,
+    /// `smtp_connection_reuse_count_limit`; 0 = no limit.
+    pub reuse_count_limit: u32,
+    /// `smtp_rset_timeout`, seconds: how long the RSET probe of a cached session that gets
+    /// no answer takes to fail.
+    pub rset_timeout: i64,
+}
+
+impl Default for ConnectionCacheConfig {
+    /// Postfix 3.7's defaults.
+    fn default() -> Self {
+        ConnectionCacheConfig {
+            on_demand: true,
+            destinations: Vec::new(),
+            idle_limit: 2,
+            reuse_time_limit: 300,
+            reuse_count_limit: 0,
+            rset_timeout: 20,
+        }
+    }
 }
 
 /// `content_filter = transport:[host]:port` (§7.3): every message is first delivered to
