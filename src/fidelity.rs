@@ -4,7 +4,9 @@
 //!
 //! The simulation replays the recorded run as closely as the recording allows: qmgr's start
 //! instant is the one measured on the real host (`meta.json`'s `qmgr_started_s`), and the
-//! recorder offered Postfix the very arrivals this scenario generates. What is compared:
+//! messages arrive when the recorder's smtpd sessions actually offered them (a burst of
+//! hundreds takes smtpd a second or so to accept), for a scenario with one traffic stream
+//! (a trace does not say which stream a message came from). What is compared:
 //! - final counts of the traffic recipients (sent, bounced, expired, still queued);
 //! - the drain time (last final status − first arrival);
 //! - peaks and the curves of the active and deferred queues, as the mean absolute difference
@@ -24,6 +26,7 @@ use std::path::Path;
 /// One recipient's outcome, from either side.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Outcome {
+    pub message_id: u64,
     pub arrival: f64,
     pub finished: Option<f64>,
     pub attempts: u32,
@@ -93,6 +96,7 @@ fn parse_deliveries(text: &str) -> Result<HashMap<String, Outcome>, String> {
         out.insert(
             row[1].to_string(),
             Outcome {
+                message_id: row[0].parse().map_err(|_| bad())?,
                 arrival: secs(&row[3])?.ok_or_else(bad)?,
                 finished: secs(&row[4])?,
                 attempts: row[6].parse().map_err(|_| bad())?,
@@ -115,6 +119,7 @@ impl Observer for Outcomes {
         self.0.insert(
             o.recipient.to_string(),
             Outcome {
+                message_id: o.message_id,
                 arrival: as_seconds_f64(o.arrival),
                 finished: o.finished.map(as_seconds_f64),
                 attempts: o.attempts,
@@ -201,11 +206,27 @@ impl Comparison {
     }
 }
 
-/// The scenario as the recording ran it: qmgr started when the real one did.
+/// The scenario as the recording ran it: qmgr started when the real one did, and the
+/// messages of a single traffic stream arrive at the recorded instants, in order.
 pub fn as_recorded(scenario: &Scenario, trace: &Trace) -> Scenario {
     let mut s = scenario.clone();
     if let Some(t) = trace.qmgr_started {
         s.qmgr_start = QmgrStart::At(t);
+    }
+    let mut first: HashMap<u64, f64> = HashMap::new();
+    for o in trace.recipients.values() {
+        let a = first.entry(o.message_id).or_insert(o.arrival);
+        *a = a.min(o.arrival);
+    }
+    let mut times: Vec<Time> = first
+        .values()
+        .map(|&a| (a * SECOND as f64).round() as Time)
+        .collect();
+    times.sort_unstable();
+    if let [stream] = s.traffic.as_mut_slice()
+        && stream.messages == Some(times.len() as u64)
+    {
+        stream.replay = Some(times.into());
     }
     s
 }

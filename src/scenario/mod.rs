@@ -168,6 +168,9 @@ pub struct TrafficStream {
     pub sender_lifetime: Time,
     /// How long an SMTP client's session holds one of our smtpd processes.
     pub receive: Latency,
+    /// Arrival instants to play instead of drawing them (`mailsim compare` replays those a
+    /// recording offered); never set from a scenario file.
+    pub replay: Option<std::sync::Arc<[Time]>>,
 }
 
 /// Where non-delivery and delay notices go (a destination index; by default the implicit
@@ -1025,6 +1028,7 @@ impl Resolver<'_> {
             sender_retry,
             sender_lifetime,
             receive,
+            replay: None,
         })
     }
 
