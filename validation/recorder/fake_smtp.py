@@ -219,9 +219,11 @@ class FakeServer:
             if self.conn_bucket is not None and not self.conn_bucket.available(t):
                 await self.reply(writer, conn, "421 4.7.0 Connection rate limit exceeded")
                 return
-            if self.rate_reply == "421" and self.msg_bucket is not None and not self.msg_bucket.available(t):
+            if self.rate_reply == "421" and self.msg_bucket is not None and not self.msg_bucket.take(t):
                 await self.reply(writer, conn, "421 4.7.0 Message rate limit exceeded")
                 return
+            # A session that passes the message limit holds its token from here: mailsim
+            # decides a conversation when it starts, so concurrent sessions never overshoot.
             if self.conn_bucket is not None:
                 self.conn_bucket.take(t)
             await self.reply(writer, conn, f"220 {self.domain} ESMTP mailsim-recorder")
@@ -255,6 +257,7 @@ class FakeServer:
         sender = None
         rcpts = []  # accepted recipients of the current transaction
         rate_exceeded = False
+        transactions = 0
         while True:
             line = await reader.readline()
             if not line:
@@ -269,12 +272,23 @@ class FakeServer:
                 if kind == "tempfail" and stage == "mail":
                     await self.reply(writer, conn, "451 4.3.0 Temporary failure, try again later")
                     continue
+                transactions += 1
+                if (
+                    transactions > 1
+                    and self.rate_reply == "421"
+                    and self.msg_bucket is not None
+                    and not self.msg_bucket.take(t)
+                ):
+                    # A reused session gets the limiter's 421 at MAIL FROM instead of at the
+                    # greeting, and the server closes (as mailsim's Server::mail_refused).
+                    await self.reply(writer, conn, "421 4.7.0 Message rate limit exceeded")
+                    return
                 sender = address_of(cmd)
                 rcpts = []
                 rate_exceeded = (
                     self.rate_reply == "450"
                     and self.msg_bucket is not None
-                    and not self.msg_bucket.available(t)
+                    and not self.msg_bucket.take(t)
                 )
                 await self.reply(writer, conn, "250 2.1.0 Ok")
             elif verb == "RCPT":
@@ -331,8 +345,6 @@ class FakeServer:
                 return "550 5.7.1 Message content rejected"
             if u < self.spam["reject"] + self.spam["tempfail"]:
                 return "451 4.7.1 Message content deferred"
-        if self.msg_bucket is not None:
-            self.msg_bucket.take(t)
         for r in rcpts:
             self.events.log(t, self.domain, 0, "accepted", f"{mailsim_id} {r}")
         return f"250 2.0.0 Ok: queued as M{mailsim_id}"
