@@ -156,6 +156,23 @@ pub enum Command {
     /// Check a scenario file without running it.
     #[command(after_help = EXIT_CODES)]
     Check { scenario: PathBuf },
+    /// Compare a scenario's simulation with a trace of it recorded on a real Postfix
+    /// (validation/record.py): final counts, drain time, queue curves, attempts per recipient.
+    /// Writes fidelity.png and fidelity.svg (real and simulated queues on one chart).
+    #[command(after_help = EXIT_CODES)]
+    Compare {
+        /// The scenario file the trace was recorded from.
+        scenario: PathBuf,
+        /// The trace's folder (queues.csv, deliveries.csv, meta.json).
+        #[arg(long)]
+        real: PathBuf,
+        /// Folder for the chart (default: results/<scenario name>-fidelity/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Do not draw the chart.
+        #[arg(long)]
+        no_plots: bool,
+    },
     /// Measure simulation speed (events per second) on a generated large run.
     Bench {
         /// Messages in the benchmark run.

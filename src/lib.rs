@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod engine;
 pub mod error;
+pub mod fidelity;
 pub mod guard;
 pub mod observe;
 pub mod output;

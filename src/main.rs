@@ -227,6 +227,32 @@ fn execute(command: Command) -> Result<(), Error> {
             eprintln!("{} runs merged into {}", merged.rows.len(), out.display());
             Ok(())
         }
+        Command::Compare {
+            scenario: path,
+            real,
+            out,
+            no_plots,
+        } => {
+            let sc = scenario::load(&path)?;
+            let trace = mailsim::fidelity::Trace::load(&real)?;
+            let cmp = mailsim::fidelity::compare(&sc, &trace)?;
+            println!("{cmp}");
+            if !no_plots {
+                let dir = out.unwrap_or_else(|| {
+                    std::path::Path::new("results").join(format!("{}-fidelity", sc.name))
+                });
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| Error::io("cannot create the results folder", &dir, e))?;
+                mailsim::plot::chart::write_line_chart(
+                    &mailsim::fidelity::chart(&cmp),
+                    &dir.join("fidelity.png"),
+                    &dir.join("fidelity.svg"),
+                )
+                .map_err(|e| Error::Runtime(e.to_string()))?;
+                eprintln!("chart in {}", dir.join("fidelity.png").display());
+            }
+            Ok(())
+        }
         Command::Plot { dir } => {
             if dir.join(sweep::output::STATE_FILE).is_file() {
                 let state = sweep::SweepState::read(&dir)?;

@@ -313,6 +313,9 @@ pub struct RecipientStatus<'a> {
     pub active: Time,
     pub handoff: Option<Time>,
     pub setup_done: Option<Time>,
+    /// `conn_use=`: deliveries made by the session, this one included, when it came from
+    /// the connection cache; 0 for a new connection.
+    pub conn_use: u32,
     pub done: Time,
     /// The recipient's index in the message as first received (with `origin_id`, its
     /// identity across content-filter re-injection).

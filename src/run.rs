@@ -91,6 +91,10 @@ pub struct RunReport {
     /// server's peak).
     pub greylist_entries: usize,
     pub greylist_peak: usize,
+    /// TCP connections the SMTP clients opened, and conversations they held over sessions
+    /// from the connection cache instead.
+    pub smtp_connections: u64,
+    pub smtp_reused: u64,
 }
 
 /// When qmgr started in a run of `scenario` with `seed` (≤ 0): `qmgr_start = "random"`
@@ -309,6 +313,8 @@ pub fn simulate_with(
         first_scan_tick: first_tick,
         greylist_entries,
         greylist_peak,
+        smtp_connections: world.connections_opened,
+        smtp_reused: world.sessions_reused,
     })
 }
 
@@ -588,5 +594,7 @@ pub fn summarize(
             hold: p.hold,
         },
         events: report.events,
+        smtp_connections: report.smtp_connections,
+        smtp_reused: report.smtp_reused,
     }
 }

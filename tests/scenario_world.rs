@@ -5,8 +5,9 @@
 use mailsim::engine::time::{MILLISECOND, SECOND, Time};
 use mailsim::error::InputError;
 use mailsim::scenario::{
-    self, Excess, FaultKind, FaultSpec, FaultTarget, GreylistSpec, Latency, MaxConnectionsSpec,
-    MxHost, Phases, RateLimitSpec, RateReply, Scenario, Site, SmtpClientConfig, SpamSpec, Stage,
+    self, ConnectionCacheConfig, Excess, FaultKind, FaultSpec, FaultTarget, GreylistSpec, Latency,
+    MaxConnectionsSpec, MxHost, Phases, RateLimitSpec, RateReply, Scenario, Site, SmtpClientConfig,
+    SpamSpec, Stage,
 };
 
 const MINUTE: Time = 60 * SECOND;
@@ -25,6 +26,13 @@ smtp_mx_address_limit = 3
 smtp_mx_session_limit = 0
 fallback_relay = "[relay.test]"
 smtp_fallback_relay = "backup.test, [mx2.big.test]:2525 $fallback_relay"
+smtp_connection_cache_on_demand = false
+smtp_connection_cache_destinations = "grey.test, RELAY.test grey.test"
+smtp_connection_cache_time_limit = "5s"
+connection_cache_ttl_limit = 3
+smtp_connection_reuse_time_limit = "1m"
+smtp_connection_reuse_count_limit = 10
+smtp_rset_timeout = "5s"
 
 [[traffic]]
 to = "big.test"
@@ -138,6 +146,15 @@ fn every_new_key_resolves_to_its_checked_value() {
                 Site::Host("relay.test".into()),
             ],
             data_done_timeout: 600,
+            // The idle limit is the smaller of the client's and scache's.
+            connection_cache: ConnectionCacheConfig {
+                on_demand: false,
+                destinations: vec![1, 3],
+                idle_limit: 3,
+                reuse_time_limit: 60,
+                reuse_count_limit: 10,
+                rset_timeout: 5,
+            },
         }
     );
 
@@ -364,6 +381,14 @@ fn without_the_new_keys_everything_has_its_default() {
             mx_session_limit: 2,
             fallback_relay: Vec::new(),
             data_done_timeout: 600,
+            connection_cache: ConnectionCacheConfig {
+                on_demand: true,
+                destinations: Vec::new(),
+                idle_limit: 2,
+                reuse_time_limit: 300,
+                reuse_count_limit: 0,
+                rset_timeout: 20,
+            },
         }
     );
     assert!(s.faults.is_empty());

@@ -242,6 +242,37 @@ target = "r.test"
     assert_eq!(finished_seconds(&rec, 6), [150.05]);
 }
 
+#[test]
+fn a_connect_into_a_blackhole_succeeds_at_the_first_syn_resent_after_it_ends() {
+    // One message at 0 s; SYNs to d.test are dropped until 10 s; smtp_connect_timeout 30 s.
+    // Linux ≥ 6.5 resends the SYN at 1, 2, 3, 4, 5, 7, 11 s (tcp_syn_linear_timeouts = 4):
+    // the one at 11 s is answered, and the message goes out at 11 s with one attempt. An
+    // older kernel resends at 1, 3, 7, 15 s: out at 15 s. A 40 s blackhole outlasts the
+    // connect timeout: deferred at 30 s with mtime 330, retried by the 600 s scan.
+    let fault = |secs: u32| {
+        format!(
+            "[[fault]]\nat = \"0s\"\nfor = \"{secs}s\"\nkind = \"blackhole\"\ntarget = \"d.test\""
+        )
+    };
+    let (rec, report, _) = run(&burst(1, "", "", &fault(10)));
+    assert_eq!(attempt_seconds(&rec, 1), [0.0]);
+    assert_eq!(finished_seconds(&rec, 1), [11.0]);
+    assert_eq!(report.mta_totals.deferrals, 0);
+    let old_kernel = "[kernel]\ntcp_syn_linear_timeouts = 0";
+    let (rec, _, _) = run(&burst(1, old_kernel, "", &fault(10)));
+    assert_eq!(finished_seconds(&rec, 1), [15.0]);
+    let (rec, report, _) = run(&burst(1, "", "", &fault(40)));
+    assert_eq!(attempt_seconds(&rec, 1), [0.0, 600.0]);
+    assert_eq!(finished_seconds(&rec, 1), [600.0]);
+    assert_eq!(
+        report
+            .mta_totals
+            .deferred_by_cause
+            .get(Cause::ConnectionTimedOut),
+        1
+    );
+}
+
 const BLACKHOLE_D: &str = "[[fault]]\nat = \"0s\"\nkind = \"blackhole\"\ntarget = \"d.test\"\n";
 
 #[test]
@@ -283,10 +314,12 @@ fn a_mute_host_holds_the_agent_for_the_helo_timeout() {
 fn one_dead_mx_of_two_halves_throughput_to_window_times_two_over_connect_timeout() {
     // Equal preferences are tried in random order: half the sessions first spend the 30 s
     // connect timeout on the dead host. A 20-session window then delivers 20 × 2 / 30 s =
-    // 1.33 messages/s; 2000 messages take about 1500 s (sd ≈ 34 s).
+    // 1.33 messages/s; 2000 messages take about 1500 s (sd ≈ 34 s). Without connection
+    // caching: a cached session to the live host would hide the dead one
+    // (tests/connection_cache.rs).
     let text = burst(
         2000,
-        "",
+        "[postfix]\nsmtp_connection_cache_on_demand = \"no\"",
         r#"mx = [ { host = "a.d.test", preference = 10 }, { host = "b.d.test", preference = 10 } ]"#,
         "[[fault]]\nat = \"0s\"\nkind = \"blackhole\"\ntarget = \"b.d.test\"",
     );
@@ -368,7 +401,9 @@ fn a_421_connection_limiter_defers_one_third_with_feedback_one_in_postfix_3_7() 
     //     one takes the slot, the other gets 421 and takes the window 6 → 4 (5 busy);
     //   - the next success raises it 4 → 5 and starts 1 delivery, which is accepted;
     //   - the next raises it 5 → 6 and the cycle repeats.
-    // One refusal per two successes: 1/3 of first attempts.
+    // One refusal per two successes: 1/3 of first attempts. With connection caching (the
+    // default) the finished session is parked and reused by one of the two deliveries,
+    // keeping its slot, and the other opens the connection that is refused: the same 1/3.
     let f =
         deferred_fraction_of_first_attempts(&concurrency_limited_server_with("1", "421", SPREAD));
     assert!((f - 1.0 / 3.0).abs() < 0.02, "deferred {f}");
@@ -473,10 +508,12 @@ fn a_message_rate_limit_with_421_throttles_the_destination_to_death() {
     // while window < busy + initial concurrency = 7). The 60 tokens give 60 successes; then
     // every greeting is 421: window 7 → 5 → 4 → 3 → 2, fail cohorts 1/7 + 1/5 + 1/4 + 1/3 +
     // 1/2 = 1.43 ≥ 1 at the fifth refusal: dead. The sixth delivery had already started; the
-    // other 600 − 66 = 534 messages are deferred without a connection.
+    // other 600 − 66 = 534 messages are deferred without a connection. Without connection
+    // caching: with it, deliveries reuse the sessions of those that just finished and meet
+    // the limit at MAIL FROM instead of the greeting (tests/connection_cache.rs).
     let text = burst(
         600,
-        r#"stop = "299s""#,
+        "stop = \"299s\"\n[postfix]\nsmtp_connection_cache_on_demand = \"no\"",
         r#"rate_limit = { messages = 60, per = "1m", reply = "421" }"#,
         "",
     );

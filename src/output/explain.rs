@@ -251,8 +251,14 @@ impl Observer for Explainer {
                         Some(s) => (s - h, r.done - s),
                         None => (r.done - h, 0),
                     };
+                    let setup_what = match r.conn_use {
+                        0 => "to connect and greet".to_string(),
+                        n => format!(
+                            "to look up the site and probe a cached connection (its delivery number {n})"
+                        ),
+                    };
                     self.lines.push(format!(
-                        "{:>16}waited {} s for an agent (window, maxproc), {} s to connect and greet, {} s in the transaction",
+                        "{:>16}waited {} s for an agent (window, maxproc), {} s {setup_what}, {} s in the transaction",
                         "",
                         delay_text(wait),
                         delay_text(setup),

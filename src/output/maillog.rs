@@ -334,6 +334,10 @@ impl Observer for MailLog {
                 };
                 let relay = match (r.agent, r.relay) {
                     (Agent::Local, _) => "local".to_string(),
+                    // log_adhoc.c: a cached session's use count follows the relay.
+                    (_, Some((h, a))) if r.conn_use > 0 => {
+                        format!("{h}[{a}]:25, conn_use={}", r.conn_use)
+                    }
                     (_, Some((h, a))) => format!("{h}[{a}]:25"),
                     (_, None) => "none".to_string(),
                 };

@@ -63,6 +63,10 @@ pub struct Summary {
     pub peak: Peaks,
     /// Events handled by the engine.
     pub events: u64,
+    /// TCP connections our SMTP clients opened, and deliveries over sessions from the
+    /// connection cache (`conn_use=` in mail.log) instead of a new connection.
+    pub smtp_connections: u64,
+    pub smtp_reused: u64,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq, Default)]

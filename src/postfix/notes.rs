@@ -36,6 +36,7 @@ pub(crate) struct RecipientNote {
     pub active: Time,
     pub handoff: Option<Time>,
     pub setup_done: Option<Time>,
+    pub conn_use: u32,
     pub to_filter: bool,
 }
 
@@ -201,6 +202,7 @@ impl Mta {
                         active: r.active,
                         handoff: r.handoff,
                         setup_done: r.setup_done,
+                        conn_use: r.conn_use,
                         done: n.t,
                         index: r.index,
                         to_filter: r.to_filter,

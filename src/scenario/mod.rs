@@ -21,9 +21,9 @@ use crate::error::InputError;
 pub use admin::{AdminAction, AdminCommand, QueueSet, Selection};
 use params::{Feedback, Kind, Value};
 pub use remote::{
-    ContentFilter, DiskSpec, Excess, FaultKind, FaultSpec, FaultTarget, GreylistSpec,
-    MaxConnectionsSpec, MxHost, Phases, RateLimitSpec, RateReply, Site, SmtpClientConfig, SpamSpec,
-    Stage,
+    ConnectionCacheConfig, ContentFilter, DiskSpec, Excess, FaultKind, FaultSpec, FaultTarget,
+    GreylistSpec, MaxConnectionsSpec, MxHost, Phases, RateLimitSpec, RateReply, Site,
+    SmtpClientConfig, SpamSpec, Stage, TcpStack,
 };
 pub use resolve_admin::Reconfiguration;
 pub use resolve_host::SizeDist;
@@ -168,6 +168,9 @@ pub struct TrafficStream {
     pub sender_lifetime: Time,
     /// How long an SMTP client's session holds one of our smtpd processes.
     pub receive: Latency,
+    /// Arrival instants to play instead of drawing them (`mailsim compare` replays those a
+    /// recording offered); never set from a scenario file.
+    pub replay: Option<std::sync::Arc<[Time]>>,
 }
 
 /// Where non-delivery and delay notices go (a destination index; by default the implicit
@@ -199,6 +202,8 @@ pub struct Scenario {
     pub reconfigurations: Vec<Reconfiguration>,
     /// The queue file system; `None` = never full.
     pub disk: Option<DiskSpec>,
+    /// `[kernel]`: our TCP stack's SYN retransmissions.
+    pub tcp: TcpStack,
     pub content_filter: Option<ContentFilter>,
     /// master.cf maxproc of smtpd (0 = unlimited).
     pub smtpd_maxproc: u32,
@@ -525,6 +530,7 @@ impl Resolver<'_> {
             Some(d) => Some(self.disk(d)?),
             None => None,
         };
+        let tcp = self.kernel(raw.kernel.as_ref())?;
         let (admin, reconfigurations) = self.admin(
             &raw.admin,
             &resolve_admin::Context {
@@ -556,6 +562,7 @@ impl Resolver<'_> {
             admin,
             reconfigurations,
             disk,
+            tcp,
             content_filter,
             smtpd_maxproc,
             warnings,
@@ -580,7 +587,9 @@ impl Resolver<'_> {
                 transport_tail(name).and_then(|(_, tail)| params::tail_kind(tail))
             {
                 kind
-            } else if params::RELAY_LISTS.contains(&name.as_str()) || name == params::CONTENT_FILTER
+            } else if params::RELAY_LISTS.contains(&name.as_str())
+                || name == params::CONTENT_FILTER
+                || name == params::CACHE_DESTINATIONS
             {
                 continue; // lists and nexthops: `smtp_client` and `content_filter_setting` read them
             } else if params::ACCEPTED_NOT_MODELLED.contains(&name.as_str()) {
@@ -595,7 +604,7 @@ impl Resolver<'_> {
                     .iter()
                     .map(|(n, _, _)| *n)
                     .chain(params::RELAY_LISTS.iter().copied())
-                    .chain([params::CONTENT_FILTER])
+                    .chain([params::CONTENT_FILTER, params::CACHE_DESTINATIONS])
                     .chain(params::ACCEPTED_NOT_MODELLED.iter().copied());
                 return Err(self.err(
                     at,
@@ -1020,6 +1029,7 @@ impl Resolver<'_> {
             sender_retry,
             sender_lifetime,
             receive,
+            replay: None,
         })
     }
 
@@ -1123,6 +1133,11 @@ fn global_value(values: &BTreeMap<String, Value>, name: &str) -> Value {
         .map(|(_, k, _)| *k)
         .unwrap_or(Kind::Int { min: 0, max: 0 });
     params::parse_value(kind, default_text(name)).unwrap_or(Value::Int(0))
+}
+
+/// A yes/no parameter.
+fn global_bool(values: &BTreeMap<String, Value>, name: &str) -> bool {
+    matches!(global_value(values, name), Value::Bool(true))
 }
 
 /// A time (seconds) or integer parameter.

@@ -33,11 +33,6 @@ pub const ACCEPTED_NOT_MODELLED: &[&str] = &[
     "smtp_data_init_timeout",
     "smtp_data_xfer_timeout",
     "relayhost",
-    "smtp_connection_cache_on_demand",
-    "smtp_connection_cache_destinations",
-    "smtp_connection_cache_time_limit",
-    "smtp_connection_reuse_time_limit",
-    "smtp_connection_reuse_count_limit",
     "smtp_skip_5xx_greeting",
     "smtp_defer_if_no_mx_address_found",
     "qmgr_message_recipient_limit",
@@ -121,7 +116,32 @@ pub const GLOBAL: &[(&str, Kind, &str)] = &[
     // 0 = no limit.
     ("smtp_mx_address_limit", int(0, i32::MAX as i64), "5"),
     ("smtp_mx_session_limit", int(0, i32::MAX as i64), "2"),
+    // Connection caching (§5.8, §6.3; smtp_params.c, scache.c): idle sessions live for
+    // min(smtp_connection_cache_time_limit, connection_cache_ttl_limit).
+    ("smtp_connection_cache_on_demand", Kind::Bool, "yes"),
+    (
+        "smtp_connection_cache_time_limit",
+        time('s', 1, MAX_TIME),
+        "2s",
+    ),
+    ("connection_cache_ttl_limit", time('s', 1, MAX_TIME), "2s"),
+    (
+        "smtp_connection_reuse_time_limit",
+        time('s', 1, MAX_TIME),
+        "300s",
+    ),
+    // 0 = no limit.
+    (
+        "smtp_connection_reuse_count_limit",
+        int(0, i32::MAX as i64),
+        "0",
+    ),
+    ("smtp_rset_timeout", time('s', 1, MAX_TIME), "20s"),
 ];
+
+/// `smtp_connection_cache_destinations`: destinations whose sessions are always cached,
+/// read by `resolve_world.rs` (a list of the scenario's domain names).
+pub const CACHE_DESTINATIONS: &str = "smtp_connection_cache_destinations";
 
 /// Parameters whose value is a list of next-hop sites (`host`, `[host]`, with an optional
 /// `:port`). They name the scenario's destinations and hosts, so they are resolved after the

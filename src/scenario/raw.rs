@@ -29,6 +29,7 @@ pub struct Scenario {
     #[serde(default)]
     pub admin: Vec<Admin>,
     pub disk: Option<Disk>,
+    pub kernel: Option<Kernel>,
     /// Read by `mailsim sweep` (sweep/spec.rs); a plain run ignores it.
     #[serde(rename = "sweep")]
     pub _sweep: Option<toml::Value>,
@@ -116,6 +117,14 @@ pub struct Filter {
 pub struct Disk {
     pub size: ParamValue,
     pub used: Option<ParamValue>,
+}
+
+/// Our host's TCP stack (`[kernel]`, the sysctls `net.ipv4.tcp_syn_*`).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Kernel {
+    pub tcp_syn_retries: Option<i64>,
+    pub tcp_syn_linear_timeouts: Option<i64>,
 }
 
 /// An administrator's command on the timeline.
@@ -207,7 +216,9 @@ pub fn read(text: &str, file: &str) -> Result<Scenario, InputError> {
 }
 
 /// Tables that appear once (`[postfix]`) and lists of tables (`[[traffic]]`).
-const SINGLE_TABLES: &[&str] = &["postfix", "master", "notices", "disk", "filter", "sweep"];
+const SINGLE_TABLES: &[&str] = &[
+    "postfix", "master", "notices", "disk", "kernel", "filter", "sweep",
+];
 const TABLE_LISTS: &[&str] = &["traffic", "destination", "fault", "admin"];
 
 /// What went wrong with a `[table]` or `[[table]]` header line.

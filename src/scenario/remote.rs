@@ -195,8 +195,7 @@ pub enum Site {
 /// The SMTP client's parameters (`smtp_*`, postconf(5) 3.7 defaults).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SmtpClientConfig {
-    /// Seconds; 0 = the operating system's connect timeout (modelled as 127 s, Linux's
-    /// default of 6 SYN retries).
+    /// Seconds; 0 = the operating system's connect timeout (the `[kernel]` SYN retries).
     pub connect_timeout: i64,
     /// Seconds.
     pub helo_timeout: i64,
@@ -208,6 +207,40 @@ pub struct SmtpClientConfig {
     pub fallback_relay: Vec<Site>,
     /// Seconds.
     pub data_done_timeout: i64,
+    pub connection_cache: ConnectionCacheConfig,
+}
+
+/// SMTP connection caching (`../shared/postfix-model.md` §5.8, §6.3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionCacheConfig {
+    /// `smtp_connection_cache_on_demand`: cache when qmgr sees back-to-back deliveries.
+    pub on_demand: bool,
+    /// `smtp_connection_cache_destinations`, as destination indices: always cached.
+    pub destinations: Vec<usize>,
+    /// Seconds an idle session stays in the cache: the smaller of
+    /// `smtp_connection_cache_time_limit` and scache's `connection_cache_ttl_limit`.
+    pub idle_limit: i64,
+    /// `smtp_connection_reuse_time_limit`, seconds after the session was opened.
+    pub reuse_time_limit: i64,
+    /// `smtp_connection_reuse_count_limit`; 0 = no limit.
+    pub reuse_count_limit: u32,
+    /// `smtp_rset_timeout`, seconds: how long the RSET probe of a cached session that gets
+    /// no answer takes to fail.
+    pub rset_timeout: i64,
+}
+
+impl Default for ConnectionCacheConfig {
+    /// Postfix 3.7's defaults.
+    fn default() -> Self {
+        ConnectionCacheConfig {
+            on_demand: true,
+            destinations: Vec::new(),
+            idle_limit: 2,
+            reuse_time_limit: 300,
+            reuse_count_limit: 0,
+            rset_timeout: 20,
+        }
+    }
 }
 
 /// `content_filter = transport:[host]:port` (§7.3): every message is first delivered to
@@ -218,6 +251,26 @@ pub struct ContentFilter {
     pub transport: usize,
     /// Index into `Scenario::destinations`: the filter's nexthop and its behaviour.
     pub destination: usize,
+}
+
+/// Our host's TCP stack (`[kernel]`): how an unanswered SYN is sent again. Linux starts with
+/// a 1 s retransmission timeout; since 6.5 the first `syn_linear_timeouts` retransmissions keep
+/// it (then it doubles), before that it doubled from the start; the connect fails after
+/// `syn_retries` retransmissions (ip-sysctl.rst: tcp_syn_retries, tcp_syn_linear_timeouts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpStack {
+    pub syn_retries: u32,
+    pub syn_linear_timeouts: u32,
+}
+
+impl Default for TcpStack {
+    /// Linux's defaults since 6.5 (Debian 12's 6.1 behaves as `syn_linear_timeouts = 0`).
+    fn default() -> Self {
+        TcpStack {
+            syn_retries: 6,
+            syn_linear_timeouts: 4,
+        }
+    }
 }
 
 /// The queue file system (`[disk]`): free space = size − used − queue files − fault fills.

@@ -1,7 +1,7 @@
 //! Resolving what describes our own host: the queue file system (`[disk]`), message sizes
 //! (§7.1) and the content filter (`content_filter`, `[filter]`; §7.3).
 
-use super::remote::DiskSpec;
+use super::remote::{DiskSpec, TcpStack};
 use super::{
     At, DestinationSpec, Latency, Phases, Resolver, did_you_mean, is_service_name, params, raw,
     units,
@@ -144,6 +144,28 @@ impl Resolver<'_> {
             ));
         }
         Ok(DiskSpec { size, used })
+    }
+
+    /// `[kernel]`: how our TCP stack resends an unanswered SYN.
+    pub(super) fn kernel(&self, k: Option<&raw::Kernel>) -> Result<TcpStack, InputError> {
+        let mut tcp = TcpStack::default();
+        let Some(k) = k else { return Ok(tcp) };
+        // The kernel's own range for both (MAX_TCP_SYNCNT).
+        let check = |key: &str, v: Option<i64>, min: i64| match v {
+            None => Ok(None),
+            Some(v) if (min..=127).contains(&v) => Ok(Some(v as u32)),
+            Some(v) => Err(self.err(
+                ("kernel", None, key),
+                format!("{v} is out of range: Linux takes {min} to 127"),
+            )),
+        };
+        if let Some(v) = check("tcp_syn_retries", k.tcp_syn_retries, 1)? {
+            tcp.syn_retries = v;
+        }
+        if let Some(v) = check("tcp_syn_linear_timeouts", k.tcp_syn_linear_timeouts, 0)? {
+            tcp.syn_linear_timeouts = v;
+        }
+        Ok(tcp)
     }
 
     /// `size = "75KB"`, `size = 10000`, or a table `{ mean = "75KB", sd = "150KB" }`

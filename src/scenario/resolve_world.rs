@@ -5,11 +5,11 @@
 
 use super::params::{self, Value};
 use super::remote::{
-    Excess, FaultKind, FaultSpec, FaultTarget, GreylistSpec, MaxConnectionsSpec, MxHost,
-    RateLimitSpec, RateReply, Site, SmtpClientConfig, SpamSpec, Stage,
+    ConnectionCacheConfig, Excess, FaultKind, FaultSpec, FaultTarget, GreylistSpec,
+    MaxConnectionsSpec, MxHost, RateLimitSpec, RateReply, Site, SmtpClientConfig, SpamSpec, Stage,
 };
 use super::{
-    At, DestinationSpec, LOCAL_DESTINATION, LOCAL_TRANSPORT, Resolver, did_you_mean,
+    At, DestinationSpec, LOCAL_DESTINATION, LOCAL_TRANSPORT, Resolver, did_you_mean, global_bool,
     global_seconds, raw, units,
 };
 use crate::engine::time::{SECOND, Time, write_seconds};
@@ -1248,7 +1248,73 @@ impl Resolver<'_> {
             mx_session_limit: count("smtp_mx_session_limit"),
             fallback_relay,
             data_done_timeout: global_seconds(values, "smtp_data_done_timeout"),
+            connection_cache: ConnectionCacheConfig {
+                on_demand: global_bool(values, "smtp_connection_cache_on_demand"),
+                destinations: match table.get(params::CACHE_DESTINATIONS) {
+                    Some(v) => self.cache_destinations(&v.as_text(), dests)?,
+                    None => Vec::new(),
+                },
+                idle_limit: global_seconds(values, "smtp_connection_cache_time_limit")
+                    .min(global_seconds(values, "connection_cache_ttl_limit")),
+                reuse_time_limit: global_seconds(values, "smtp_connection_reuse_time_limit"),
+                reuse_count_limit: count("smtp_connection_reuse_count_limit"),
+                rset_timeout: global_seconds(values, "smtp_rset_timeout"),
+            },
         })
+    }
+
+    /// `smtp_connection_cache_destinations`: next-hop domains separated by commas and/or
+    /// spaces, matched against the request's bare domain (`smtp_cache_policy`). Postfix
+    /// would silently never match `[host]`, `host:port` or a name it never delivers to;
+    /// here each is a mistake worth an error.
+    fn cache_destinations(
+        &self,
+        text: &str,
+        dests: &[DestinationSpec],
+    ) -> Result<Vec<usize>, InputError> {
+        let at = ("postfix", None, params::CACHE_DESTINATIONS);
+        let known = || {
+            dests
+                .iter()
+                .filter(|d| !is_local(d))
+                .map(|d| d.domain.as_str())
+        };
+        let mut out = Vec::new();
+        for element in text
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|e| !e.is_empty())
+        {
+            let name = element.to_ascii_lowercase();
+            if name.contains(['[', ']', ':', '/']) {
+                let bare = name
+                    .trim_start_matches('[')
+                    .split([']', ':'])
+                    .next()
+                    .unwrap_or("");
+                return Err(self.err(
+                    at,
+                    format!(
+                        "`{element}`: list bare destination domains, without [], :port, \
+                         files or tables (postconf(5)){}",
+                        did_you_mean(bare, known())
+                    ),
+                ));
+            }
+            match dests.iter().position(|d| !is_local(d) && d.domain == name) {
+                Some(d) if !out.contains(&d) => out.push(d),
+                Some(_) => {}
+                None => {
+                    return Err(self.err(
+                        at,
+                        format!(
+                            "`{element}` is not an SMTP destination of this scenario{}",
+                            did_you_mean(&name, known())
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// A list of sites separated by commas and/or spaces: `domain` or `[host]`, each with an

@@ -60,6 +60,8 @@ pub const METRICS: &[(&str, MetricFn)] = &[
     ("peak_hold", |s| Some(s.peak.hold as f64)),
     ("end_time_s", |s| Some(s.end_time_s)),
     ("events", |s| Some(s.events as f64)),
+    ("smtp_connections", |s| Some(s.smtp_connections as f64)),
+    ("smtp_reused", |s| Some(s.smtp_reused as f64)),
 ];
 
 /// Queue curves aggregated per point: incoming, active, deferred, hold, and all of them.

@@ -100,6 +100,14 @@ impl Timeline {
             .map(|w| w.kind)
     }
 
+    /// Whether host `h` had a fault that `kind` accepts at some instant of `[from, to]`.
+    pub fn host_had(&self, h: u32, from: Time, to: Time, kind: impl Fn(FaultKind) -> bool) -> bool {
+        self.by_host.get(h as usize).is_some_and(|list| {
+            list.iter()
+                .any(|w| w.start <= to && from < w.end && kind(w.kind))
+        })
+    }
+
     /// The resolver fault for a lookup of domain `d` (or of a name that is no destination,
     /// `None`) at `t`; a fault on the domain wins over one on the whole resolver.
     pub fn dns(&self, d: Option<usize>, t: Time) -> Option<FaultKind> {

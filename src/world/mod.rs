@@ -3,7 +3,8 @@
 //!
 //! The seam between the MTA and the world is [`World::start`] / [`World::resume`]: qmgr hands
 //! a delivery request to an agent, and the agent's SMTP client (`smtp_client.rs`, following
-//! Postfix's `smtp_connect.c`) works through DNS, MX hosts and fallback relays. Each step
+//! Postfix's `smtp_connect.c`) works through DNS, MX hosts and fallback relays, taking
+//! sessions from and parking them in the connection cache (`scache.rs`). Each step
 //! says when the agent is next busy deciding (`Step::Wait`) or that it is done, with every
 //! recipient's reply written and whether the request ended in a site failure (the hop status
 //! that throttles the destination's queue, `../shared/postfix-model.md` §6.2).
@@ -13,8 +14,10 @@ pub mod faults;
 pub mod greylist;
 pub mod latency;
 pub mod rate_limit;
+pub mod scache;
 pub mod server;
 mod smtp_client;
+pub mod tcp;
 pub mod traffic;
 
 use crate::engine::time::{SECOND, Time};
@@ -23,6 +26,7 @@ use crate::postfix::message::{Recipient, RecipientKeys};
 use crate::scenario::{DestinationSpec, Scenario, Site, SmtpClientConfig};
 use connections::ConnectionSlots;
 use faults::Timeline;
+use scache::SessionCache;
 use server::Server;
 use smtp_client::Client;
 use std::collections::HashMap;
@@ -37,6 +41,16 @@ pub struct Request<'a> {
     pub first: usize,
     /// The request's recipients; those `Pending` with no reply yet are to be delivered.
     pub recipients: &'a mut [Recipient],
+    /// qmgr's on-demand connection-caching flags for this request.
+    pub cache: CacheFlags,
+}
+
+/// `DEL_REQ_FLAG_CONN_LOAD` / `_STORE` (`qmgr_entry.c`, §5.8): reuse cached sessions, and
+/// park good new ones for reuse.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheFlags {
+    pub load: bool,
+    pub store: bool,
 }
 
 /// A delivery agent's SMTP client working on one request (valid until its `Step::Done`).
@@ -58,6 +72,9 @@ pub enum Step {
         setup_done: Option<Time>,
         /// The last host tried, connected or not (named in `connect to …` reasons).
         tried: Option<u32>,
+        /// `conn_use=`: how many deliveries the last session has made, this one included,
+        /// when it came from the connection cache; 0 for a new connection.
+        conn_use: u32,
     },
 }
 
@@ -92,19 +109,32 @@ struct ClientLimits {
     address_limit: u32,
     session_limit: u32,
     data_done_timeout: Time,
+    cache_on_demand: bool,
+    /// How long a parked session stays idle before scache closes it.
+    cache_idle_limit: Time,
+    /// `smtp_connection_reuse_time_limit`, whole seconds as Postfix counts it.
+    reuse_time_limit_s: i64,
+    reuse_count_limit: u32,
+    rset_timeout: Time,
 }
 
 impl ClientLimits {
-    fn from(smtp: &SmtpClientConfig) -> Self {
+    fn from(smtp: &SmtpClientConfig, syn: &tcp::SynSchedule) -> Self {
         ClientLimits {
             connect_timeout: match smtp.connect_timeout {
-                0 => OS_CONNECT_TIMEOUT,
+                // The operating system's own: when the kernel gives up resending the SYN.
+                0 => syn.gives_up,
                 s => s * SECOND,
             },
             helo_timeout: smtp.helo_timeout * SECOND,
             address_limit: smtp.mx_address_limit,
             session_limit: smtp.mx_session_limit,
             data_done_timeout: smtp.data_done_timeout * SECOND,
+            cache_on_demand: smtp.connection_cache.on_demand,
+            cache_idle_limit: smtp.connection_cache.idle_limit * SECOND,
+            reuse_time_limit_s: smtp.connection_cache.reuse_time_limit,
+            reuse_count_limit: smtp.connection_cache.reuse_count_limit,
+            rset_timeout: smtp.connection_cache.rset_timeout * SECOND,
         }
     }
 }
@@ -124,10 +154,6 @@ fn address_for(name: &str, id: u32) -> String {
     }
 }
 
-/// Linux's connect timeout with the default `tcp_syn_retries = 6`, used when
-/// `smtp_connect_timeout = 0` leaves it to the operating system.
-const OS_CONNECT_TIMEOUT: Time = 127 * SECOND;
-
 pub struct World {
     hosts: Vec<Host>,
     /// Per destination: its hosts with MX preference, in preference order (stable).
@@ -143,6 +169,8 @@ pub struct World {
     on_our_host: Vec<bool>,
     faults: Timeline,
     limits: ClientLimits,
+    /// Our TCP stack's SYN retransmissions (`[kernel]`).
+    syn: tcp::SynSchedule,
     fallback: Vec<SiteRef>,
     host_ids: HashMap<String, u32>,
     /// Clients of agents at work, reused last-in first-out so the few in use stay in cache.
@@ -164,6 +192,17 @@ pub struct World {
     /// a lookup that fails).
     fallback_names: Vec<u32>,
     pub keep_notes: bool,
+    /// Idle sessions parked for reuse (scache).
+    scache: SessionCache,
+    /// Per destination: listed in `smtp_connection_cache_destinations`.
+    always_cache: Vec<bool>,
+    /// The instant of the step being played: the world is asked in time order, so what
+    /// expired before it is of no use to anyone.
+    clock: Time,
+    /// TCP connections our SMTP clients opened (the connect succeeded), and conversations
+    /// held over sessions taken from the cache instead.
+    pub connections_opened: u64,
+    pub sessions_reused: u64,
 }
 
 impl World {
@@ -243,6 +282,7 @@ impl World {
             .chain(own_behaviours.iter().copied())
             .map(|d| d.is_content_filter)
             .collect();
+        let syn = tcp::SynSchedule::new(&scenario.tcp);
         let mut world = World {
             hosts,
             mx,
@@ -260,7 +300,8 @@ impl World {
             local,
             on_our_host,
             faults,
-            limits: ClientLimits::from(&scenario.smtp),
+            limits: ClientLimits::from(&scenario.smtp, &syn),
+            syn,
             fallback: Vec::new(),
             host_ids,
             clients: Vec::new(),
@@ -274,7 +315,13 @@ impl World {
             domains: dests.iter().map(|d| d.domain.clone()).collect(),
             fallback_names: Vec::new(),
             keep_notes: false,
+            scache: SessionCache::default(),
+            always_cache: vec![false; dests.len()],
+            clock: Time::MIN,
+            connections_opened: 0,
+            sessions_reused: 0,
         };
+        world.scache = SessionCache::new(world.hosts.len(), dests.len());
         let mut named: Vec<(&String, &u32)> = world.host_ids.iter().collect();
         named.sort_by_key(|(_, id)| **id);
         world.host_names = named.iter().map(|(n, _)| (*n).clone()).collect();
@@ -315,9 +362,25 @@ impl World {
         )
     }
 
-    /// New delivery agents after `postfix reload` read the new `smtp_*` settings.
+    /// New delivery agents after `postfix reload` (or `start`) read the new `smtp_*`
+    /// settings; scache(8) restarts too, closing the connections it held.
     pub fn reconfigure(&mut self, smtp: &SmtpClientConfig) {
-        self.limits = ClientLimits::from(smtp);
+        self.limits = ClientLimits::from(smtp, &self.syn);
+        for (host, s) in self.scache.drain() {
+            if let (Some((slot, count)), Some(slots)) =
+                (s.slot, self.hosts[host as usize].slots.as_mut())
+                && slots.still_held(slot, count)
+            {
+                // The connection closes once its transaction is over.
+                slots.release_at(slot, s.parked.max(self.clock));
+            }
+        }
+        self.always_cache.iter_mut().for_each(|a| *a = false);
+        for &d in &smtp.connection_cache.destinations {
+            if let Some(a) = self.always_cache.get_mut(d) {
+                *a = true;
+            }
+        }
         self.fallback = smtp
             .fallback_relay
             .iter()
@@ -371,6 +434,7 @@ impl World {
                 relay: None,
                 setup_done: None,
                 tried: None,
+                conn_use: 0,
             };
         }
         let agent = match self.free_clients.pop() {
@@ -380,7 +444,19 @@ impl World {
                 (self.clients.len() - 1) as u32
             }
         };
-        self.clients[agent as usize].reset();
+        // smtp_cache_policy: the destination list forces caching; otherwise qmgr's flags
+        // decide, when on-demand caching is on.
+        let cache = if self.always_cache[req.dest as usize] {
+            CacheFlags {
+                load: true,
+                store: true,
+            }
+        } else if self.limits.cache_on_demand {
+            req.cache
+        } else {
+            CacheFlags::default()
+        };
+        self.clients[agent as usize].reset(cache);
         self.step(agent, now, req)
     }
 
@@ -390,6 +466,7 @@ impl World {
     }
 
     fn step(&mut self, agent: u32, now: Time, req: Request<'_>) -> Step {
+        self.clock = self.clock.max(now);
         let step = self.advance(agent as usize, now, req);
         if let Step::Done { .. } = step {
             self.free_clients.push(agent);

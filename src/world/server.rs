@@ -86,6 +86,14 @@ impl Server {
         None
     }
 
+    /// For a session from our connection cache (no greeting this time): is the message
+    /// rate answered with 421 exceeded at MAIL FROM time `t`? The server then says 421 to
+    /// MAIL FROM and closes the connection, as it would have at the greeting.
+    pub fn mail_refused(&self, t: Time) -> bool {
+        self.rate_reply == RateReply::Greeting421
+            && self.messages.as_ref().is_some_and(|b| !b.available(t))
+    }
+
     /// Is the message rate exceeded at MAIL FROM time `t` (answered 450 to each RCPT)?
     pub fn rcpt_rate_exceeded(&self, t: Time) -> bool {
         self.rate_reply == RateReply::Rcpt450

@@ -14,22 +14,51 @@
 //!   error) with the last error, and the request reports a site failure — qmgr's negative
 //!   feedback — unless some session of this request completed a mail transaction.
 //!
+//! Connection caching (§6.3; `smtp_connect.c: smtp_cache_policy, smtp_reuse_session`,
+//! `smtp_reuse.c`, `smtp_session.c`): the request's caching policy takes effect once the
+//! first site's DNS lookup has found addresses. With the load flag, at each site the client
+//! first takes the session cached under the request's next-hop name, then those cached at
+//! the best-preference addresses, before it connects to the addresses left; a less
+//! preferred address is also tried from the cache before a new connection. Each cached
+//! session is first probed with RSET. The DNS lookup is not skipped: Postfix 3.7 looks the
+//! site up before it searches the cache (the spec's §6.3 says otherwise; the source wins).
+//! Good sessions are parked after their transaction when they were opened with the store
+//! flag or came from the cache, until `smtp_connection_reuse_time_limit` after they were
+//! opened or `smtp_connection_reuse_count_limit` reuses.
+//!
 //! A whole conversation with one host is decided when it starts (its phase times are drawn
 //! then), so the agent steps from host to host; fault windows are looked up at the exact
 //! phase instants.
 
 use super::connections::Admission;
-use super::{AgentId, Request, SiteRef, Step, World};
-use crate::engine::time::Time;
+use super::scache::IdleSession;
+use super::{AgentId, CacheFlags, Request, SiteRef, Step, World};
+use crate::engine::time::{Time, whole_seconds};
 use crate::observe::Cause;
 use crate::postfix::message::Reply;
 use crate::scenario::{FaultKind, Stage};
+
+/// Where the client is within the current site (`smtp_connect_inet`'s order of work).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Phase {
+    /// The site's DNS lookup is next.
+    #[default]
+    Resolve,
+    /// `smtp_reuse_session`, first: the session cached under the request's next-hop name.
+    ReuseNexthop,
+    /// `smtp_reuse_session`, then: sessions cached at the best-preference addresses, from
+    /// `next_addr` on.
+    ReuseBest,
+    /// The address loop from `next_addr` on: new connections, or cached sessions of less
+    /// preferred addresses.
+    Connect,
+}
 
 /// Progress of one request through its sites and addresses.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Client {
     site: usize,
-    resolved: bool,
+    phase: Phase,
     addrs: HostList,
     next_addr: usize,
     addr_count: u32,
@@ -46,14 +75,34 @@ pub(super) struct Client {
     relay: Option<u32>,
     setup_done: Option<Time>,
     tried: Option<u32>,
+    /// `smtp_cache_policy` for this request, applied once the first site has addresses.
+    policy: CacheFlags,
+    /// `SMTP_MISC_FLAG_CONN_LOAD` / `_STORE` in effect (none until the policy applies).
+    cache: CacheFlags,
+    /// `HAVE_SCACHE_REQUEST_NEXTHOP`: the next good session is also cached under the
+    /// request's next-hop name; cleared by the first session that was not throttled.
+    nexthop_key: bool,
+    /// MX preference of the site's first address (`domain_best_pref`).
+    best_pref: u32,
+    /// Sessions taken from the cache by `smtp_reuse_session` at this site.
+    reused_here: u32,
+    /// Addresses whose cached sessions this request used (`cache_used`): later sites skip
+    /// them.
+    cache_used: Vec<u32>,
+    /// `conn_use=` of the last session (0: a new connection).
+    conn_use: u32,
 }
 
 impl Client {
-    pub(super) fn reset(&mut self) {
+    pub(super) fn reset(&mut self, policy: CacheFlags) {
         let mut addrs = std::mem::take(&mut self.addrs);
         addrs.clear();
+        let mut cache_used = std::mem::take(&mut self.cache_used);
+        cache_used.clear();
         *self = Client {
             addrs,
+            cache_used,
+            policy,
             ..Client::default()
         };
     }
@@ -78,6 +127,10 @@ impl HostList {
 
     fn len(&self) -> usize {
         self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     fn push(&mut self, h: u32) {
@@ -107,70 +160,324 @@ impl HostList {
             self.spill[i]
         }
     }
+
+    /// Removes the first `h`, keeping the order of the others.
+    fn remove(&mut self, h: u32) {
+        let slice = self.as_mut_slice();
+        let Some(i) = slice.iter().position(|&x| x == h) else {
+            return;
+        };
+        slice[i..].rotate_left(1);
+        if self.len > INLINE_HOSTS {
+            self.spill.pop();
+            if self.spill.len() == INLINE_HOSTS {
+                self.inline.copy_from_slice(&self.spill);
+                self.spill.clear();
+            }
+        }
+        self.len -= 1;
+    }
 }
 
 /// How a conversation with one host ended.
 enum HostOutcome {
     /// No TCP connection: only logged, the next address is tried.
     ConnectFailed(Cause),
-    /// Connected, but the greeting or EHLO failed (`smtp_site_fail`).
+    /// Connected, but the greeting or EHLO failed (`smtp_site_fail`), or the session was
+    /// lost: the session is "throttled".
     HandshakeFailed(Cause),
-    Transaction,
+    /// The mail transaction ran; `closed`: the server disconnected after refusing it, so
+    /// it did not complete and cannot be cached.
+    Transaction { closed: bool },
 }
 
+/// How a mail transaction ended.
+enum TransactionEnd {
+    /// Its replies came in; the session is still open.
+    Done(Time),
+    /// The server answered 421 and closed the connection.
+    Closed(Time),
+    /// The server never answered the end of data (`smtp_stream_except`).
+    Lost(Time),
+}
+
+/// Which loop of `smtp_connect_inet` a conversation belongs to.
+#[derive(Clone, Copy)]
+enum Loop {
+    /// `smtp_reuse_session`: the list was already updated; the final-server flag is given.
+    Reuse { final_server: bool },
+    /// The address loop: the address and session limits decide what comes next.
+    Connect,
+}
+
+/// One conversation's place in the request.
+struct Turn {
+    within: Loop,
+    /// The session came from the cache.
+    from_cache: bool,
+    /// Another address may be tried after this one.
+    more: bool,
+    /// `SMTP_MISC_FLAG_FINAL_SERVER`: soft errors here defer.
+    final_server: bool,
+}
+
+/// The RSET probe of a cached session (`smtp_reuse_common`).
+enum Probe {
+    /// Nothing cached for the address.
+    None,
+    /// The session answered at the given time.
+    Answered(IdleSession, Time),
+    /// The session was dead; the client gave up on it then.
+    Failed(Time),
+}
 impl World {
     /// Runs request `e` from `event_time` until it must wait for the clock (its next DNS
-    /// lookup or connection lies in the future) or is done. Finishing needs no wait: the
-    /// agent's reply is computed from what already happened.
+    /// lookup, cache lookup or connection lies in the future) or is done. Finishing needs no
+    /// wait: the agent's reply is computed from what already happened.
     pub(super) fn advance(&mut self, e: usize, event_time: Time, mut req: Request<'_>) -> Step {
         let mut now = event_time;
         loop {
             if !req.recipients.iter().any(|r| r.is_left()) {
                 return self.finish(e, now, &mut req);
             }
-            let sites = 1 + self.fallback.len();
-            if !self.clients[e].resolved {
-                if now > event_time {
-                    return Step::Wait(now, AgentId(e as u32));
+            // Every lookup and conversation happens at its own instant: the agent waits for
+            // the clock first (the cache holds only what is idle by then).
+            match self.clients[e].phase {
+                Phase::Resolve => {
+                    if now > event_time {
+                        return Step::Wait(now, AgentId(e as u32));
+                    }
+                    now = self.resolve_site(e, now, &req);
                 }
-                let site_index = self.clients[e].site;
-                let site = match site_index {
-                    0 => SiteRef::Domain(req.dest),
-                    i => self.fallback[i - 1],
-                };
-                let mut addrs = std::mem::take(&mut self.clients[e].addrs);
-                addrs.clear();
-                let (delay, error) = self.resolve(site, now, &mut addrs);
-                let c = &mut self.clients[e];
-                c.addrs = addrs;
-                c.final_nexthop = site_index + 1 == sites;
-                c.resolved = true;
-                c.next_addr = 0;
-                c.addr_count = 0;
-                c.sess_count = 0;
-                if error.is_some() {
-                    c.last_cause = error;
+                Phase::ReuseNexthop => {
+                    if !self.clients[e].nexthop_key {
+                        self.clients[e].phase = Phase::ReuseBest;
+                        continue;
+                    }
+                    if now > event_time {
+                        return Step::Wait(now, AgentId(e as u32));
+                    }
+                    self.clients[e].phase = Phase::ReuseBest;
+                    now = self.reuse_nexthop(e, now, &mut req).max(now);
                 }
-                now += delay.max(0);
-                continue;
-            }
-            let c = &mut self.clients[e];
-            if c.next_addr >= c.addrs.len() {
-                if c.final_nexthop {
-                    return self.finish(e, now, &mut req);
+                Phase::ReuseBest => {
+                    let c = &self.clients[e];
+                    let i = c.next_addr;
+                    let site = self.site_ref(e, &req);
+                    if i >= c.addrs.len() || self.preference(site, c.addrs.get(i)) != c.best_pref {
+                        // smtp_connect_inet: the sessions reused count as addresses and
+                        // sessions of this site.
+                        let c = &mut self.clients[e];
+                        c.addr_count = c.reused_here;
+                        c.sess_count = c.reused_here;
+                        c.next_addr = 0;
+                        c.phase = Phase::Connect;
+                        continue;
+                    }
+                    if now > event_time {
+                        return Step::Wait(now, AgentId(e as u32));
+                    }
+                    now = self.reuse_best(e, i, now, &mut req).max(now);
                 }
-                c.site += 1;
-                c.resolved = false;
-                continue;
+                Phase::Connect => {
+                    let c = &mut self.clients[e];
+                    if c.next_addr >= c.addrs.len() {
+                        if c.final_nexthop {
+                            return self.finish(e, now, &mut req);
+                        }
+                        c.site += 1;
+                        c.phase = Phase::Resolve;
+                        continue;
+                    }
+                    if now > event_time {
+                        return Step::Wait(now, AgentId(e as u32));
+                    }
+                    let host = c.addrs.get(c.next_addr);
+                    c.next_addr += 1;
+                    c.addr_count += 1;
+                    let site = self.site_ref(e, &req);
+                    let c = &self.clients[e];
+                    // Best-preference addresses were searched already (smtp_reuse_session).
+                    let cached = if c.cache.load && self.preference(site, host) != c.best_pref {
+                        self.probe_cached(host, now)
+                    } else {
+                        Probe::None
+                    };
+                    let (t0, cached) = match cached {
+                        Probe::None => (now, None),
+                        Probe::Answered(s, t) => (t, Some(s)),
+                        // The dead session is dropped; a new connection follows.
+                        Probe::Failed(t) => (t, None),
+                    };
+                    now = self
+                        .converse(e, host, t0, &mut req, cached, Loop::Connect)
+                        .max(now);
+                }
             }
-            if now > event_time {
-                return Step::Wait(now, AgentId(e as u32));
-            }
-            let host = c.addrs.get(c.next_addr);
-            c.next_addr += 1;
-            c.addr_count += 1;
-            now = self.converse(e, host, now, &mut req).max(now);
         }
+    }
+
+    /// The current site.
+    fn site_ref(&self, e: usize, req: &Request<'_>) -> SiteRef {
+        match self.clients[e].site {
+            0 => SiteRef::Domain(req.dest),
+            i => self.fallback[i - 1],
+        }
+    }
+
+    /// The MX preference of `host` at `site` (0 for an address looked up without MX).
+    fn preference(&self, site: SiteRef, host: u32) -> u32 {
+        match site {
+            SiteRef::Domain(d) => self.mx[d as usize]
+                .iter()
+                .find(|&&(_, h)| h == host)
+                .map_or(0, |&(p, _)| p),
+            SiteRef::Host(_) => 0,
+        }
+    }
+
+    /// The current site's DNS lookup at `now`; returns when it is answered. On the first
+    /// site with addresses the request's caching policy takes effect; with the load flag
+    /// the cache is searched next.
+    fn resolve_site(&mut self, e: usize, now: Time, req: &Request<'_>) -> Time {
+        let sites = 1 + self.fallback.len();
+        let site_index = self.clients[e].site;
+        let site = self.site_ref(e, req);
+        let mut addrs = std::mem::take(&mut self.clients[e].addrs);
+        addrs.clear();
+        let (delay, error) = self.resolve(site, now, &mut addrs);
+        let best_pref = if addrs.is_empty() {
+            0
+        } else {
+            self.preference(site, addrs.get(0))
+        };
+        let c = &mut self.clients[e];
+        c.addrs = addrs;
+        c.final_nexthop = site_index + 1 == sites;
+        c.next_addr = 0;
+        c.addr_count = 0;
+        c.sess_count = 0;
+        c.reused_here = 0;
+        c.best_pref = best_pref;
+        if error.is_some() {
+            c.last_cause = error;
+        }
+        if site_index == 0 && !c.addrs.is_empty() {
+            c.cache = c.policy;
+            c.nexthop_key = c.cache.load || c.cache.store;
+        }
+        c.phase = Phase::Connect;
+        if c.cache.load {
+            // Addresses whose cached sessions this request used are not visited again.
+            for &h in &c.cache_used {
+                c.addrs.remove(h);
+            }
+            if !c.addrs.is_empty() {
+                c.phase = Phase::ReuseNexthop;
+            }
+        }
+        now + delay.max(0)
+    }
+
+    /// `smtp_reuse_session`, first step, at `now`: the session cached under the request's
+    /// next-hop name (perhaps a fallback relay's, which is how a cached session skips dead
+    /// hosts). Returns when the client is done with it.
+    fn reuse_nexthop(&mut self, e: usize, now: Time, req: &mut Request<'_>) -> Time {
+        let Some((host, s)) = self.scache.take_nexthop(req.dest, now) else {
+            return now;
+        };
+        let t = match self.probe(host, s, now) {
+            Ok(t) => t,
+            Err(t) => return t,
+        };
+        let c = &mut self.clients[e];
+        c.reused_here = 1;
+        self.update_addr_list(e, host);
+        let c = &self.clients[e];
+        let final_server = c.final_nexthop && c.addrs.is_empty();
+        self.converse(e, host, t, req, Some(s), Loop::Reuse { final_server })
+    }
+
+    /// `smtp_reuse_session`, second step: the session cached at best-preference address
+    /// `i`, searched at `now`. Returns when the client is done with it.
+    fn reuse_best(&mut self, e: usize, i: usize, now: Time, req: &mut Request<'_>) -> Time {
+        let host = self.clients[e].addrs.get(i);
+        let (s, t) = match self.probe_cached(host, now) {
+            Probe::Answered(s, t) => (s, t),
+            Probe::None => {
+                self.clients[e].next_addr = i + 1;
+                return now;
+            }
+            Probe::Failed(t) => {
+                self.clients[e].next_addr = i + 1;
+                return t;
+            }
+        };
+        self.clients[e].reused_here += 1;
+        // The address leaves the list (the next one takes its place), or the list goes.
+        self.update_addr_list(e, host);
+        let c = &self.clients[e];
+        let final_server = c.final_nexthop && i >= c.addrs.len();
+        self.converse(e, host, t, req, Some(s), Loop::Reuse { final_server })
+    }
+
+    /// `smtp_update_addr_list` after a session was taken from the cache: the list is dropped
+    /// when a limit is reached, otherwise the session's address leaves it.
+    fn update_addr_list(&mut self, e: usize, host: u32) {
+        let limits = self.limits;
+        let c = &mut self.clients[e];
+        if c.reused_here == limits.session_limit || c.reused_here == limits.address_limit {
+            c.addrs.clear();
+        } else {
+            c.addrs.remove(host);
+        }
+    }
+
+    /// A cached session of `host` taken from the cache at `now` and probed.
+    fn probe_cached(&mut self, host: u32, now: Time) -> Probe {
+        match self.scache.take_endpoint(host, now) {
+            Some(s) => match self.probe(host, s, now) {
+                Ok(t) => Probe::Answered(s, t),
+                Err(t) => Probe::Failed(t),
+            },
+            None => Probe::None,
+        }
+    }
+
+    /// `smtp_reuse_common`: the RSET probe of session `s` to `host` at `now`. A server that
+    /// does not answer (blackholed or mute now) costs `smtp_rset_timeout`; one that refused
+    /// connections at some instant while the session was idle was down, and closed it.
+    /// A failed probe is silent: no error is recorded for the recipients. Returns when the
+    /// reply came, or `Err(when)` the client gave up on the session.
+    fn probe(&mut self, host: u32, s: IdleSession, now: Time) -> Result<Time, Time> {
+        let owner = self.hosts[host as usize].owner as usize;
+        // With a connection limit, a connection waiting in the listen backlog may have
+        // taken the idle session's slot (`connections.rs`): the server closed it.
+        let slot_lost = match (s.slot, self.hosts[host as usize].slots.as_ref()) {
+            (Some((slot, count)), Some(slots)) => !slots.still_held(slot, count),
+            _ => false,
+        };
+        let outcome = match self.faults.host(host, now) {
+            Some(FaultKind::Blackhole | FaultKind::Mute) => Err(now + self.limits.rset_timeout),
+            _ => {
+                let t = now + self.servers[owner].rcpt_time();
+                let closed = slot_lost
+                    || self
+                        .faults
+                        .host_had(host, s.parked, now, |k| k == FaultKind::Refuse);
+                if closed { Err(t) } else { Ok(t) }
+            }
+        };
+        if let (Err(t), Some((slot, _)), Some(slots), false) = (
+            outcome,
+            s.slot,
+            self.hosts[host as usize].slots.as_mut(),
+            slot_lost,
+        ) {
+            // The client drops the dead session: its slot is free from then.
+            slots.release_at(slot, t);
+        }
+        outcome
     }
 
     /// DNS for one site: fills `addrs` and returns the lookup time and any error.
@@ -215,33 +522,72 @@ impl World {
         (lookup, None)
     }
 
-    /// One conversation with `host` starting at `t0`; returns when it ends.
-    fn converse(&mut self, e: usize, host: u32, t0: Time, req: &mut Request<'_>) -> Time {
+    /// One conversation with `host` starting at `t0`, over `cached` (a session from the
+    /// cache whose RSET probe was answered at `t0`) or a new connection; returns when it
+    /// ends. Afterwards the session is parked in the cache or closed
+    /// (`smtp_cleanup_session`).
+    fn converse(
+        &mut self,
+        e: usize,
+        host: u32,
+        t0: Time,
+        req: &mut Request<'_>,
+        cached: Option<IdleSession>,
+        within: Loop,
+    ) -> Time {
         let limits = self.limits;
         let c = &self.clients[e];
-        let mut more = c.next_addr < c.addrs.len()
-            && !(limits.address_limit > 0 && c.addr_count >= limits.address_limit);
         let final_nexthop = c.final_nexthop;
-        let mut final_server = final_nexthop && !more;
+        let (more, final_server) = match within {
+            Loop::Reuse { final_server } => (true, final_server),
+            Loop::Connect => {
+                let more = c.next_addr < c.addrs.len()
+                    && !(limits.address_limit > 0 && c.addr_count >= limits.address_limit);
+                (more, final_nexthop && !more)
+            }
+        };
+        let mut turn = Turn {
+            within,
+            from_cache: cached.is_some(),
+            more,
+            final_server,
+        };
         let h = host as usize;
         let owner = self.hosts[h].owner as usize;
-        let fault = self.faults.host(host, t0);
-        let mut slot = None;
+        let mut fault = self.faults.host(host, t0);
+        let mut slot = cached.and_then(|s| s.slot).map(|(s, _)| s);
+        // A session may be parked after its transaction if it came from the cache (it keeps
+        // its deadline, `smtp_session_activate`) or was opened with the store flag
+        // (`smtp_session_alloc`): its expire_time in whole seconds and its reuse_count.
+        let mut cacheable: Option<(i64, u32)> = cached.map(|s| (s.expire_s, s.reuse_count + 1));
         let (end, outcome) = 'talk: {
-            match fault {
-                Some(FaultKind::Refuse) => {
-                    let t = t0 + self.servers[owner].connect_time();
-                    break 'talk (t, HostOutcome::ConnectFailed(Cause::ConnectionRefused));
-                }
-                Some(FaultKind::Blackhole) => {
+            if cached.is_some() {
+                self.sessions_reused += 1;
+                break 'talk self.session(e, host, t0, &mut turn, req);
+            }
+            // The SYN that gets an answer: the first, or, while the host is blackholed, the
+            // first retransmission after the blackhole ends, if that comes before
+            // smtp_connect_timeout (tests/fidelity/blackhole-starvation shows it on Postfix).
+            let mut syn = 0;
+            if fault == Some(FaultKind::Blackhole) {
+                let answered = self.syn.retransmits.iter().copied().find(|&s| {
+                    s < limits.connect_timeout
+                        && self.faults.host(host, t0 + s) != Some(FaultKind::Blackhole)
+                });
+                let Some(s) = answered else {
                     break 'talk (
                         t0 + limits.connect_timeout,
                         HostOutcome::ConnectFailed(Cause::ConnectionTimedOut),
                     );
-                }
-                _ => {}
+                };
+                syn = s;
+                fault = self.faults.host(host, t0 + s);
             }
-            let connect = self.servers[owner].connect_time();
+            if fault == Some(FaultKind::Refuse) {
+                let t = t0 + syn + self.servers[owner].connect_time();
+                break 'talk (t, HostOutcome::ConnectFailed(Cause::ConnectionRefused));
+            }
+            let connect = syn + self.servers[owner].connect_time();
             if connect >= limits.connect_timeout {
                 break 'talk (
                     t0 + limits.connect_timeout,
@@ -249,6 +595,11 @@ impl World {
                 );
             }
             let mut t = t0 + connect;
+            self.connections_opened += 1;
+            if self.clients[e].cache.store {
+                // smtp_connect_sock: the clock starts before the connect.
+                cacheable = Some((whole_seconds(t0) + limits.reuse_time_limit_s, 0));
+            }
             let timed_out = (
                 t + limits.helo_timeout,
                 HostOutcome::HandshakeFailed(Cause::GreetingTimedOut),
@@ -296,25 +647,50 @@ impl World {
                 break 'talk (t + greeting, HostOutcome::HandshakeFailed(cause));
             }
             t += greeting;
-            let c = &mut self.clients[e];
-            c.setup_done = Some(t);
-            c.sess_count += 1;
-            if limits.session_limit > 0 && c.sess_count >= limits.session_limit {
-                more = false;
-            }
-            final_server = final_nexthop && !more;
-            match self.transaction(e, host, t, final_server, req) {
-                Ok(end) => {
-                    self.clients[e].complete_session = true;
-                    (end, HostOutcome::Transaction)
-                }
-                // The server went silent after DATA: a lost session, like a handshake
-                // failure for what it does to the recipients and the destination.
-                Err(end) => (end, HostOutcome::HandshakeFailed(Cause::DataTimedOut)),
-            }
+            self.session(e, host, t, &mut turn, req)
         };
-        if let (Some(s), Some(slots)) = (slot, self.hosts[h].slots.as_mut()) {
-            slots.hold(s, end);
+        // smtp_cleanup_session: THIS_SESSION_IS_EXPIRED is judged at the end of the
+        // transaction; failed and throttled sessions are never cached.
+        let park = match (&outcome, cacheable) {
+            (HostOutcome::Transaction { closed: false }, Some((expire_s, reuse_count)))
+                if expire_s >= whole_seconds(end)
+                    && (limits.reuse_count_limit == 0
+                        || reuse_count < limits.reuse_count_limit) =>
+            {
+                Some((expire_s, reuse_count))
+            }
+            _ => None,
+        };
+        let slots = self.hosts[h].slots.as_mut();
+        match (park, slot, slots) {
+            (Some((expire_s, reuse_count)), slot, slots) => {
+                let idle_until = end + limits.cache_idle_limit;
+                // The idle connection keeps its slot at the remote until scache closes it.
+                let slot = match (slot, slots) {
+                    (Some(s), Some(slots)) => {
+                        slots.park(s, end, idle_until);
+                        Some((s, slots.admissions(s)))
+                    }
+                    _ => None,
+                };
+                let nexthop = self.clients[e].nexthop_key.then_some(req.dest);
+                self.scache.park(
+                    self.clock,
+                    host,
+                    nexthop,
+                    IdleSession {
+                        parked: end,
+                        idle_until,
+                        expire_s,
+                        reuse_count,
+                        slot,
+                    },
+                );
+            }
+            // Its hold ran to the end of its idle time: the connection closes now.
+            (None, Some(s), Some(slots)) if cached.is_some() => slots.release_at(s, end),
+            (None, Some(s), Some(slots)) => slots.hold(s, end),
+            _ => {}
         }
         if let HostOutcome::ConnectFailed(cause) = outcome
             && self.keep_notes
@@ -326,16 +702,21 @@ impl World {
             });
         }
         let c = &mut self.clients[e];
+        if cached.is_some() {
+            c.cache_used.push(host);
+        }
         c.tried = Some(host);
         c.relay = match outcome {
             HostOutcome::ConnectFailed(_) => None,
             _ => Some(host),
         };
+        // log_adhoc: conn_use = reuse_count + 1, shown for sessions from the cache.
+        c.conn_use = cached.map_or(0, |s| s.reuse_count + 2);
         match outcome {
             HostOutcome::ConnectFailed(cause) => c.last_cause = Some(cause),
             HostOutcome::HandshakeFailed(cause) => {
                 c.last_cause = Some(cause);
-                if final_server {
+                if turn.final_server {
                     for r in req.recipients.iter_mut().filter(|r| r.is_left()) {
                         r.reply = Reply::Deferred(cause);
                     }
@@ -344,41 +725,81 @@ impl World {
                     }
                 }
             }
-            HostOutcome::Transaction => {}
+            // A session that was not throttled: later ones are not cached under the
+            // next-hop name, so it never names a less preferred server.
+            HostOutcome::Transaction { .. } => c.nexthop_key = false,
         }
-        if !more {
+        if !turn.more {
             c.next_addr = c.addrs.len();
         }
         end
     }
 
-    /// MAIL FROM, RCPT TO for each recipient left, DATA: returns when the transaction ends,
-    /// or `Err(when)` if the server never answered the end of data (`smtp_stream_except`).
+    /// The handshake with `host` completed at `t` (or a cached session answered its RSET):
+    /// in the address loop the session counts against `smtp_mx_session_limit`
+    /// (`smtp_reuse_session` counts its own); then its transaction runs.
+    fn session(
+        &mut self,
+        e: usize,
+        host: u32,
+        t: Time,
+        turn: &mut Turn,
+        req: &mut Request<'_>,
+    ) -> (Time, HostOutcome) {
+        let limit = self.limits.session_limit;
+        let c = &mut self.clients[e];
+        c.setup_done = Some(t);
+        if let Loop::Connect = turn.within {
+            c.sess_count += 1;
+            if limit > 0 && c.sess_count >= limit {
+                turn.more = false;
+            }
+            turn.final_server = c.final_nexthop && !turn.more;
+        }
+        match self.transaction(e, host, t, turn.final_server, turn.from_cache, req) {
+            TransactionEnd::Done(end) => {
+                self.clients[e].complete_session = true;
+                (end, HostOutcome::Transaction { closed: false })
+            }
+            TransactionEnd::Closed(end) => (end, HostOutcome::Transaction { closed: true }),
+            // The server went silent after DATA: a lost session, like a handshake failure
+            // for what it does to the recipients and the destination.
+            TransactionEnd::Lost(end) => (end, HostOutcome::HandshakeFailed(Cause::DataTimedOut)),
+        }
+    }
+
+    /// MAIL FROM, RCPT TO for each recipient left, DATA, over a new session or one
+    /// `from_cache` (which did not meet the greeting's checks).
     fn transaction(
         &mut self,
         e: usize,
         host: u32,
         mut t: Time,
         final_server: bool,
+        from_cache: bool,
         req: &mut Request<'_>,
-    ) -> Result<Time, Time> {
+    ) -> TransactionEnd {
         let owner = self.hosts[host as usize].owner as usize;
         // A reply other than 2xx to MAIL FROM fails every recipient (`smtp_mesg_fail`, no
         // throttle): 4xx defers (or moves on to the next server), 5xx bounces; the session
         // still counts as completed (smtp_proto.c: smtp_xfer).
-        let mail_reply = match self.faults.host(host, t) {
+        let mail_refusal = match self.faults.host(host, t) {
             Some(FaultKind::Tempfail(Stage::Mail)) => Some(Cause::MailTempfail),
             Some(FaultKind::Reject(Stage::Mail)) => Some(Cause::MailRejected),
+            _ if from_cache && self.servers[owner].mail_refused(t) => Some(Cause::RateLimited),
             _ => None,
         };
-        if let Some(cause) = mail_reply {
+        if let Some(cause) = mail_refusal {
             t += self.servers[owner].rcpt_time();
             for i in 0..req.recipients.len() {
                 if req.recipients[i].is_left() {
                     self.reject(e, host, req, i, cause, final_server);
                 }
             }
-            return Ok(t);
+            return match cause {
+                Cause::RateLimited => TransactionEnd::Closed(t),
+                _ => TransactionEnd::Done(t),
+            };
         }
         let rate_exceeded = self.servers[owner].rcpt_rate_exceeded(t);
         // The recipient domain's own MX hosts know its users; a fallback relay accepts any
@@ -419,13 +840,13 @@ impl World {
                 Some(FaultKind::Hang) => {
                     // Accepted recipients stay left: the caller fails them with the session.
                     self.accepted = accepted;
-                    return Err(t + self.limits.data_done_timeout);
+                    return TransactionEnd::Lost(t + self.limits.data_done_timeout);
                 }
                 _ => {}
             }
             if transfer >= self.limits.data_done_timeout {
                 self.accepted = accepted;
-                return Err(t + self.limits.data_done_timeout);
+                return TransactionEnd::Lost(t + self.limits.data_done_timeout);
             }
             t += transfer;
             self.servers[owner].count_message(t);
@@ -445,7 +866,7 @@ impl World {
             }
         }
         self.accepted = accepted;
-        Ok(t)
+        TransactionEnd::Done(t)
     }
 
     /// A 4xx or 5xx for recipient `i` from `host` (`smtp_rcpt_fail`): 5xx bounces; 4xx
@@ -528,6 +949,7 @@ impl World {
             relay: c.relay,
             setup_done: c.setup_done,
             tried,
+            conn_use: c.conn_use,
         }
     }
 }

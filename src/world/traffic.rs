@@ -99,7 +99,19 @@ impl Stream {
             ArrivalProcess::Burst | ArrivalProcess::Uniform => self.spec.start,
             ArrivalProcess::Poisson => self.spec.start + self.gap(),
         };
-        self.admit(t)
+        self.admit(self.replayed().unwrap_or(t))
+    }
+
+    /// The next replayed instant. The draws are made all the same, so that the destinations
+    /// picked from the same random stream stay those of the run that was recorded.
+    fn replayed(&self) -> Option<Time> {
+        let times = self.spec.replay.as_ref()?;
+        Some(
+            times
+                .get(self.emitted as usize)
+                .copied()
+                .unwrap_or(Time::MAX),
+        )
     }
 
     /// Records one arrival at `now` and returns the time of the next one.
@@ -114,10 +126,13 @@ impl Stream {
             }
             ArrivalProcess::Poisson => now + self.gap(),
         };
-        self.admit(t)
+        self.admit(self.replayed().map_or(t, |r| r.max(now)))
     }
 
     fn admit(&self, t: Time) -> Option<Time> {
+        if t == Time::MAX {
+            return None; // a replay that ran out
+        }
         if self
             .spec
             .messages

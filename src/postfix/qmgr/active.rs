@@ -116,6 +116,9 @@ impl Mta {
             if !queue.exists {
                 queue.exists = true;
                 queue.win = super::feedback::Window::fresh(&self.qmgr.transports[transport].rules);
+                // A new in-core queue (qmgr_queue_create): no delivery history.
+                queue.last_done = i64::MIN;
+                queue.cache = crate::world::CacheFlags::default();
             }
         }
         let dead_cause = if self.qmgr.transports[transport].dead {
@@ -166,6 +169,7 @@ impl Mta {
                     relay: None,
                     setup_done: None,
                     tried: None,
+                    conn_use: 0,
                 };
                 let e = self.qmgr.alloc_entry(entry);
                 self.qmgr.queues[q as usize].todo.push_back(e);

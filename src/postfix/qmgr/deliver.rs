@@ -53,7 +53,7 @@ impl Qmgr {
     }
 
     /// The next request for an agent of transport `t`, by oldest activation.
-    fn select(&mut self, t: usize) -> Option<u32> {
+    fn select(&mut self, t: usize, now: Time) -> Option<u32> {
         while let Some(Reverse((key, q))) = self.transports[t].ready.pop() {
             let queue = &mut self.queues[q as usize];
             if queue.ready_key != key {
@@ -65,6 +65,7 @@ impl Qmgr {
             }
             let e = queue.todo.pop_front()?;
             queue.busy += 1;
+            queue.update_cache_flags(whole_seconds(now));
             self.offer(q);
             return Some(e);
         }
@@ -91,7 +92,9 @@ impl Mta {
                 {
                     break;
                 }
-                let Some(e) = self.qmgr.select(t) else { break };
+                let Some(e) = self.qmgr.select(t, now) else {
+                    break;
+                };
                 if self.transport_is_down(t, now) {
                     // No agent answers: the request and every queued one of the transport
                     // are deferred, and the transport is dead for transport_retry_time.
@@ -157,6 +160,7 @@ impl Mta {
             keys: msg.recipient_keys(),
             first: entry.lo as usize,
             recipients: &mut msg.recipients[entry.lo as usize..entry.hi as usize],
+            cache: self.qmgr.queues[entry.queue as usize].cache,
         }
     }
 
@@ -172,12 +176,14 @@ impl Mta {
                 relay,
                 setup_done,
                 tried,
+                conn_use,
             } => {
                 let entry = &mut self.qmgr.entries[e as usize];
                 entry.site_failure = site_failure;
                 entry.relay = relay;
                 entry.setup_done = setup_done;
                 entry.tried = tried;
+                entry.conn_use = conn_use;
                 events.schedule(at.max(now), Event::DeliveryDone { entry: e });
             }
         }
@@ -363,6 +369,7 @@ impl Mta {
             active: msg.active_at,
             handoff: Some(entry.handoff),
             setup_done: entry.setup_done,
+            conn_use: entry.conn_use,
             to_filter: msg.filter_pass
                 && self
                     .content_filter
@@ -416,6 +423,7 @@ impl Mta {
             active: msg.active_at,
             handoff: None,
             setup_done: None,
+            conn_use: 0,
             to_filter: false,
         };
         let (id, origin) = (msg.id, msg.origin_id);
@@ -524,6 +532,8 @@ impl Mta {
         obs: &mut dyn Observer,
     ) {
         let queue = &mut self.qmgr.queues[q as usize];
+        // qmgr_queue_throttle: a queue that dies forgets its connection-caching flags.
+        queue.cache = crate::world::CacheFlags::default();
         queue.timer_generation += 1;
         let generation = queue.timer_generation;
         self.request_timer(

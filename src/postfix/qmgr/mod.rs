@@ -12,10 +12,11 @@
 //!   (`util/events.c`).
 //!
 //! Scheduler scope (§5.9): per-transport agent pools of maxproc, per-destination windows with
-//! the exact feedback/dead/revival rules, the active-queue cap, and oldest-activation-first
-//! selection that skips saturated destinations. Not modelled: nqmgr preemption of large
-//! multi-recipient jobs (§5.6; it never triggers for messages with fewer than 15 entries per
-//! transport), recipient-slot pools, connection-cache flags.
+//! the exact feedback/dead/revival rules, the active-queue cap, oldest-activation-first
+//! selection that skips saturated destinations, and the on-demand connection-cache flags
+//! set at selection (§5.8). Not modelled: nqmgr preemption of large multi-recipient jobs
+//! (§5.6; it never triggers for messages with fewer than 15 entries per transport),
+//! recipient-slot pools.
 
 mod active;
 mod deliver;
@@ -50,6 +51,8 @@ pub(crate) struct Queue {
     pub ready_key: u64,
     /// `last_done` in whole seconds (back-to-back detection).
     pub last_done: i64,
+    /// On-demand connection caching (`dflags`, §5.8): park new sessions, reuse parked ones.
+    pub cache: crate::world::CacheFlags,
     /// For a per-recipient queue, its key in `per_recipient_queues`.
     pub recipient_key: Option<u64>,
     /// Why the queue was declared dead (the text of `delivery temporarily suspended: …`).
@@ -94,6 +97,8 @@ pub(crate) struct Entry {
     pub relay: Option<u32>,
     pub setup_done: Option<crate::engine::time::Time>,
     pub tried: Option<u32>,
+    /// `conn_use=` of the session that delivered it (0: a new connection).
+    pub conn_use: u32,
 }
 
 /// Which directory scan.
@@ -282,8 +287,28 @@ impl Queue {
             timer_generation: 0,
             ready_key: NOT_QUEUED,
             last_done: i64::MIN,
+            cache: crate::world::CacheFlags::default(),
             recipient_key: None,
             dead_cause: None,
+        }
+    }
+
+    /// `qmgr_entry_select`'s on-demand caching rule, after an entry was selected (and
+    /// counted busy) at qmgr time `now_s`: caching turns on at a back-to-back delivery (one
+    /// to this queue completed within this or the previous second), not merely for
+    /// concurrent ones; once on, new sessions stop being parked when neither another
+    /// delivery is under way nor one just completed, while parked ones are still reused.
+    pub(super) fn update_cache_flags(&mut self, now_s: i64) {
+        let back_to_back = self.last_done.saturating_add(1) >= now_s;
+        if !self.cache.store {
+            if back_to_back {
+                self.cache = crate::world::CacheFlags {
+                    load: true,
+                    store: true,
+                };
+            }
+        } else if !(self.busy > 1 || back_to_back) {
+            self.cache.store = false;
         }
     }
 
@@ -293,5 +318,61 @@ impl Queue {
             && self.win.is_ready()
             && self.win.window > self.busy as i32
             && !self.todo.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::params::Feedback;
+    use crate::world::CacheFlags;
+
+    const BOTH: CacheFlags = CacheFlags {
+        load: true,
+        store: true,
+    };
+    const LOAD_ONLY: CacheFlags = CacheFlags {
+        load: true,
+        store: false,
+    };
+
+    fn queue() -> Queue {
+        let rules = FeedbackRules {
+            limit: 20,
+            initial: 5,
+            positive: Feedback::ONE,
+            negative: Feedback::ONE,
+            failed_cohort_limit: 1,
+        };
+        Queue::new(0, 0, &rules)
+    }
+
+    /// Selects an entry at second `now_s` with `busy` deliveries under way, this one included.
+    fn select(q: &mut Queue, now_s: i64, busy: u32) -> CacheFlags {
+        q.busy = busy;
+        q.update_cache_flags(now_s);
+        q.cache
+    }
+
+    #[test]
+    fn caching_starts_at_a_back_to_back_delivery_and_stores_while_the_surge_lasts() {
+        let mut q = queue();
+        // A burst of 5 at second 10 with nothing done yet: concurrency alone is not enough.
+        for busy in 1..=5 {
+            assert_eq!(select(&mut q, 10, busy), CacheFlags::default());
+        }
+        // One completed at 11; the next selection at 12 is back to back (11 + 1 >= 12).
+        q.last_done = 11;
+        assert_eq!(select(&mut q, 12, 5), BOTH);
+        // At 14 nothing completed since 11, but other deliveries are under way: kept.
+        assert_eq!(select(&mut q, 14, 2), BOTH);
+        // At 14, alone and not back to back: stop storing, keep loading.
+        assert_eq!(select(&mut q, 14, 1), LOAD_ONLY);
+        // Store comes back only with a new back-to-back delivery.
+        assert_eq!(select(&mut q, 15, 3), LOAD_ONLY);
+        q.last_done = 15;
+        assert_eq!(select(&mut q, 16, 1), BOTH);
+        // Two seconds after the last completion is no longer back to back.
+        assert_eq!(select(&mut q, 18, 1), LOAD_ONLY);
     }
 }

@@ -1,0 +1,164 @@
+//! Fidelity against real Postfix 3.7 (issue 9; README "How faithful is it?").
+//!
+//! Each `tests/fidelity/<name>/` holds `scenario.toml` and `real/`, a trace of that scenario
+//! recorded on Debian's Postfix 3.7.11 by `validation/record.py` (no Postfix is needed here).
+//! The simulation replays qmgr's measured start and the very arrivals the recording offered.
+//!
+//! Criteria (issue 9), for scenarios whose remote answers deterministically:
+//! - final counts of sent, bounced, expired and still-queued recipients: exact;
+//! - drain time (last final status − first arrival) within 10 %;
+//! - peak deferred within 10 % (or 2 files, for small peaks);
+//! - queue curves: the mean absolute difference of the active and of the deferred queue over
+//!   the recorded 0.5 s samples at most 10 % of the real peak;
+//! - the number of delivery attempts equal for at least 90 % of the recipients.
+//!
+//! A remote that answers at random (`tempfail = 0.3`) gives one draw per recording, so per-
+//! message attempt counts cannot match: there the recorded figures must fall inside the range
+//! the simulation gives over many seeds.
+//!
+//! Where mailsim cannot match, [`GAPS`] names the scenario, the figure, the bound it does
+//! meet, and why — a documented gap, not a silently loosened test.
+
+use mailsim::fidelity::{Comparison, Trace, compare};
+use mailsim::scenario;
+use std::path::{Path, PathBuf};
+
+struct Gap {
+    scenario: &'static str,
+    figure: &'static str,
+    bound: f64,
+    reason: &'static str,
+}
+
+/// Known gaps between mailsim and the recordings, with their reasons.
+const GAPS: &[Gap] = &[];
+
+fn dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fidelity")
+        .join(name)
+}
+
+fn load(name: &str) -> (mailsim::scenario::Scenario, Trace) {
+    let d = dir(name);
+    let sc = scenario::load(&d.join("scenario.toml")).expect("scenario loads");
+    let trace = Trace::load(&d.join("real")).expect("trace loads");
+    (sc, trace)
+}
+
+fn bound(name: &str, figure: &str, default: f64) -> f64 {
+    GAPS.iter()
+        .find(|g| g.scenario == name && g.figure == figure)
+        .map(|g| {
+            assert!(!g.reason.is_empty());
+            g.bound
+        })
+        .unwrap_or(default)
+}
+
+/// The issue-9 criteria for a deterministic scenario.
+fn holds(name: &str) -> Comparison {
+    let (sc, trace) = load(name);
+    let c = compare(&sc, &trace).expect("simulation runs");
+    let report = format!("\n{c}");
+    assert_eq!(c.sent.sim, c.sent.real, "sent{report}");
+    assert_eq!(c.bounced.sim, c.bounced.real, "bounced{report}");
+    assert_eq!(c.expired.sim, c.expired.real, "expired{report}");
+    assert_eq!(c.queued.sim, c.queued.real, "still queued{report}");
+    assert!(
+        c.drain.relative_error() <= bound(name, "drain", 0.10),
+        "drain time{report}"
+    );
+    let peak = c.deferred.peak;
+    assert!(
+        (peak.sim - peak.real).abs() <= (0.10 * peak.real).max(2.0),
+        "peak deferred{report}"
+    );
+    assert!(
+        c.active.relative() <= bound(name, "active curve", 0.10),
+        "active curve{report}"
+    );
+    assert!(
+        c.deferred.relative() <= bound(name, "deferred curve", 0.10),
+        "deferred curve{report}"
+    );
+    assert_eq!(
+        c.matched, c.recipients,
+        "every recipient on both sides{report}"
+    );
+    assert!(
+        c.same_attempts_share() >= bound(name, "same attempts", 0.90),
+        "attempts per recipient{report}"
+    );
+    c
+}
+
+#[test]
+fn throughput() {
+    holds("throughput");
+}
+
+#[test]
+fn greylisting() {
+    holds("greylisting");
+}
+
+#[test]
+fn refused_outage_with_recovery() {
+    holds("refused-outage");
+}
+
+#[test]
+fn blackhole_starving_a_healthy_destination() {
+    holds("blackhole-starvation");
+}
+
+#[test]
+fn concurrency_limited_server_answering_421() {
+    holds("concurrency-limit");
+}
+
+#[test]
+fn rate_limiter_answering_421() {
+    holds("rate-limit-421");
+}
+
+#[test]
+fn expiry() {
+    holds("expiry");
+}
+
+/// The share of `values` at or below `x`.
+fn rank(values: &[f64], x: f64) -> f64 {
+    values.iter().filter(|&&v| v <= x).count() as f64 / values.len() as f64
+}
+
+#[test]
+fn random_tempfail_is_one_draw_of_the_simulated_distribution() {
+    // 30 % of recipients get a 450 at each attempt, at random: the recording is one draw.
+    // Over 200 seeds of the simulation (each with its own arrivals and replies), the recorded
+    // drain time and total attempts must lie inside the central
+    // 98 % of the simulated values. Counts are exact: everything is delivered in the end.
+    let (sc, trace) = load("tempfail-30");
+    let mut drains = Vec::new();
+    let mut attempts = Vec::new();
+    let mut real = None;
+    for seed in 1..=200 {
+        let mut s = sc.clone();
+        s.seed = seed;
+        let c = compare(&s, &trace).expect("simulation runs");
+        assert_eq!(c.sent.sim, c.sent.real, "seed {seed}: all sent");
+        drains.push(c.drain.sim);
+        attempts.push(c.attempts.sim);
+        real = Some((c.drain.real, c.attempts.real));
+    }
+    let (drain, total) = real.expect("ran");
+    for (what, values, x) in [("drain", &drains, drain), ("attempts", &attempts, total)] {
+        let r = rank(values, x);
+        assert!(
+            (0.01..=0.99).contains(&r),
+            "recorded {what} {x} at the {:.1}th percentile of the simulated ones",
+            100.0 * r
+        );
+    }
+}
