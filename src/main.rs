@@ -319,11 +319,15 @@ fn execute(command: Command) -> Result<(), Error> {
             seed,
         } => {
             let sc = scenario::load(&path)?;
-            let mut explainer =
-                mailsim::output::explain::Explainer::new(message, sc.postfix.clone());
+            let seed = seed.unwrap_or(sc.seed);
+            let mut explainer = mailsim::output::explain::Explainer::new(
+                message,
+                sc.postfix.clone(),
+                run::qmgr_start_time(&sc, seed),
+            );
             let report = run::simulate(
                 &sc,
-                seed.unwrap_or(sc.seed),
+                seed,
                 &mut explainer,
                 &mut mailsim::output::queues::QueueSeries::default(),
             )?;

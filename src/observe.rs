@@ -136,18 +136,23 @@ pub enum Cause {
     TransportUnavailable,
     /// `550 5.1.1` unknown user at RCPT.
     UnknownUser,
-    /// A 5xx at RCPT (the destination's `permfail`).
+    /// A 5xx at RCPT (the destination's `permfail`, or a `reject` fault at `rcpt`).
     RecipientRejected,
-    /// A 5xx after end of DATA (content scoring).
+    /// A 5xx after end of DATA (content scoring, or a `reject` fault at `data`).
     DataRejected,
+    /// A 5xx to MAIL FROM (a `reject` fault at `mail`): every recipient bounces.
+    MailRejected,
     /// `Host or domain name not found` (NXDOMAIN).
     DnsNotFound,
+    /// The fallback relay's name does not resolve (NXDOMAIN): Postfix takes it for a
+    /// configuration problem and defers with 4.3.5, keeping the lookup's text.
+    FallbackNotFound,
     /// No specific error was recorded (Postfix's `4.3.0 server unavailable`).
     Unavailable,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 19] = [
+    pub const ALL: [Cause; 21] = [
         Cause::Greylisted,
         Cause::RateLimited,
         Cause::TooManyConnections,
@@ -165,7 +170,9 @@ impl Cause {
         Cause::UnknownUser,
         Cause::RecipientRejected,
         Cause::DataRejected,
+        Cause::MailRejected,
         Cause::DnsNotFound,
+        Cause::FallbackNotFound,
         Cause::Unavailable,
     ];
 
@@ -193,7 +200,9 @@ impl Cause {
             Cause::UnknownUser => "unknown_user",
             Cause::RecipientRejected => "recipient_rejected",
             Cause::DataRejected => "data_rejected",
+            Cause::MailRejected => "mail_rejected",
             Cause::DnsNotFound => "dns_not_found",
+            Cause::FallbackNotFound => "fallback_relay_not_found",
             Cause::Unavailable => "unavailable",
         }
     }
@@ -216,7 +225,9 @@ impl Cause {
             Cause::UnknownUser => "5.1.1",
             Cause::RecipientRejected => "5.7.1",
             Cause::DataRejected => "5.7.1",
+            Cause::MailRejected => "5.7.1",
             Cause::DnsNotFound => "5.4.4",
+            Cause::FallbackNotFound => "4.3.5",
             Cause::Unavailable => "4.3.0",
         }
     }
@@ -358,6 +369,10 @@ pub enum Happening<'a> {
     },
     /// qmgr's deferred-queue scan started (no queue file).
     DeferredScan,
+    /// A delivery agent's warning without a queue ID (`warning: <text>`).
+    AgentWarning {
+        text: &'static str,
+    },
 }
 
 /// A [`Happening`] at time `t` to queue file `id` (0 for happenings without one); `origin`

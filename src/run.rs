@@ -83,12 +83,33 @@ pub struct RunReport {
     pub end_time: Time,
     pub first_arrival: Option<Time>,
     pub last_final: Option<Time>,
+    /// When qmgr (its deferred-scan clock) started: `qmgr_start`, or the drawn phase.
+    pub qmgr_start: Time,
     /// When the deferred-scan clock ticked first (its phase).
     pub first_scan_tick: Time,
+    /// Greylist triplets the remote servers held at the end, and at most (the sum of each
+    /// server's peak).
+    pub greylist_entries: usize,
+    pub greylist_peak: usize,
     /// TCP connections the SMTP clients opened, and conversations they held over sessions
     /// from the connection cache instead.
     pub smtp_connections: u64,
     pub smtp_reused: u64,
+}
+
+/// When qmgr started in a run of `scenario` with `seed` (≤ 0): `qmgr_start = "random"`
+/// draws it uniformly over one `queue_run_delay` from its own stream, so it depends on the
+/// seed alone.
+pub fn qmgr_start_time(scenario: &Scenario, seed: u64) -> Time {
+    match scenario.qmgr_start {
+        QmgrStart::At(t) => t,
+        QmgrStart::Random => {
+            let period = scenario.postfix.queue_run_delay * SECOND;
+            -RngStreams::new(seed)
+                .stream("qmgr_start", 0)
+                .random_range(0..period)
+        }
+    }
 }
 
 /// The first deferred-scan tick at or after 0 for a qmgr started at `start` (≤ 0).
@@ -150,13 +171,7 @@ pub fn simulate_with(
         ))
     };
     let streams = RngStreams::new(seed);
-    let start = match scenario.qmgr_start {
-        QmgrStart::At(t) => t,
-        QmgrStart::Random => {
-            let period = scenario.postfix.queue_run_delay * SECOND;
-            -streams.stream("qmgr_start", 0).random_range(0..period)
-        }
-    };
+    let start = qmgr_start_time(scenario, seed);
     let first_tick = first_scan_tick(start, scenario.postfix.queue_run_delay);
     let mut events: EventQueue<Event> = EventQueue::new(0);
     let mut mta = Mta::new(scenario, seed);
@@ -285,6 +300,7 @@ pub fn simulate_with(
         .map_err(|e| Error::Runtime(format!("{}: {e}", scenario.name)))?;
     let queued_at_end = mta.report_queued(observer);
     inspect(&mta);
+    let (greylist_entries, greylist_peak) = world.greylist_entries();
     Ok(RunReport {
         mta_totals: mta.totals(),
         peaks: mta.peaks(),
@@ -293,7 +309,10 @@ pub fn simulate_with(
         end_time,
         first_arrival: mta.first_arrival(),
         last_final: mta.last_final(),
+        qmgr_start: start,
         first_scan_tick: first_tick,
+        greylist_entries,
+        greylist_peak,
         smtp_connections: world.connections_opened,
         smtp_reused: world.sessions_reused,
     })
@@ -532,6 +551,7 @@ pub fn summarize(
     Summary {
         scenario: scenario.name.clone(),
         seed,
+        qmgr_start_s: secs(report.qmgr_start),
         messages: t.messages,
         recipients: t.recipients,
         notices: t.notices,

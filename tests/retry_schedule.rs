@@ -203,3 +203,89 @@ latency = "0s"
     let distinct: std::collections::BTreeSet<i64> = (0..20).map(tick).collect();
     assert!(distinct.len() > 15, "phases barely vary across seeds");
 }
+
+#[test]
+fn the_drawn_phase_is_reported_in_the_summary() {
+    let text = r#"
+name = "phase"
+qmgr_start = "random"
+[postfix]
+queue_run_delay = "5s"
+[[traffic]]
+to = "a.test"
+messages = 1
+arrivals = "burst"
+[[destination]]
+domain = "a.test"
+latency = "0s"
+"#;
+    let sc = common::scenario(text);
+    for seed in [1, 2, 3] {
+        let start = mailsim::run::qmgr_start_time(&sc, seed);
+        assert!((-5_000_000..=0).contains(&start), "{start}");
+        let (summary, _) = mailsim::run::collect(&sc, seed).expect("runs");
+        assert_eq!(summary.qmgr_start_s, start as f64 / 1e6);
+        // The first deferred scan at or after 0: the start modulo the period.
+        let mut series = mailsim::output::queues::QueueSeries::default();
+        let report =
+            mailsim::run::simulate(&sc, seed, &mut mailsim::observe::NullObserver, &mut series)
+                .expect("runs");
+        assert_eq!(report.qmgr_start, start);
+        assert_eq!(report.first_scan_tick, start.rem_euclid(5_000_000));
+    }
+}
+
+/// `mailsim explain`'s story of message `id`.
+fn explain(text: &str, id: u64) -> String {
+    let sc = common::scenario(text);
+    let mut ex = mailsim::output::explain::Explainer::new(
+        id,
+        sc.postfix.clone(),
+        mailsim::run::qmgr_start_time(&sc, sc.seed),
+    );
+    mailsim::run::simulate(
+        &sc,
+        sc.seed,
+        &mut ex,
+        &mut mailsim::output::queues::QueueSeries::default(),
+    )
+    .expect("runs");
+    ex.finish().expect("the message arrived")
+}
+
+#[test]
+fn explain_states_the_scan_clock_and_the_scans_that_passed_the_file_over() {
+    // qmgr started at -100 s: scans due at 200, 500, 800 s. Deferred at 0 s with mtime 300:
+    // the scan at 200 s passes it over, the one at 500 s takes it.
+    let story = explain(
+        &always_failing("", "qmgr_start = \"-100s\"\nstop = \"600s\""),
+        1,
+    );
+    assert!(
+        story.contains("Scan clock: qmgr started at -100 s, so its deferred-queue scans are due every queue_run_delay = 300 s, at second 200, 500, 800, …"),
+        "{story}"
+    );
+    let lines: Vec<&str> = story.lines().collect();
+    let passed = lines
+        .iter()
+        .position(|l| {
+            l.trim_start().starts_with("200 s  deferred-queue scan: the file is not due yet (time stamp 300 s > now + 1 s)")
+        })
+        .unwrap_or_else(|| panic!("{story}"));
+    let taken = lines
+        .iter()
+        .position(|l| {
+            l.trim_start()
+                .starts_with("500 s  deferred-queue scan (every")
+        })
+        .unwrap_or_else(|| panic!("{story}"));
+    assert!(passed < taken);
+    // Attempts at 0, 300, 600, 1200 s; deferred at 1200 s with mtime 2400, so the scans at
+    // 1500, 1800 and 2100 s pass it over: one line for the three.
+    let story = explain(&always_failing("", "stop = \"2500s\""), 1);
+    assert!(
+        story.lines().any(|l| l.trim_start()
+            == "1500 s  3 deferred-queue scans, up to the one at 2100 s: the file is not due yet (time stamp 2400 s > now + 1 s)"),
+        "{story}"
+    );
+}

@@ -64,9 +64,10 @@ rate_limit = { connections = 2, per = "10s" }
 
 [[destination]]
 domain = "backup.test"
-greylist = true
-max_connections = { limit = 2, excess = "mute" }
-mx = [ { host = "mx1.big.test", preference = 0 } ]
+mx = [
+  { host = "mx.backup.test", preference = 0, greylist = true, max_connections = { limit = 2, excess = "mute" } },
+  { host = "mx1.big.test", preference = 10 },
+]
 
 [[destination]]
 domain = "relay.test"
@@ -258,8 +259,9 @@ fn every_new_key_resolves_to_its_checked_value() {
     assert_eq!(grey.unknown_recipients, 0.0);
 
     let backup = &s.destinations[2];
+    let own = backup.mx[0].behaviour.as_deref().expect("its own keys");
     assert_eq!(
-        backup.greylist,
+        own.greylist,
         Some(GreylistSpec {
             delay: 300,
             retry_window: 2 * DAY,
@@ -268,8 +270,13 @@ fn every_new_key_resolves_to_its_checked_value() {
         }),
         "greylist = true is postgrey's defaults"
     );
-    assert_eq!(backup.max_connections.map(|m| m.excess), Some(Excess::Mute));
-    assert_eq!(backup.mx[0].host, "mx1.big.test", "hosts may be shared");
+    assert_eq!(own.max_connections.map(|m| m.excess), Some(Excess::Mute));
+    assert_eq!(backup.greylist, None);
+    assert_eq!(
+        (backup.mx[1].host.as_str(), backup.mx[1].behaviour.is_none()),
+        ("mx1.big.test", true),
+        "hosts may be shared"
+    );
 
     let relay = &s.destinations[3];
     assert_eq!(relay.greylist, None);

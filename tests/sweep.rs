@@ -182,7 +182,18 @@ fn a_single_runs_charts_mark_faults_and_admin_commands() {
 #[test]
 fn a_random_scan_phase_spreads_the_drain_time_of_a_greylisted_burst() {
     // Issue 10's measurement: a 5 s deferred scan and a 20 s greylisting remote; the same
-    // 300 messages finish at different times depending only on the scan clock's phase.
+    // 300 messages, all arriving at 0 s, finish in waves set by the scan clock's phase alone.
+    // Every first attempt gets 450 within second 0: mtime 0 + 5. qmgr started at S scans at
+    // seconds floor(S) + 5k (events.c), and takes a file at a scan T with mtime <= T + 1;
+    // each retry sets mtime = T + max(age, 5), and the one at T >= 20 passes:
+    //   floor(S) = -5: scans 0, 5, 10, …: retries 5, 10, 20: pass at 20;
+    //   floor(S) = -4: 6, 11, 21: pass at 21;
+    //   floor(S) = -3: 7, then mtime 14 → 17 (fails, age 17 → mtime 34) → pass at 37;
+    //   floor(S) = -2: 8, 18, pass at 38;
+    //   floor(S) = -1: 4, 9, 19, pass at 39 (one more attempt: 1500 instead of 1200).
+    // Each wave takes 0.85 s (50 ms deliveries at windows 5, 10, 20, 20, …: 17 waves for 300).
+    // So the drain times form two clusters, 20.85–21.85 s and 37.85–39.85 s, 16 s apart: more
+    // than one queue_run_delay, which a mere shift of the retries by the phase could not give.
     let text = |start: &str| {
         format!(
             r#"
@@ -196,8 +207,7 @@ maximal_backoff_time = "20s"
 [[traffic]]
 to = "g.test"
 messages = 300
-rate = "30/s"
-arrivals = "uniform"
+arrivals = "burst"
 [[destination]]
 domain = "g.test"
 latency = "50ms"
@@ -216,27 +226,51 @@ greylist = {{ delay = "20s", auto_whitelist = 0 }}
         resume: None,
     };
     let state = mailsim::sweep::run(&spec, &opts).expect("runs");
-    let drain = mailsim::sweep::METRICS
-        .iter()
-        .position(|(n, _)| *n == "drain_time_s")
-        .expect("metric");
-    let mut times: Vec<i64> = state
-        .rows
-        .iter()
-        .filter_map(|r| r.metrics[drain])
-        .map(|t| t.round() as i64)
-        .collect();
-    times.sort_unstable();
-    times.dedup();
-    assert!(times.len() > 1, "one drain time for every phase: {times:?}");
+    let metric = |name: &str| {
+        mailsim::sweep::METRICS
+            .iter()
+            .position(|(n, _)| *n == name)
+            .expect("metric")
+    };
+    let (start, drain, attempts) = (
+        metric("qmgr_start_s"),
+        metric("drain_time_s"),
+        metric("attempts"),
+    );
+    let mut times = Vec::new();
+    for row in &state.rows {
+        let s = row.metrics[start].expect("qmgr_start_s");
+        assert!((-5.0..=0.0).contains(&s), "phase {s}");
+        let (pass, tries) = match s.floor() as i64 {
+            -5 => (20.0, 4),
+            -4 => (21.0, 4),
+            -3 => (37.0, 4),
+            -2 => (38.0, 4),
+            _ => (39.0, 5),
+        };
+        let d = row.metrics[drain].expect("drained");
+        assert!(
+            (d - (pass + 0.85)).abs() < 1e-6,
+            "qmgr_start {s}: drain {d}"
+        );
+        assert_eq!(row.metrics[attempts], Some(f64::from(tries * 300)), "{s}");
+        times.push(d);
+    }
+    times.sort_by(f64::total_cmp);
+    let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().any(|&g| g > 5.0),
+        "the replications' drain times form one cluster: {times:?}"
+    );
     // With the phase fixed (the default), nothing else here is random: every replication
-    // drains at the same instant.
+    // drains at the same instant, the one of qmgr_start = 0 (scans at 0, 5, …: 20.85 s).
     let fixed =
         mailsim::sweep::SweepSpec::new(&text("0s"), "phase.toml", &[], Some(3)).expect("valid");
     let state = mailsim::sweep::run(&fixed, &opts).expect("runs");
-    let first = state.rows[0].metrics[drain];
-    assert!(first.is_some());
-    assert!(state.rows.iter().all(|r| r.metrics[drain] == first));
+    for row in &state.rows {
+        assert_eq!(row.metrics[drain], Some(20.85));
+        assert_eq!(row.metrics[start], Some(0.0));
+    }
 }
 
 /// Issue 8: a sweep stopped by SIGINT leaves a checkpoint, and `--resume` finishes it into

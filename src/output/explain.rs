@@ -1,6 +1,7 @@
 //! `mailsim explain`: one message's life in words — each activation, attempt and reply, the
 //! rule that decided its next step (backoff = clamp(age), dead destination, the scan tick
-//! that found it due), and where its time went.
+//! that found it due and those that passed it over), the deferred-scan clock it ran on,
+//! and where its time went.
 
 use super::maillog::{delay_text, queue_id, status_text};
 use super::stall::{CAUSES, StallAttribution};
@@ -13,12 +14,16 @@ use std::fmt::Write;
 pub struct Explainer {
     id: u64,
     cfg: PostfixConfig,
+    /// When qmgr started (its deferred-scan clock).
+    qmgr_start: Time,
     lines: Vec<String>,
     /// The file's creation (whole seconds) per queue file id: the base of its age.
     created: Vec<(u64, i64)>,
     last_scan: Option<Time>,
     /// The file was deferred and waits for a scan.
     waiting_scan: Option<i64>,
+    /// Scans that found it not yet due since it was deferred: (first, last, how many).
+    passed_over: Option<(Time, Time, u32)>,
     stall: StallAttribution,
     seen: bool,
 }
@@ -30,16 +35,19 @@ fn at(t: Time) -> String {
 }
 
 impl Explainer {
-    pub fn new(id: u64, cfg: PostfixConfig) -> Self {
+    /// `qmgr_start`: when qmgr started in this run (`mailsim::run::qmgr_start_time`).
+    pub fn new(id: u64, cfg: PostfixConfig, qmgr_start: Time) -> Self {
         let mut stall = StallAttribution::new();
         stall.keep_each = true;
         Explainer {
             id,
             cfg,
+            qmgr_start,
             lines: Vec::new(),
             created: Vec::new(),
             last_scan: None,
             waiting_scan: None,
+            passed_over: None,
             stall,
             seen: false,
         }
@@ -55,6 +63,7 @@ impl Explainer {
             return None;
         }
         let mut out = format!("Message {} (queue ID {}):\n", self.id, queue_id(self.id));
+        out.push_str(&self.scan_clock());
         for l in &self.lines {
             out.push_str(l);
             out.push('\n');
@@ -98,6 +107,47 @@ impl Explainer {
     }
 }
 
+impl Explainer {
+    /// The deferred-scan clock (§3.2, `util/events.c`): qmgr asks for the timer at start-up
+    /// with `time() + queue_run_delay` and again each time it fires, so the scans are due
+    /// at whole seconds floor(start) + k × queue_run_delay.
+    fn scan_clock(&self) -> String {
+        let period = self.cfg.queue_run_delay;
+        // qmgr scans once at start-up; the first due second at or after 0:
+        let started_s = self.qmgr_start.div_euclid(crate::engine::time::SECOND);
+        let period = period.max(1);
+        let behind = (-started_s).max(0);
+        let first = started_s + (behind + period - 1) / period * period;
+        let mut started = String::new();
+        crate::engine::time::write_seconds(&mut started, self.qmgr_start);
+        format!(
+            "Scan clock: qmgr started at {started} s, so its deferred-queue scans are due every queue_run_delay = {period} s, at second {first}, {}, {}, … (each fires within its second, when qmgr wakes; `postfix reload` restarts the clock)\n",
+            first + period,
+            first + 2 * period
+        )
+    }
+
+    /// Says which scans passed the deferred file over, once it is due or leaves deferred/.
+    fn report_passed_over(&mut self) {
+        let Some((first, last, n)) = self.passed_over.take() else {
+            return;
+        };
+        let mtime = self.waiting_scan.unwrap_or_default();
+        let text = if n == 1 {
+            format!(
+                "deferred-queue scan: the file is not due yet (time stamp {mtime} s > now + 1 s)"
+            )
+        } else {
+            let mut until = String::new();
+            crate::engine::time::write_seconds(&mut until, last);
+            format!(
+                "{n} deferred-queue scans, up to the one at {until} s: the file is not due yet (time stamp {mtime} s > now + 1 s)"
+            )
+        };
+        self.say(first, text);
+    }
+}
+
 impl Observer for Explainer {
     fn recipient_outcome(&mut self, _: &RecipientOutcome<'_>) {}
 
@@ -113,8 +163,14 @@ impl Observer for Explainer {
         if matches!(e.what, Happening::DeferredScan) {
             self.last_scan = Some(e.t);
             if let Some(mtime) = self.waiting_scan
-                && mtime <= whole_seconds(e.t) + 1
+                && mtime > whole_seconds(e.t) + 1
             {
+                let (first, _, n) = self.passed_over.unwrap_or((e.t, e.t, 0));
+                self.passed_over = Some((first, e.t, n + 1));
+                return;
+            }
+            if let Some(mtime) = self.waiting_scan {
+                self.report_passed_over();
                 self.say(
                     e.t,
                     format!(
@@ -132,6 +188,11 @@ impl Observer for Explainer {
         self.stall.event(e);
         self.seen = true;
         let qid = queue_id(e.id);
+        if !matches!(e.what, Happening::Deferred { .. }) {
+            // It left deferred/ some other way (postqueue -f, postsuper): no longer waiting.
+            self.report_passed_over();
+            self.waiting_scan = None;
+        }
         match e.what {
             Happening::Received {
                 via,
@@ -259,7 +320,9 @@ impl Observer for Explainer {
                 format!("{qid} is still locked by an agent of the old qmgr: skipped for 60 s"),
             ),
             Happening::Admin { what } => self.say(e.t, format!("postsuper: {qid} {what}")),
-            Happening::ConnectFailed { .. } | Happening::DeferredScan => {}
+            Happening::ConnectFailed { .. }
+            | Happening::DeferredScan
+            | Happening::AgentWarning { .. } => {}
         }
     }
 }

@@ -181,8 +181,15 @@ pub fn reason(cause: Cause, rcpt: &str, server: Option<(&str, &str)>, domain: &s
         Cause::DataRejected => format!(
             "host {h}[{a}] said: 550 5.7.1 Message rejected as spam (in reply to end of DATA command)"
         ),
+        Cause::MailRejected => format!(
+            "host {h}[{a}] said: 550 5.7.1 Sender address rejected: Access denied (in reply to MAIL FROM command)"
+        ),
         Cause::DnsNotFound => format!(
             "Host or domain name not found. Name service error for name={domain} type=A: Host not found"
+        ),
+        // The fallback relay's own lookup: `server` names the relay.
+        Cause::FallbackNotFound => format!(
+            "Host or domain name not found. Name service error for name={h} type=A: Host not found"
         ),
         Cause::Unavailable => "server unavailable or unable to receive mail".to_string(),
     }
@@ -428,6 +435,11 @@ impl Observer for MailLog {
                     "{}",
                     reason(cause, "", Some((host, address)), host)
                 );
+                self.end();
+            }
+            Happening::AgentWarning { text } => {
+                self.begin(e.t, "postfix/smtp", pid_for(e.t as u64, 3000));
+                let _ = write!(self.line, "warning: {text}");
                 self.end();
             }
         }

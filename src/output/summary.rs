@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 pub struct Summary {
     pub scenario: String,
     pub seed: u64,
+    /// When qmgr started (≤ 0): its deferred-scan clock is due every `queue_run_delay`
+    /// from then; with `qmgr_start = "random"`, the phase this run drew.
+    pub qmgr_start_s: f64,
     /// Messages from the traffic streams.
     pub messages: u64,
     /// Recipients of every queue file, notices included.

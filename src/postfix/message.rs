@@ -144,6 +144,13 @@ pub struct RecipientKeys {
 }
 
 impl RecipientKeys {
+    /// Whether these keys name addresses that later queue files use again (a notice goes
+    /// to the original sender, the same address each time); generated mailboxes are unique
+    /// to their message, so a recipient that reached its final status never recurs.
+    pub fn recur(&self) -> bool {
+        matches!(self.origin, Origin::Notice(_))
+    }
+
     /// The key of the recipient with original index `index`.
     pub fn key(&self, index: u32) -> u64 {
         match self.origin {

@@ -75,6 +75,9 @@ pub(crate) enum NoteKind {
         cause: Cause,
     },
     DeferredScan,
+    AgentWarning {
+        text: &'static str,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -126,6 +129,14 @@ impl Mta {
                     host: f.host,
                     cause: f.cause,
                 },
+            });
+        }
+        for (t, text) in world.agent_warnings.drain(..) {
+            self.notes.push(Note {
+                t,
+                id: 0,
+                origin: 0,
+                kind: NoteKind::AgentWarning { text },
             });
         }
         // Stable: notes of the same instant keep the order they happened in.
@@ -221,6 +232,7 @@ impl Mta {
                     }
                 }
                 NoteKind::DeferredScan => Happening::DeferredScan,
+                NoteKind::AgentWarning { text } => Happening::AgentWarning { text },
             };
             obs.event(&Event {
                 t: n.t,

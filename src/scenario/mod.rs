@@ -863,6 +863,7 @@ impl Resolver<'_> {
             ..DestinationSpec::accepting(&domain, transport, Phases::transaction_only(latency))
         };
         self.remote(i, d, &mut spec)?;
+        self.shared_hosts(i, d, &spec, before)?;
         Ok(spec)
     }
 

@@ -135,6 +135,9 @@ pub enum FaultKind {
     Mute,
     /// Everything gets a 4xx at `stage`.
     Tempfail(Stage),
+    /// Everything gets a 5xx at `stage` (MAIL FROM, each RCPT, or end of DATA; never the
+    /// greeting, which Postfix's `smtp_skip_5xx_greeting = yes` treats as a 4xx).
+    Reject(Stage),
     /// Lookups answer SERVFAIL: `Host not found, try again`.
     DnsServfail,
     /// Lookups time out after `lookup` (the stub resolver's retries), then fail softly.

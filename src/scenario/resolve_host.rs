@@ -83,6 +83,16 @@ impl Resolver<'_> {
                 format!("the filter's host `{host}` is also a [[destination]]"),
             ));
         }
+        // One host name is one server, the first listing's: [filter] would be ignored.
+        if let Some(d) = before.iter().find(|d| d.mx.iter().any(|m| m.host == host)) {
+            return Err(self.err(
+                ("postfix", None, params::CONTENT_FILTER),
+                format!(
+                    "the filter's host `{host}` is also an MX host of {}: give the filter a host of its own",
+                    d.domain
+                ),
+            ));
+        }
         let at = |k| ("filter", None, k);
         let latency = |key, v: Option<&toml::Value>, default| match v {
             Some(v) => self.latency(at(key), v),

@@ -44,6 +44,7 @@ const FAULT_KINDS: &[&str] = &[
     "blackhole",
     "mute",
     "tempfail",
+    "reject",
     "dns_servfail",
     "dns_timeout",
     "dns_nxdomain",
@@ -283,6 +284,100 @@ impl Resolver<'_> {
         // Last: an MX entry's own keys override the destination's, now complete.
         if let Some(v) = &d.mx {
             spec.mx = self.mx(at("mx"), v, spec)?;
+        }
+        Ok(())
+    }
+
+    /// A host listed by several destinations is one server, whose behaviour is that of its
+    /// first listing (the world builds one server per host name). A later listing's own
+    /// server keys would be ignored for that host: refuse those that say something else.
+    /// (`unknown_recipients` is the domain's and `dns` the lookup's: both always apply.)
+    pub(super) fn shared_hosts(
+        &self,
+        i: usize,
+        d: &raw::Destination,
+        spec: &DestinationSpec,
+        before: &[DestinationSpec],
+    ) -> Result<(), InputError> {
+        if is_local(spec) {
+            return Ok(());
+        }
+        // Server keys set on the destination itself, as written.
+        let dest_keys: Vec<&'static str> = [
+            ("latency", d.latency.is_some()),
+            ("connect", d.connect.is_some()),
+            ("greeting", d.greeting.is_some()),
+            ("rcpt", d.rcpt.is_some()),
+            ("tempfail", d.tempfail.is_some()),
+            ("permfail", d.permfail.is_some()),
+            ("greylist", d.greylist.is_some()),
+            ("rate_limit", d.rate_limit.is_some()),
+            ("max_connections", d.max_connections.is_some()),
+            ("spam", d.spam.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(k, _)| k)
+        .collect();
+        let entries: Vec<Option<&Table>> = match d.mx.as_ref() {
+            Some(toml::Value::Array(a)) => a.iter().map(|e| e.as_table()).collect(),
+            _ => Vec::new(),
+        };
+        // This destination's hosts: its MX entries, or the domain itself.
+        let own: Vec<(Option<usize>, &str, &DestinationSpec)> = if spec.mx.is_empty() {
+            vec![(None, spec.domain.as_str(), spec)]
+        } else {
+            spec.mx
+                .iter()
+                .enumerate()
+                .map(|(n, m)| {
+                    (
+                        Some(n),
+                        m.host.as_str(),
+                        m.behaviour.as_deref().unwrap_or(spec),
+                    )
+                })
+                .collect()
+        };
+        for (n, host, wanted) in own {
+            let Some((j, owner)) = first_listing(before, host) else {
+                continue;
+            };
+            let entry_keys: Vec<&str> = n
+                .and_then(|n| entries.get(n).copied().flatten())
+                .map(|t| {
+                    t.keys()
+                        .map(String::as_str)
+                        .filter(|k| HOST_KEYS.contains(k))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let differs = |key: &str| !same_server_key(key, wanted, owner);
+            let first = before[j].domain.as_str();
+            if let Some(key) = entry_keys.iter().copied().find(|k| differs(k)) {
+                return Err(self.err(
+                    ("destination", Some(i), "mx"),
+                    format!(
+                        "mx entry {}: `{host}` is also an MX host of {first} ([[destination]] #{}), which lists it first and so decides how that server behaves: its `{key}` here would be ignored; give the host's own keys in {first}'s mx entry for it",
+                        n.map_or(0, |n| n + 1),
+                        j + 1
+                    ),
+                ));
+            }
+            if let Some(key) = dest_keys
+                .iter()
+                .copied()
+                .find(|k| !entry_keys.contains(k) && differs(k))
+            {
+                return Err(self.err(
+                    ("destination", Some(i), key),
+                    format!(
+                        "`{host}`, a host of {}, is also an MX host of {first} ([[destination]] #{}), which lists it first and so decides how that server behaves: this `{key}` would be ignored there; set it at {first}, give this destination a host of its own, or set the key only in the mx entries of its own hosts",
+                        spec.domain,
+                        j + 1
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -734,7 +829,19 @@ impl Resolver<'_> {
                 "refuse" => FaultKind::Refuse,
                 "blackhole" => FaultKind::Blackhole,
                 "mute" => FaultKind::Mute,
-                "tempfail" => FaultKind::Tempfail(self.stage(at("stage"), f.stage.as_deref())?),
+                "tempfail" => {
+                    FaultKind::Tempfail(self.stage(at("stage"), f.stage.as_deref(), "greeting")?)
+                }
+                "reject" => {
+                    let stage = self.stage(at("stage"), f.stage.as_deref(), "mail")?;
+                    if stage == Stage::Greeting {
+                        return Err(self.err(
+                            at("stage"),
+                            "a 5xx greeting is handled by Postfix as a 4xx (smtp_skip_5xx_greeting = yes: the next MX is tried, or the mail is deferred and the destination throttled): write kind = \"tempfail\" with stage = \"greeting\"; reject takes mail, rcpt or data".into(),
+                        ));
+                    }
+                    FaultKind::Reject(stage)
+                }
                 "dns_servfail" => FaultKind::DnsServfail,
                 "dns_timeout" => {
                     let lookup = match &f.lookup {
@@ -790,10 +897,12 @@ impl Resolver<'_> {
                     ));
                 }
             };
-            if f.stage.is_some() && !matches!(kind, FaultKind::Tempfail(_)) {
+            if f.stage.is_some() && !matches!(kind, FaultKind::Tempfail(_) | FaultKind::Reject(_)) {
                 return Err(self.err(
                     at("stage"),
-                    format!("only applies to kind = \"tempfail\", not \"{kind_name}\""),
+                    format!(
+                        "only applies to kind = \"tempfail\" or \"reject\", not \"{kind_name}\""
+                    ),
                 ));
             }
             if f.lookup.is_some() && !matches!(kind, FaultKind::DnsTimeout { .. }) {
@@ -876,26 +985,126 @@ impl Resolver<'_> {
                 end,
                 target,
             };
-            if let Some(j) = out.iter().position(|o| contradicts(o, &fault)) {
+            if let Some(j) = out.iter().position(|o| contradicts(o, &fault, dests)) {
                 let o = &out[j];
-                let until = if o.end == Time::MAX {
-                    "the end of the run".to_string()
+                let same_target = o.target == fault.target;
+                let shared = match (&o.target, &fault.target) {
+                    (FaultTarget::Domain(a), FaultTarget::Domain(b)) if !same_target => {
+                        fault_hosts(&o.target, dests)
+                            .into_iter()
+                            .find(|h| fault_hosts(&fault.target, dests).contains(h))
+                            .map(|h| {
+                                format!(
+                                    "{} and {} share the MX host {h}, and ",
+                                    dests[*a].domain, dests[*b].domain
+                                )
+                            })
+                    }
+                    _ => None,
+                };
+                let on = match &o.target {
+                    FaultTarget::Domain(a) => dests[*a].domain.clone(),
+                    FaultTarget::Host(h) => h.clone(),
+                    _ => "the resolver".into(),
+                };
+                let how = if fault_kind_name(o.kind) == fault_kind_name(fault.kind) {
+                    match fault.kind {
+                        FaultKind::Tempfail(_) | FaultKind::Reject(_) => "the same stage",
+                        FaultKind::Slow { .. } => "the same factor",
+                        FaultKind::DnsTimeout { .. } => "the same lookup",
+                        _ => "the same kind",
+                    }
                 } else {
-                    secs_text(o.end)
+                    "the same kind"
                 };
                 return Err(self.err(
                     at("kind"),
                     format!(
-                        "contradicts [[fault]] #{} ({} on the same target from {} to {until}): while both are active only the first in file order shows; let one end before the other starts, or give both the same kind",
+                        "contradicts [[fault]] #{} ({} on {on} from {} to {}): {}while both are active only the first in file order shows{}; let one end before the other starts, or give both {how}",
                         j + 1,
-                        fault_kind_name(o.kind),
+                        fault_text(o.kind),
                         secs_text(o.start),
+                        until_text(o.end),
+                        shared.as_deref().unwrap_or(""),
+                        if shared.is_some() { " there" } else { "" },
                     ),
                 ));
             }
             out.push(fault);
         }
+        self.hidden_domain_faults(&out, dests)?;
         Ok(out)
+    }
+
+    /// A host's own fault wins over its domain's ([`crate::world::faults`]), so a domain
+    /// fault that host faults of other kinds cover on every one of the domain's hosts for
+    /// all of its time never shows: refuse it, as it would be silently ignored.
+    fn hidden_domain_faults(
+        &self,
+        faults: &[FaultSpec],
+        dests: &[DestinationSpec],
+    ) -> Result<(), InputError> {
+        for (i, d) in faults.iter().enumerate() {
+            let FaultTarget::Domain(x) = d.target else {
+                continue;
+            };
+            if !is_connection_kind(d.kind) {
+                continue;
+            }
+            let hosts = fault_hosts(&d.target, dests);
+            let mut first_cover = None;
+            let hidden = hosts.iter().all(|&host| {
+                // The other-kind faults on this host, clipped to d's window, in time order.
+                let mut spans: Vec<(Time, Time, usize)> = faults
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, h)| {
+                        matches!(&h.target, FaultTarget::Host(n) if n == host)
+                            && is_connection_kind(h.kind)
+                            && h.kind != d.kind
+                    })
+                    .map(|(j, h)| (h.start.max(d.start), h.end.min(d.end), j))
+                    .filter(|(s, e, _)| s < e)
+                    .collect();
+                spans.sort_unstable();
+                let mut covered = d.start;
+                for &(s, e, j) in &spans {
+                    if s > covered {
+                        break;
+                    }
+                    first_cover.get_or_insert(j);
+                    covered = covered.max(e);
+                }
+                covered >= d.end
+            });
+            if hidden && let Some(j) = first_cover {
+                let host = match &faults[j].target {
+                    FaultTarget::Host(n) => n.as_str(),
+                    _ => "",
+                };
+                return Err(self.err(
+                    ("fault", Some(i), "kind"),
+                    format!(
+                        "this {} on {} never shows: a fault on a host wins over one on its domain, and [[fault]] #{} ({} on {host}){} covers {} for all its time; let them overlap only in part, or leave the domain a host the fault reaches",
+                        fault_text(d.kind),
+                        dests[x].domain,
+                        j + 1,
+                        fault_text(faults[j].kind),
+                        if hosts.len() > 1 {
+                            " with the other host faults"
+                        } else {
+                            ""
+                        },
+                        if hosts.len() > 1 {
+                            "every host of the domain"
+                        } else {
+                            "its only host"
+                        },
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// `fill` of a disk_full fault: a size, or "100%" / absent for the whole disk.
@@ -912,8 +1121,8 @@ impl Resolver<'_> {
             .map_err(|m| self.err(at, format!("{m}; or \"100%\" for the whole disk")))
     }
 
-    fn stage(&self, at: At<'_>, stage: Option<&str>) -> Result<Stage, InputError> {
-        Ok(match stage.unwrap_or("greeting") {
+    fn stage(&self, at: At<'_>, stage: Option<&str>, default: &str) -> Result<Stage, InputError> {
+        Ok(match stage.unwrap_or(default) {
             "greeting" => Stage::Greeting,
             "mail" => Stage::Mail,
             "rcpt" => Stage::Rcpt,
@@ -1201,6 +1410,44 @@ impl Resolver<'_> {
     }
 }
 
+/// The earlier SMTP destination that first lists `host` (as an MX host, or as its own name
+/// when it has no MX list), with the behaviour that listing gives the host.
+fn first_listing<'a>(
+    before: &'a [DestinationSpec],
+    host: &str,
+) -> Option<(usize, &'a DestinationSpec)> {
+    before
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| !is_local(d))
+        .find_map(|(j, d)| {
+            if d.mx.is_empty() {
+                (d.domain == host).then_some((j, d))
+            } else {
+                d.mx.iter()
+                    .find(|m| m.host == host)
+                    .map(|m| (j, m.behaviour.as_deref().unwrap_or(d)))
+            }
+        })
+}
+
+/// Whether two behaviours agree on one server key.
+fn same_server_key(key: &str, a: &DestinationSpec, b: &DestinationSpec) -> bool {
+    match key {
+        "latency" => a.phases.transaction == b.phases.transaction,
+        "connect" => a.phases.connect == b.phases.connect,
+        "greeting" => a.phases.greeting == b.phases.greeting,
+        "rcpt" => a.phases.rcpt == b.phases.rcpt,
+        "tempfail" => a.tempfail == b.tempfail,
+        "permfail" => a.permfail == b.permfail,
+        "greylist" => a.greylist == b.greylist,
+        "rate_limit" => a.rate_limit == b.rate_limit,
+        "max_connections" => a.max_connections == b.max_connections,
+        "spam" => a.spam == b.spam,
+        _ => true,
+    }
+}
+
 fn is_dns_kind(kind: FaultKind) -> bool {
     matches!(
         kind,
@@ -1215,6 +1462,7 @@ pub fn fault_kind_name(kind: FaultKind) -> &'static str {
         FaultKind::Blackhole => "blackhole",
         FaultKind::Mute => "mute",
         FaultKind::Tempfail(_) => "tempfail",
+        FaultKind::Reject(_) => "reject",
         FaultKind::DnsServfail => "dns_servfail",
         FaultKind::DnsTimeout { .. } => "dns_timeout",
         FaultKind::DnsNxdomain => "dns_nxdomain",
@@ -1227,21 +1475,78 @@ pub fn fault_kind_name(kind: FaultKind) -> &'static str {
 }
 
 /// Two faults contradict when they say different things about the same target (the same
-/// layer: connections or lookups) at the same time. The world would show only the first;
-/// the second is then a mistake the user should hear about. Faults on a domain and on one of
-/// its hosts may overlap: that is how "all hosts down, one worse" is written.
-fn contradicts(a: &FaultSpec, b: &FaultSpec) -> bool {
+/// layer: connections or lookups) at the same time, or about one host two domains share.
+/// The world would show only the first; the second is then a mistake the user should hear
+/// about. A fault on a host may overlap one on its domain: the host's wins, which is how
+/// "all hosts down, one worse" is written.
+fn contradicts(a: &FaultSpec, b: &FaultSpec, dests: &[DestinationSpec]) -> bool {
     // Disk fills add up and loads multiply; only the world's faults hide one another.
     let of_the_world = matches!(
         a.target,
         FaultTarget::Domain(_) | FaultTarget::Host(_) | FaultTarget::Dns
     );
+    let same_place = a.target == b.target
+        || match (&a.target, &b.target) {
+            (FaultTarget::Domain(_), FaultTarget::Domain(_)) if is_connection_kind(a.kind) => {
+                let hb = fault_hosts(&b.target, dests);
+                fault_hosts(&a.target, dests).iter().any(|h| hb.contains(h))
+            }
+            _ => false,
+        };
     of_the_world
-        && a.target == b.target
+        && same_place
         && is_dns_kind(a.kind) == is_dns_kind(b.kind)
         && a.kind != b.kind
         && a.start < b.end
         && b.start < a.end
+}
+
+/// Faults on a server's connections (not DNS, not our own host).
+fn is_connection_kind(kind: FaultKind) -> bool {
+    !is_dns_kind(kind)
+        && !matches!(
+            kind,
+            FaultKind::DiskFull { .. } | FaultKind::TransportDown | FaultKind::Load { .. }
+        )
+}
+
+/// The host names a connection fault on `target` reaches.
+fn fault_hosts<'a>(target: &'a FaultTarget, dests: &'a [DestinationSpec]) -> Vec<&'a str> {
+    match target {
+        FaultTarget::Domain(d) => match dests.get(*d) {
+            Some(spec) if spec.mx.is_empty() => vec![spec.domain.as_str()],
+            Some(spec) => spec.mx.iter().map(|m| m.host.as_str()).collect(),
+            None => Vec::new(),
+        },
+        FaultTarget::Host(h) => vec![h.as_str()],
+        _ => Vec::new(),
+    }
+}
+
+/// A fault's kind as written, with its stage or factor (`tempfail at rcpt`, `slow ×2`).
+fn fault_text(kind: FaultKind) -> String {
+    let stage = |s: Stage| match s {
+        Stage::Greeting => "greeting",
+        Stage::Mail => "mail",
+        Stage::Rcpt => "rcpt",
+        Stage::Data => "data",
+    };
+    match kind {
+        FaultKind::Tempfail(s) | FaultKind::Reject(s) => {
+            format!("{} at {}", fault_kind_name(kind), stage(s))
+        }
+        FaultKind::Slow { factor } => format!("slow ×{factor}"),
+        FaultKind::DnsTimeout { lookup } => format!("dns_timeout of {}", secs_text(lookup)),
+        k => fault_kind_name(k).to_string(),
+    }
+}
+
+fn until_text(end: Time) -> String {
+    if end == Time::MAX {
+        "the end of the run".to_string()
+    } else {
+        secs_text(end)
+    }
 }
 
 /// A reply code or keyword written as a string or an integer (`"421"` or `421`).

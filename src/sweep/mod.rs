@@ -31,6 +31,9 @@ pub type MetricFn = fn(&Summary) -> Option<f64>;
 
 /// Summary values every run reports, by column name.
 pub const METRICS: &[(&str, MetricFn)] = &[
+    // The scan clock's phase first: with qmgr_start = "random" it is what a replication's
+    // timing depends on.
+    ("qmgr_start_s", |s| Some(s.qmgr_start_s)),
     ("messages", |s| Some(s.messages as f64)),
     ("recipients", |s| Some(s.recipients as f64)),
     ("sent", |s| Some(s.sent as f64)),
@@ -318,9 +321,10 @@ pub fn run(spec: &SweepSpec, opts: &SweepOptions) -> Result<SweepState, Error> {
                 || done.replications != fresh.replications
                 || done.total_runs != fresh.total_runs
                 || done.shard != fresh.shard
+                || done.rows.iter().any(|r| r.metrics.len() != METRICS.len())
             {
                 return Err(Error::Runtime(
-                    "the checkpoint belongs to a different sweep".into(),
+                    "the checkpoint belongs to a different sweep (or was written by a mailsim with other metrics)".into(),
                 ));
             }
             done.clone()
@@ -416,9 +420,10 @@ impl SweepState {
                 || p.axes != first.axes
                 || p.replications != first.replications
                 || p.total_runs != first.total_runs
+                || p.rows.iter().any(|r| r.metrics.len() != METRICS.len())
             {
                 return Err(format!(
-                    "shards of different sweeps: `{}` and `{}` (scenario, swept values and replications must match)",
+                    "shards of different sweeps: `{}` and `{}` (scenario, swept values and replications must match, and the metrics of the mailsim that wrote them)",
                     first.scenario, p.scenario
                 ));
             }

@@ -11,6 +11,8 @@ struct Window {
     start: Time,
     end: Time,
     kind: FaultKind,
+    /// Aimed at this host by name (not at one of its domains): wins over a domain's fault.
+    specific: bool,
 }
 
 impl Window {
@@ -19,8 +21,9 @@ impl Window {
     }
 }
 
-/// Faults by host and by domain; within each list, file order decides which of two
-/// overlapping faults shows.
+/// Faults by host and by domain. A fault aimed at a host wins over one aimed at a domain it
+/// serves (the more specific target: "all hosts down, one worse"); the scenario check
+/// refuses two different faults at the same level that would meet on one host.
 #[derive(Default)]
 pub struct Timeline {
     by_host: Vec<Vec<Window>>,
@@ -50,6 +53,7 @@ impl Timeline {
                 start: f.start,
                 end: f.end,
                 kind: f.kind,
+                specific: matches!(f.target, FaultTarget::Host(_)),
             };
             let dns = matches!(
                 f.kind,
@@ -89,9 +93,10 @@ impl Timeline {
 
     /// The connection-level fault of host `h` at `t`, if any.
     pub fn host(&self, h: u32, t: Time) -> Option<FaultKind> {
-        self.by_host
-            .get(h as usize)
-            .and_then(|list| list.iter().find(|w| w.active(t)))
+        let list = self.by_host.get(h as usize)?;
+        list.iter()
+            .find(|w| w.specific && w.active(t))
+            .or_else(|| list.iter().find(|w| w.active(t)))
             .map(|w| w.kind)
     }
 

@@ -159,6 +159,10 @@ pub struct World {
     /// Per destination: its hosts with MX preference, in preference order (stable).
     mx: Vec<Vec<(u32, u32)>>,
     servers: Vec<Server>,
+    /// Per destination: which of its recipients exist (checked at its own MX hosts).
+    mailboxes: Vec<server::Mailboxes>,
+    /// Some server greylists (so final replies drop triplets).
+    greylisting: bool,
     /// Per destination: delivered by local(8) rather than SMTP.
     local: Vec<bool>,
     /// Per server: runs on our own host (the content filter), so host load slows it.
@@ -180,6 +184,13 @@ pub struct World {
     host_addresses: Vec<String>,
     /// Failed connects since the caller last took them (only kept when `keep_notes`).
     pub connect_failures: Vec<ConnectFailure>,
+    /// Agents' warnings without a queue ID, with their time (only kept when `keep_notes`).
+    pub agent_warnings: Vec<(Time, &'static str)>,
+    /// Destination domain names, by index.
+    domains: Vec<String>,
+    /// Per fallback site: the host standing for the name it looks up (for the reason text of
+    /// a lookup that fails).
+    fallback_names: Vec<u32>,
     pub keep_notes: bool,
     /// Idle sessions parked for reuse (scache).
     scache: SessionCache,
@@ -225,7 +236,8 @@ impl World {
             let mut list = Vec::with_capacity(names.len());
             for (preference, name, own) in names {
                 // A host listed by several destinations is one server: the first listing
-                // decides its behaviour.
+                // decides its behaviour (the scenario check refuses later listings that say
+                // otherwise); which recipients exist stays each domain's own.
                 let id = *host_ids.entry(name.to_string()).or_insert_with(|| {
                     let (owner, limits) = match own {
                         Some(b) => {
@@ -280,6 +292,11 @@ impl World {
                 .enumerate()
                 .map(|(i, d)| Server::new(d, i, streams))
                 .collect(),
+            mailboxes: dests
+                .iter()
+                .map(|d| server::Mailboxes::new(d, streams))
+                .collect(),
+            greylisting: false,
             local,
             on_our_host,
             faults,
@@ -294,6 +311,9 @@ impl World {
             host_names: Vec::new(),
             host_addresses: Vec::new(),
             connect_failures: Vec::new(),
+            agent_warnings: Vec::new(),
+            domains: dests.iter().map(|d| d.domain.clone()).collect(),
+            fallback_names: Vec::new(),
             keep_notes: false,
             scache: SessionCache::default(),
             always_cache: vec![false; dests.len()],
@@ -306,8 +326,18 @@ impl World {
         named.sort_by_key(|(_, id)| **id);
         world.host_names = named.iter().map(|(n, _)| (*n).clone()).collect();
         world.host_addresses = named.iter().map(|(n, id)| address_for(n, **id)).collect();
+        world.greylisting = world.servers.iter().any(Server::greylists);
         world.reconfigure(&scenario.smtp);
         world
+    }
+
+    /// Greylist triplets held by all servers: now, and the sum of each server's peak (an
+    /// upper bound of the most held at once).
+    pub fn greylist_entries(&self) -> (usize, usize) {
+        self.servers
+            .iter()
+            .map(Server::greylist_entries)
+            .fold((0, 0), |(n, p), (a, b)| (n + a, p + b))
     }
 
     /// The preferred host of destination `d` (its first MX), for texts that name one.
@@ -359,6 +389,35 @@ impl World {
                 Site::Host(name) => self.host_ids.get(name).map(|&h| SiteRef::Host(h)),
             })
             .collect();
+        let sites = self.fallback.clone();
+        self.fallback_names = sites
+            .iter()
+            .map(|&site| match site {
+                SiteRef::Host(h) => h,
+                SiteRef::Domain(d) => {
+                    let name = self.domains.get(d as usize).cloned().unwrap_or_default();
+                    self.name_host(&name, d)
+                }
+            })
+            .collect();
+    }
+
+    /// The host named `name`; a domain with MX hosts of other names gets one appended that
+    /// no MX list holds and nothing connects to (it only names the lookup in reasons).
+    fn name_host(&mut self, name: &str, domain: u32) -> u32 {
+        if let Some(&h) = self.host_ids.get(name) {
+            return h;
+        }
+        let h = self.hosts.len() as u32;
+        self.hosts.push(Host {
+            owner: domain,
+            named_domain: Some(domain as usize),
+            slots: None,
+        });
+        self.host_ids.insert(name.to_string(), h);
+        self.host_names.push(name.to_string());
+        self.host_addresses.push(address_for(name, h));
+        h
     }
 
     /// An agent takes a delivery request at `now`.

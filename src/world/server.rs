@@ -22,9 +22,6 @@ pub struct Server {
     tempfail: f64,
     permfail: f64,
     spam: SpamSpec,
-    /// Recipients whose key hashes below this do not exist (`unknown_recipients` × 2^64).
-    unknown_below: u64,
-    unknown_salt: u64,
     greylist: Option<Greylist>,
     messages: Option<TokenBucket>,
     connections: Option<TokenBucket>,
@@ -44,11 +41,6 @@ impl Server {
             tempfail: spec.tempfail,
             permfail: spec.permfail,
             spam: spec.spam,
-            unknown_below: probability_threshold(spec.unknown_recipients),
-            // Keyed by the domain, so every MX host agrees on who does not exist.
-            unknown_salt: streams
-                .stream("unknown_recipients", fnv1a(&spec.domain))
-                .random(),
             greylist: spec.greylist.map(Greylist::new),
             messages: rate.and_then(|r| r.messages.map(|n| TokenBucket::new(n, r.per))),
             connections: rate.and_then(|r| r.connections.map(|n| TokenBucket::new(n, r.per))),
@@ -108,6 +100,25 @@ impl Server {
             && self.messages.as_ref().is_some_and(|b| !b.available(t))
     }
 
+    /// Recipient `recipient` of `sender` was delivered or bounced for good: its greylist
+    /// triplet can be dropped (see [`Greylist::forget`]).
+    pub fn forget(&mut self, sender: u32, recipient: u64) {
+        if let Some(g) = self.greylist.as_mut() {
+            g.forget(sender, recipient);
+        }
+    }
+
+    /// Greylist triplets held in memory now, and at most so far.
+    pub fn greylist_entries(&self) -> (usize, usize) {
+        self.greylist
+            .as_ref()
+            .map_or((0, 0), |g| (g.len(), g.peak()))
+    }
+
+    pub fn greylists(&self) -> bool {
+        self.greylist.is_some()
+    }
+
     /// A message was accepted at `t`: it counts against the message rate.
     pub fn count_message(&mut self, t: Time) {
         if let Some(b) = self.messages.as_mut() {
@@ -117,6 +128,7 @@ impl Server {
 
     /// The reply to one RCPT at `t` (seconds resolution for the policy server): `None` =
     /// 250 OK. `rate_exceeded` comes from [`Server::rcpt_rate_exceeded`] at MAIL FROM.
+    /// Unknown users are the domain's business ([`Mailboxes`]) and are checked first.
     pub fn rcpt(
         &mut self,
         sender: u32,
@@ -124,12 +136,6 @@ impl Server {
         rate_exceeded: bool,
         t: Time,
     ) -> Option<Cause> {
-        // An unknown user is rejected whatever the policy says (postgrey answers
-        // DEFER_IF_PERMIT, so a later reject wins).
-        if self.unknown_below > 0 && splitmix64(recipient ^ self.unknown_salt) < self.unknown_below
-        {
-            return Some(Cause::UnknownUser);
-        }
         if rate_exceeded {
             return Some(Cause::RateLimited);
         }
@@ -164,6 +170,34 @@ impl Server {
         } else {
             None
         }
+    }
+}
+
+/// Which of a domain's recipient addresses exist (`unknown_recipients`). It belongs to the
+/// domain, not to a server: every MX host of the domain, shared with other domains or not,
+/// rejects the same addresses.
+#[derive(Clone, Copy, Debug)]
+pub struct Mailboxes {
+    /// Recipients whose key hashes below this do not exist (`unknown_recipients` × 2^64).
+    unknown_below: u64,
+    salt: u64,
+}
+
+impl Mailboxes {
+    pub fn new(spec: &DestinationSpec, streams: &RngStreams) -> Self {
+        Mailboxes {
+            unknown_below: probability_threshold(spec.unknown_recipients),
+            // Keyed by the domain, so every MX host agrees on who does not exist.
+            salt: streams
+                .stream("unknown_recipients", fnv1a(&spec.domain))
+                .random(),
+        }
+    }
+
+    /// Does recipient `key` not exist? (`550 5.1.1`, whatever a policy server says:
+    /// postgrey answers DEFER_IF_PERMIT, so a later reject wins.)
+    pub fn unknown(&self, key: u64) -> bool {
+        self.unknown_below > 0 && splitmix64(key ^ self.salt) < self.unknown_below
     }
 }
 

@@ -780,19 +780,20 @@ impl World {
         req: &mut Request<'_>,
     ) -> TransactionEnd {
         let owner = self.hosts[host as usize].owner as usize;
-        let mail_refusal = if self.faults.host(host, t) == Some(FaultKind::Tempfail(Stage::Mail)) {
-            Some(Cause::MailTempfail)
-        } else if from_cache && self.servers[owner].mail_refused(t) {
-            Some(Cause::RateLimited)
-        } else {
-            None
+        // A reply other than 2xx to MAIL FROM fails every recipient (`smtp_mesg_fail`, no
+        // throttle): 4xx defers (or moves on to the next server), 5xx bounces; the session
+        // still counts as completed (smtp_proto.c: smtp_xfer).
+        let mail_refusal = match self.faults.host(host, t) {
+            Some(FaultKind::Tempfail(Stage::Mail)) => Some(Cause::MailTempfail),
+            Some(FaultKind::Reject(Stage::Mail)) => Some(Cause::MailRejected),
+            _ if from_cache && self.servers[owner].mail_refused(t) => Some(Cause::RateLimited),
+            _ => None,
         };
         if let Some(cause) = mail_refusal {
-            // smtp_mesg_fail: every recipient, no throttling.
             t += self.servers[owner].rcpt_time();
             for i in 0..req.recipients.len() {
                 if req.recipients[i].is_left() {
-                    self.reject(e, req, i, cause, final_server);
+                    self.reject(e, host, req, i, cause, final_server);
                 }
             }
             return match cause {
@@ -801,6 +802,9 @@ impl World {
             };
         }
         let rate_exceeded = self.servers[owner].rcpt_rate_exceeded(t);
+        // The recipient domain's own MX hosts know its users; a fallback relay accepts any
+        // recipient for relaying.
+        let primary = self.clients[e].site == 0;
         let mut accepted = std::mem::take(&mut self.accepted);
         accepted.clear();
         for i in 0..req.recipients.len() {
@@ -808,15 +812,20 @@ impl World {
                 continue;
             }
             t += self.servers[owner].rcpt_time();
-            let reply = if self.faults.host(host, t) == Some(FaultKind::Tempfail(Stage::Rcpt)) {
+            let key = req.keys.key(req.recipients[i].orig_index);
+            let fault = self.faults.host(host, t);
+            let reply = if fault == Some(FaultKind::Tempfail(Stage::Rcpt)) {
                 Some(Cause::RecipientTempfail)
+            } else if fault == Some(FaultKind::Reject(Stage::Rcpt)) {
+                Some(Cause::RecipientRejected)
+            } else if primary && self.mailboxes[req.dest as usize].unknown(key) {
+                Some(Cause::UnknownUser)
             } else {
-                let key = req.keys.key(req.recipients[i].orig_index);
                 self.servers[owner].rcpt(req.sender, key, rate_exceeded, t)
             };
             match reply {
                 None => accepted.push(i),
-                Some(cause) => self.reject(e, req, i, cause, final_server),
+                Some(cause) => self.reject(e, host, req, i, cause, final_server),
             }
         }
         if !accepted.is_empty() {
@@ -841,15 +850,18 @@ impl World {
             }
             t += transfer;
             self.servers[owner].count_message(t);
-            let verdict = if self.faults.host(host, t) == Some(FaultKind::Tempfail(Stage::Data)) {
-                Some(Cause::DataTempfail)
-            } else {
-                self.servers[owner].end_of_data()
+            let verdict = match self.faults.host(host, t) {
+                Some(FaultKind::Tempfail(Stage::Data)) => Some(Cause::DataTempfail),
+                Some(FaultKind::Reject(Stage::Data)) => Some(Cause::DataRejected),
+                _ => self.servers[owner].end_of_data(),
             };
             for &i in &accepted {
                 match verdict {
-                    None => req.recipients[i].reply = Reply::Sent,
-                    Some(cause) => self.reject(e, req, i, cause, final_server),
+                    None => {
+                        req.recipients[i].reply = Reply::Sent;
+                        self.forget_final(host, req, i);
+                    }
+                    Some(cause) => self.reject(e, host, req, i, cause, final_server),
                 }
             }
         }
@@ -857,11 +869,12 @@ impl World {
         TransactionEnd::Done(t)
     }
 
-    /// A 4xx or 5xx for recipient `i` (`smtp_rcpt_fail`): 5xx bounces; 4xx defers at the
-    /// final server and otherwise leaves the recipient for the next one.
+    /// A 4xx or 5xx for recipient `i` from `host` (`smtp_rcpt_fail`): 5xx bounces; 4xx
+    /// defers at the final server and otherwise leaves the recipient for the next one.
     fn reject(
         &mut self,
         e: usize,
+        host: u32,
         req: &mut Request<'_>,
         i: usize,
         cause: Cause,
@@ -874,6 +887,30 @@ impl World {
             }
         } else {
             req.recipients[i].reply = Reply::Bounced(cause);
+            self.forget_final(host, req, i);
+        }
+    }
+
+    /// Recipient `i` was delivered or bounced by `host`: no server will see it again (its
+    /// key is its message's own), so its greylist triplet goes from the destination's MX
+    /// hosts and from `host` (a fallback relay).
+    fn forget_final(&mut self, host: u32, req: &Request<'_>, i: usize) {
+        if !self.greylisting || req.keys.recur() {
+            return;
+        }
+        let key = req.keys.key(req.recipients[i].orig_index);
+        let owners = self
+            .mx
+            .get(req.dest as usize)
+            .into_iter()
+            .flatten()
+            .map(|&(_, h)| h)
+            .chain([host])
+            .filter_map(|h| self.hosts.get(h as usize).map(|x| x.owner as usize));
+        for o in owners {
+            if let Some(s) = self.servers.get_mut(o) {
+                s.forget(req.sender, key);
+            }
         }
     }
 
@@ -881,10 +918,21 @@ impl World {
     fn finish(&mut self, e: usize, now: Time, req: &mut Request<'_>) -> Step {
         let c = &self.clients[e];
         let mut cause = c.last_cause.unwrap_or(Cause::Unavailable);
-        if !cause.is_soft() && c.site > 0 {
-            // A hard error from a fallback relay is a configuration problem: 4.3.5, deferred.
-            cause = Cause::DnsTempfail;
+        let mut tried = c.tried;
+        let any_left = req.recipients.iter().any(|r| r.is_left());
+        if any_left && !cause.is_soft() && c.site > 0 {
+            // smtp_connect.c (end of smtp_connect_inet): a hard error at a fallback relay
+            // is taken for a configuration problem: warning, status 4.3.5, the diagnostic
+            // text kept; deferred. The only hard error left at the end is a lookup's
+            // NXDOMAIN, so the reason names the relay's name.
+            cause = Cause::FallbackNotFound;
+            tried = self.fallback_names.get(c.site - 1).copied().or(tried);
+            if self.keep_notes {
+                self.agent_warnings
+                    .push((now, "smtp_fallback_relay configuration problem"));
+            }
         }
+        let c = &self.clients[e];
         let mut any_left = false;
         for r in req.recipients.iter_mut().filter(|r| r.is_left()) {
             any_left = true;
@@ -900,7 +948,7 @@ impl World {
             site_failure,
             relay: c.relay,
             setup_done: c.setup_done,
-            tried: c.tried,
+            tried,
             conn_use: c.conn_use,
         }
     }
