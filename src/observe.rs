@@ -289,8 +289,13 @@ pub struct RecipientStatus<'a> {
     pub destination: &'a str,
     pub status: Status,
     pub cause: Option<Cause>,
-    /// For a deferral through a dead destination: the reason it was declared dead.
+    /// For a deferral by qmgr through the retry service: the cause behind the reason qmgr
+    /// saved (its DSN), and that reason's text (`delivery temporarily suspended: …`).
     pub suspended_by: Option<Cause>,
+    pub saved: Option<&'a str>,
+    /// `host[address]` named in the reason: the server that gave the reply (none for DNS
+    /// and local errors).
+    pub server: Option<(&'a str, &'a str)>,
     pub agent: Agent<'a>,
     /// `host[address]` of the server that answered, if a connection was made.
     pub relay: Option<(&'a str, &'a str)>,
@@ -308,6 +313,8 @@ pub struct RecipientStatus<'a> {
     pub index: u32,
     /// This was the delivery to the content filter (`sent` means handed over, not final).
     pub to_filter: bool,
+    /// The process id of the agent that logged it.
+    pub pid: u32,
 }
 
 /// Something that happened to a queue file (or, for `ConnectFailed`, to an agent).
@@ -347,11 +354,25 @@ pub enum Happening<'a> {
     Admin {
         what: &'static str,
     },
-    /// An SMTP client could not connect to `host` (an info line without a queue ID).
+    /// The agent (process `pid`) of a request for this file could not connect to `host`
+    /// (an info line without a queue ID).
     ConnectFailed {
         host: &'a str,
         address: &'a str,
         cause: Cause,
+        pid: u32,
+        transport: &'a str,
+    },
+    /// A soft error at a server that is not the last one to try: the agent logs it and
+    /// tries the next server (`QID: host … said: …`). `recipient` for an error at RCPT TO.
+    ServerSkipped {
+        host: &'a str,
+        address: &'a str,
+        cause: Cause,
+        pid: u32,
+        recipient: Option<Address<'a>>,
+        destination: &'a str,
+        transport: &'a str,
     },
     /// qmgr's deferred-queue scan started (no queue file).
     DeferredScan,

@@ -182,7 +182,10 @@ impl Observer for Explainer {
                 };
                 self.say(
                     r.done,
-                    format!("{rcpt}: {status} by {who}: {}", status_text(&r, &rcpt)),
+                    format!(
+                        "{rcpt}: {status} by {who}: {}",
+                        status_text(e.id, &r, &rcpt)
+                    ),
                 );
                 if let Some(h) = r.handoff {
                     let wait = h - r.active;
@@ -253,7 +256,36 @@ impl Observer for Explainer {
                 format!("{qid} is still locked by an agent of the old qmgr: skipped for 60 s"),
             ),
             Happening::Admin { what } => self.say(e.t, format!("postsuper: {qid} {what}")),
-            Happening::ConnectFailed { .. } | Happening::DeferredScan => {}
+            Happening::ConnectFailed {
+                host,
+                address,
+                cause,
+                ..
+            } => self.say(
+                e.t,
+                format!(
+                    "the agent: {} (it tries the next address)",
+                    super::maillog::reason(cause, "", Some((host, address)), host)
+                ),
+            ),
+            Happening::ServerSkipped {
+                host,
+                address,
+                cause,
+                recipient,
+                destination,
+                ..
+            } => {
+                let rcpt = recipient.map(|a| a.to_string()).unwrap_or_default();
+                self.say(
+                    e.t,
+                    format!(
+                        "the agent: {} (not the last server: the recipients wait for the next one)",
+                        super::maillog::reason(cause, &rcpt, Some((host, address)), destination)
+                    ),
+                );
+            }
+            Happening::DeferredScan => {}
         }
     }
 }

@@ -188,27 +188,33 @@ pub fn reason(cause: Cause, rcpt: &str, server: Option<(&str, &str)>, domain: &s
     }
 }
 
-/// The text of a status line for recipient status `r`.
-pub fn status_text(r: &RecipientStatus<'_>, rcpt: &str) -> String {
-    let server = r.relay.or(r.tried);
-    match (r.status, r.cause) {
-        (Status::Sent, _) => match r.agent {
+/// The text of a status line for recipient status `r` of queue file `id`.
+pub fn status_text(id: u64, r: &RecipientStatus<'_>, rcpt: &str) -> String {
+    match (r.status, r.cause, r.saved) {
+        (Status::Sent, _, _) => match r.agent {
             Agent::Local => "delivered to mailbox".to_string(),
-            _ => format!(
-                "250 2.0.0 Ok: queued as {:X}",
-                splitmix64(r.done as u64 ^ u64::from(r.index)) & 0xFF_FFFF_FFFF
-            ),
+            _ => format!("250 2.0.0 Ok: queued as {}", remote_queue_id(id, r)),
         },
-        (_, Some(Cause::Suspended)) => {
-            let why = r.suspended_by.unwrap_or(Cause::Unavailable);
-            format!(
-                "delivery temporarily suspended: {}",
-                reason(why, rcpt, server, r.destination)
-            )
-        }
-        (_, Some(c)) => reason(c, rcpt, server, r.destination),
-        (_, None) => reason(Cause::Unavailable, rcpt, server, r.destination),
+        // The retry service logs the reason qmgr saved, word for word.
+        (_, _, Some(text)) => text.to_string(),
+        (_, Some(c), None) => reason(c, rcpt, r.server, r.destination),
+        (_, None, None) => reason(Cause::Unavailable, rcpt, r.server, r.destination),
     }
+}
+
+/// The receiving server's queue ID in `250 … queued as X`: one per mail transaction, so
+/// the same for every recipient of one DATA (the file, the server and the instant the
+/// transaction ended name it).
+fn remote_queue_id(id: u64, r: &RecipientStatus<'_>) -> String {
+    let host = r.relay.map_or(0, |(h, _)| {
+        h.bytes().fold(0xcbf2_9ce4_8422_2325u64, |a, b| {
+            (a ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        })
+    });
+    format!(
+        "{:X}",
+        splitmix64(splitmix64(id ^ host) ^ r.done as u64) & 0xFF_FFFF_FFFF
+    )
 }
 
 /// Writes mail.log lines as events arrive.
@@ -256,6 +262,17 @@ impl MailLog {
     }
 }
 
+/// The syslog tag of an SMTP client of `transport`: the stock master.cf gives only
+/// `relay` its own (`-o syslog_name=postfix/$service_name`, §8.1); every other smtp(8)
+/// service logs as `postfix/smtp`.
+fn smtp_program(transport: &str) -> &'static str {
+    if transport == "relay" {
+        "postfix/relay/smtp"
+    } else {
+        "postfix/smtp"
+    }
+}
+
 fn pid_for(id: u64, base: u32) -> u32 {
     base + (splitmix64(id) % 97) as u32
 }
@@ -295,9 +312,12 @@ impl Observer for MailLog {
                     Via::Notice { .. } => {}
                 }
                 self.begin(e.t, "postfix/cleanup", pid_for(e.id, 2200));
+                // The Message-ID header is the sender's: the same for the re-injected copy
+                // of a filtered message.
                 let _ = write!(
                     self.line,
-                    "{qid}: message-id=<{qid}.{}@mailsim.example>",
+                    "{qid}: message-id=<{}.{}@mailsim.example>",
+                    queue_id(e.origin),
                     e.origin
                 );
                 self.end();
@@ -316,10 +336,9 @@ impl Observer for MailLog {
             }
             Happening::Recipient(r) => {
                 let program = match r.agent {
-                    Agent::Smtp("smtp") => "postfix/smtp".to_string(),
-                    Agent::Smtp(t) => format!("postfix/{t}/smtp"),
-                    Agent::Local => "postfix/local".to_string(),
-                    Agent::Retry => "postfix/error".to_string(),
+                    Agent::Smtp(t) => smtp_program(t),
+                    Agent::Local => "postfix/local",
+                    Agent::Retry => "postfix/error",
                 };
                 let rcpt = match r.recipient {
                     Address::Literal(a) => a.to_string(),
@@ -338,21 +357,19 @@ impl Observer for MailLog {
                     (Some(h), Some(s), _) => (h - r.active, s - h, r.done - s),
                     (Some(h), None, _) => (h - r.active, r.done - h, 0),
                 };
-                let dsn = match (r.status, r.cause) {
-                    (Status::Sent, _) => "2.0.0",
-                    (_, Some(Cause::Suspended)) => {
-                        r.suspended_by.unwrap_or(Cause::Unavailable).dsn()
-                    }
-                    (_, Some(c)) => c.dsn(),
-                    (_, None) => "4.3.0",
+                let dsn = match (r.status, r.cause, r.suspended_by) {
+                    (Status::Sent, _, _) => "2.0.0",
+                    (_, _, Some(saved)) => saved.dsn(),
+                    (_, Some(c), None) => c.dsn(),
+                    (_, None, None) => "4.3.0",
                 };
                 let status = match r.status {
                     Status::Sent => "sent",
                     Status::Deferred => "deferred",
                     Status::Bounced => "bounced",
                 };
-                let text = status_text(&r, &rcpt);
-                self.begin(r.done, &program, pid_for(e.id ^ u64::from(r.index), 3000));
+                let text = status_text(e.id, &r, &rcpt);
+                self.begin(r.done, program, r.pid);
                 let _ = write!(
                     self.line,
                     "{qid}: to=<{rcpt}>, relay={relay}, delay={}, delays={}/{}/{}/{}, dsn={dsn}, status={status} ({text})",
@@ -417,12 +434,33 @@ impl Observer for MailLog {
                 host,
                 address,
                 cause,
+                pid,
+                transport,
             } => {
-                self.begin(e.t, "postfix/smtp", pid_for(e.t as u64, 3000));
+                self.begin(e.t, smtp_program(transport), pid);
                 let _ = write!(
                     self.line,
                     "{}",
                     reason(cause, "", Some((host, address)), host)
+                );
+                self.end();
+            }
+            Happening::ServerSkipped {
+                host,
+                address,
+                cause,
+                pid,
+                recipient,
+                destination,
+                transport,
+            } => {
+                // smtp_trouble.c: `msg_info("%s: %s", queue_id, reason)`.
+                self.begin(e.t, smtp_program(transport), pid);
+                let rcpt = recipient.map(|a| a.to_string()).unwrap_or_default();
+                let _ = write!(
+                    self.line,
+                    "{qid}: {}",
+                    reason(cause, &rcpt, Some((host, address)), destination)
                 );
                 self.end();
             }

@@ -28,7 +28,14 @@ pub(crate) struct RecipientNote {
     pub notice_to: Option<u16>,
     pub status: Status,
     pub cause: Option<Cause>,
+    /// For a deferral by qmgr through the retry service: the saved reason's cause (its DSN)
+    /// and text (`Mta::saved_text`).
     pub suspended_by: Option<Cause>,
+    pub saved_text: Option<u32>,
+    /// The server named in the reason ([`crate::postfix::message::NO_HOST`] if none).
+    pub server: u32,
+    /// The agent's process id.
+    pub pid: u32,
     pub agent: AgentNote,
     pub relay: Option<u32>,
     pub tried: Option<u32>,
@@ -69,9 +76,15 @@ pub(crate) enum NoteKind {
     Admin {
         what: &'static str,
     },
-    ConnectFailed {
+    /// An agent's info line about a server it gave up on (`crate::world::ConnectFailure`).
+    ServerFailed {
         host: u32,
         cause: Cause,
+        kind: crate::world::FailureKind,
+        pid: u32,
+        dest: u32,
+        transport: u16,
+        notice_to: Option<u16>,
     },
     DeferredScan,
 }
@@ -101,13 +114,7 @@ impl Mta {
     pub fn record_events(&mut self, on: bool, world: &mut World) {
         self.record_notes = on;
         world.keep_notes = on;
-        self.first_hosts = (0..self.domains.len())
-            .map(|d| {
-                world
-                    .first_host(d)
-                    .map(|(n, a)| (n.to_string(), a.to_string()))
-            })
-            .collect();
+        self.learn_hosts(world);
     }
 
     /// Hands the recorded notes up to `now` (and the agents' failed connects) to `obs`, in
@@ -115,17 +122,6 @@ impl Mta {
     pub fn flush_notes(&mut self, now: Time, world: &mut World, obs: &mut dyn Observer) {
         if !self.record_notes {
             return;
-        }
-        for f in world.connect_failures.drain(..) {
-            self.notes.push(Note {
-                t: f.t,
-                id: 0,
-                origin: 0,
-                kind: NoteKind::ConnectFailed {
-                    host: f.host,
-                    cause: f.cause,
-                },
-            });
         }
         // Stable: notes of the same instant keep the order they happened in.
         self.notes.sort_by_key(|n| n.t);
@@ -174,6 +170,8 @@ impl Mta {
                         status: r.status,
                         cause: r.cause,
                         suspended_by: r.suspended_by,
+                        saved: r.saved_text.map(|t| self.saved_text(t)),
+                        server: self.host_text(r.server),
                         agent: match r.agent {
                             AgentNote::Smtp(t) => Agent::Smtp(
                                 self.transport_names
@@ -193,6 +191,7 @@ impl Mta {
                         done: n.t,
                         index: r.index,
                         to_filter: r.to_filter,
+                        pid: r.pid,
                     })
                 }
                 NoteKind::Deferred { mtime } => Happening::Deferred { mtime },
@@ -210,12 +209,64 @@ impl Mta {
                 },
                 NoteKind::Skipped => Happening::Skipped,
                 NoteKind::Admin { what } => Happening::Admin { what },
-                NoteKind::ConnectFailed { host, cause } => {
+                NoteKind::ServerFailed {
+                    host,
+                    cause,
+                    kind,
+                    pid,
+                    dest,
+                    transport,
+                    notice_to,
+                } => {
                     let (host, address) = world.host(host);
-                    Happening::ConnectFailed {
-                        host,
-                        address,
-                        cause,
+                    let transport = self
+                        .transport_names
+                        .get(transport as usize)
+                        .map(String::as_str)
+                        .unwrap_or("smtp");
+                    let destination = self
+                        .domains
+                        .get(dest as usize)
+                        .map(String::as_str)
+                        .unwrap_or("?");
+                    match kind {
+                        crate::world::FailureKind::Connect => Happening::ConnectFailed {
+                            host,
+                            address,
+                            cause,
+                            pid,
+                            transport,
+                        },
+                        crate::world::FailureKind::Session => Happening::ServerSkipped {
+                            host,
+                            address,
+                            cause,
+                            pid,
+                            recipient: None,
+                            destination,
+                            transport,
+                        },
+                        crate::world::FailureKind::Recipient(index) => {
+                            let recipient = match notice_to {
+                                Some(stream) => {
+                                    Address::Literal(self.sender_text(u32::from(stream)))
+                                }
+                                None => Address::Generated {
+                                    message: n.origin,
+                                    index,
+                                    domain: destination,
+                                },
+                            };
+                            Happening::ServerSkipped {
+                                host,
+                                address,
+                                cause,
+                                pid,
+                                recipient: Some(recipient),
+                                destination,
+                                transport,
+                            }
+                        }
                     }
                 }
                 NoteKind::DeferredScan => Happening::DeferredScan,

@@ -316,14 +316,26 @@ impl World {
         if let (Some(s), Some(slots)) = (slot, self.hosts[h].slots.as_mut()) {
             slots.hold(s, end);
         }
-        if let HostOutcome::ConnectFailed(cause) = outcome
-            && self.keep_notes
-        {
-            self.connect_failures.push(super::ConnectFailure {
-                t: end,
-                host,
-                cause,
-            });
+        if self.keep_notes {
+            let kind = match outcome {
+                HostOutcome::ConnectFailed(_) => Some(super::FailureKind::Connect),
+                HostOutcome::HandshakeFailed(_) if !final_server => {
+                    Some(super::FailureKind::Session)
+                }
+                _ => None,
+            };
+            if let (
+                Some(kind),
+                HostOutcome::ConnectFailed(cause) | HostOutcome::HandshakeFailed(cause),
+            ) = (kind, &outcome)
+            {
+                self.connect_failures.push(super::ConnectFailure {
+                    t: end,
+                    host,
+                    cause: *cause,
+                    kind,
+                });
+            }
         }
         let c = &mut self.clients[e];
         c.tried = Some(host);
@@ -338,6 +350,7 @@ impl World {
                 if final_server {
                     for r in req.recipients.iter_mut().filter(|r| r.is_left()) {
                         r.reply = Reply::Deferred(cause);
+                        r.reply_host = host;
                     }
                     if !c.complete_session {
                         c.hop_failure = true;
@@ -365,9 +378,10 @@ impl World {
         let owner = self.hosts[host as usize].owner as usize;
         if self.faults.host(host, t) == Some(FaultKind::Tempfail(Stage::Mail)) {
             t += self.servers[owner].rcpt_time();
+            self.note_skip(t, host, Cause::MailTempfail, None, final_server);
             for i in 0..req.recipients.len() {
                 if req.recipients[i].is_left() {
-                    self.reject(e, req, i, Cause::MailTempfail, final_server);
+                    self.reject(e, host, req, i, Cause::MailTempfail, final_server);
                 }
             }
             return Ok(t);
@@ -388,7 +402,11 @@ impl World {
             };
             match reply {
                 None => accepted.push(i),
-                Some(cause) => self.reject(e, req, i, cause, final_server),
+                Some(cause) => {
+                    let index = req.recipients[i].orig_index;
+                    self.note_skip(t, host, cause, Some(index), final_server);
+                    self.reject(e, host, req, i, cause, final_server);
+                }
             }
         }
         if !accepted.is_empty() {
@@ -418,10 +436,13 @@ impl World {
             } else {
                 self.servers[owner].end_of_data()
             };
+            if let Some(cause) = verdict {
+                self.note_skip(t, host, cause, None, final_server);
+            }
             for &i in &accepted {
                 match verdict {
                     None => req.recipients[i].reply = Reply::Sent,
-                    Some(cause) => self.reject(e, req, i, cause, final_server),
+                    Some(cause) => self.reject(e, host, req, i, cause, final_server),
                 }
             }
         }
@@ -429,11 +450,36 @@ impl World {
         Ok(t)
     }
 
+    /// A soft error at a server that is not the final one is only logged, and the
+    /// recipients wait for the next server: `QID: <reason>` (`smtp_rcpt_fail` for one
+    /// recipient, `smtp_bulk_fail` once for the session).
+    fn note_skip(
+        &mut self,
+        t: Time,
+        host: u32,
+        cause: Cause,
+        rcpt: Option<u32>,
+        final_server: bool,
+    ) {
+        if self.keep_notes && cause.is_soft() && !final_server {
+            self.connect_failures.push(super::ConnectFailure {
+                t,
+                host,
+                cause,
+                kind: match rcpt {
+                    Some(i) => super::FailureKind::Recipient(i),
+                    None => super::FailureKind::Session,
+                },
+            });
+        }
+    }
+
     /// A 4xx or 5xx for recipient `i` (`smtp_rcpt_fail`): 5xx bounces; 4xx defers at the
     /// final server and otherwise leaves the recipient for the next one.
     fn reject(
         &mut self,
         e: usize,
+        host: u32,
         req: &mut Request<'_>,
         i: usize,
         cause: Cause,
@@ -443,9 +489,11 @@ impl World {
             self.clients[e].last_cause = Some(cause);
             if final_server {
                 req.recipients[i].reply = Reply::Deferred(cause);
+                req.recipients[i].reply_host = host;
             }
         } else {
             req.recipients[i].reply = Reply::Bounced(cause);
+            req.recipients[i].reply_host = host;
         }
     }
 
@@ -458,8 +506,11 @@ impl World {
             cause = Cause::DnsTempfail;
         }
         let mut any_left = false;
+        // The last error's server: the last host tried (DNS errors name none).
+        let host = c.tried.unwrap_or(crate::postfix::message::NO_HOST);
         for r in req.recipients.iter_mut().filter(|r| r.is_left()) {
             any_left = true;
+            r.reply_host = host;
             r.reply = if cause.is_soft() {
                 Reply::Deferred(cause)
             } else {

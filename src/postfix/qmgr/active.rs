@@ -28,7 +28,8 @@ impl Mta {
             let msg = self.messages.get_mut(m);
             msg.active_at = now;
             let (id, origin, size, sender) = (msg.id, msg.origin_id, msg.size, msg.sender_key());
-            let nrcpt = msg.pending_recipients() as u32;
+            // The size record's count, not the recipients still to go (§4.5).
+            let nrcpt = msg.nrcpt;
             self.note(
                 now,
                 id,
@@ -39,6 +40,14 @@ impl Mta {
                     sender,
                 },
             );
+        }
+        if !self.messages.get(m).force_expired {
+            // qmgr removes the defer log when it reads the file (`qmgr_message_alloc`), so
+            // mailq shows no reasons for it until this round defers someone (§4.5). A
+            // force-expired file keeps its log: its notice is made from it.
+            for r in self.messages.get_mut(m).recipients.iter_mut() {
+                r.defer_log = None;
+            }
         }
         if self.messages.get(m).force_expired {
             // §4.3: an administratively expired message is returned without an attempt.
@@ -126,11 +135,12 @@ impl Mta {
             None
         };
         if let Some(cause) = dead_cause {
-            // Recipients go to the retry service: deferred without a connection.
-            let suspended_by = self.qmgr.queues[q as usize].dead_cause;
+            // Recipients go to the retry service: deferred without a connection, with the
+            // reason qmgr saved (`qmgr_message_resolve`).
+            let saved = self.saved_reason(q, cause);
             for r in lo..hi {
                 if self.messages.get(m).recipients[r].status == RcptStatus::Pending {
-                    self.retry_deferral(m, r, cause, suspended_by, now);
+                    self.retry_deferral(m, r, cause, saved, now);
                 }
             }
             return;
@@ -166,6 +176,7 @@ impl Mta {
                     relay: None,
                     setup_done: None,
                     tried: None,
+                    pid: 0,
                 };
                 let e = self.qmgr.alloc_entry(entry);
                 self.qmgr.queues[q as usize].todo.push_back(e);

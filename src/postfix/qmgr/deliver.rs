@@ -8,12 +8,12 @@
 //! positive feedback that also revives a dead queue.
 
 use super::event_loop::Timer;
-use super::{Entry, NOT_QUEUED, Qmgr};
+use super::{Entry, FIRST_AGENT_PID, NOT_QUEUED, Qmgr};
 use crate::engine::EventQueue;
 use crate::engine::time::{Time, whole_seconds};
 use crate::observe::Cause;
 use crate::observe::Observer;
-use crate::postfix::message::{Location, RcptStatus, Reply};
+use crate::postfix::message::{DeferWhy, Location, NO_HOST, RcptStatus, Reply};
 use crate::postfix::{Event, Mta};
 use crate::world::{Request, Step, World};
 use std::cmp::Reverse;
@@ -29,6 +29,22 @@ impl Qmgr {
                 self.entries.push(entry);
                 (self.entries.len() - 1) as u32
             }
+        }
+    }
+
+    /// An idle agent process (the most recently freed), or a new one.
+    pub(super) fn alloc_pid(&mut self) -> u32 {
+        self.free_pids.pop().unwrap_or_else(|| {
+            let pid = self.next_pid;
+            self.next_pid = self.next_pid.wrapping_add(1).max(FIRST_AGENT_PID);
+            pid
+        })
+    }
+
+    /// Agent process `pid` is idle again.
+    pub(super) fn free_pid(&mut self, pid: u32) {
+        if pid != 0 {
+            self.free_pids.push(pid);
         }
     }
 
@@ -142,7 +158,9 @@ impl Mta {
             recipients: count,
         });
         self.qmgr.entries[e as usize].handoff = now;
+        self.qmgr.entries[e as usize].pid = self.qmgr.alloc_pid();
         let step = world.start(now, self.request(e));
+        self.take_server_notes(e, world);
         self.schedule_step(e, now, step, events);
     }
 
@@ -195,7 +213,43 @@ impl Mta {
             return;
         };
         let step = world.resume(agent, now, self.request(e));
+        self.take_server_notes(e, world);
         self.schedule_step(e, now, step, events);
+    }
+
+    /// The info lines the agent of request `e` logged while working (failed connects, soft
+    /// errors at servers it then skipped), with its queue file and process id.
+    fn take_server_notes(&mut self, e: u32, world: &mut World) {
+        if world.connect_failures.is_empty() {
+            return;
+        }
+        let entry = self.qmgr.entries[e as usize];
+        let msg = self.messages.get(entry.msg);
+        let (id, origin) = (msg.id, msg.origin_id);
+        let notice_to = match msg.origin {
+            crate::postfix::message::Origin::Notice(s) => Some(s),
+            _ => None,
+        };
+        let dest = self.qmgr.queues[entry.queue as usize].dest;
+        let transport = self.qmgr.queues[entry.queue as usize].transport;
+        let failures: Vec<crate::world::ConnectFailure> =
+            world.connect_failures.drain(..).collect();
+        for f in failures {
+            self.note(
+                f.t,
+                id,
+                origin,
+                crate::postfix::notes::NoteKind::ServerFailed {
+                    host: f.host,
+                    cause: f.cause,
+                    kind: f.kind,
+                    pid: entry.pid,
+                    dest,
+                    transport,
+                    notice_to,
+                },
+            );
+        }
     }
 
     /// `qmgr_deliver_update` then `qmgr_entry_done`: the agent's reply for request `e`.
@@ -218,7 +272,7 @@ impl Mta {
             });
         let mut any_deferred = false;
         let mut any_filtered = false;
-        let mut first_deferral = None;
+        let mut first_deferral: Option<(Cause, usize, u32)> = None;
         for r in entry.lo as usize..entry.hi as usize {
             let rc = self.messages.get(m).recipients[r];
             if rc.status != RcptStatus::Pending {
@@ -242,16 +296,23 @@ impl Mta {
                     any_deferred = true;
                     self.totals.deferrals += 1;
                     self.totals.deferred_by_cause.add(cause);
-                    first_deferral.get_or_insert(cause);
-                    let rc = &mut self.messages.get_mut(m).recipients[r];
-                    rc.last_cause = Some(cause);
-                    rc.last_suspended = false;
+                    first_deferral.get_or_insert((cause, r, rc.reply_host));
+                    let why = DeferWhy::Reply {
+                        cause,
+                        host: rc.reply_host,
+                    };
+                    self.defer_log_append(m, r, why);
                 }
                 Reply::None => {
                     // The client always answers for every recipient it was given.
                     any_deferred = true;
                     self.totals.deferrals += 1;
                     self.totals.deferred_by_cause.add(Cause::Unavailable);
+                    let why = DeferWhy::Reply {
+                        cause: Cause::Unavailable,
+                        host: NO_HOST,
+                    };
+                    self.defer_log_append(m, r, why);
                 }
             }
             self.messages.get_mut(m).recipients[r].reply = Reply::None;
@@ -268,7 +329,16 @@ impl Mta {
         if any_deferred && entry.site_failure && self.qmgr.queues[q as usize].win.is_ready() {
             let died = self.qmgr.queues[q as usize].win.throttle(&rules);
             if died {
-                self.qmgr.queues[q as usize].dead_cause = first_deferral;
+                // qmgr saves the failure's reason, prefixed, as the dead queue's reason
+                // (`qmgr_deliver_update`: `vstring_prepend(…, "delivery temporarily
+                // suspended: ")` then `qmgr_queue_throttle`).
+                let (cause, r, host) = first_deferral.unwrap_or((Cause::Unavailable, 0, NO_HOST));
+                let text = format!(
+                    "delivery temporarily suspended: {}",
+                    self.reply_text(m, r, cause, host)
+                );
+                let text = self.save_text(text);
+                self.qmgr.queues[q as usize].dead_reason = Some((cause, text));
                 self.declare_dead(q, now, events, obs);
             }
         }
@@ -307,7 +377,11 @@ impl Mta {
                 Reply::Deferred(cause) => {
                     self.totals.deferrals += 1;
                     self.totals.deferred_by_cause.add(cause);
-                    self.messages.get_mut(m).recipients[r].last_cause = Some(cause);
+                    let why = DeferWhy::Reply {
+                        cause,
+                        host: rc.reply_host,
+                    };
+                    self.defer_log_append(m, r, why);
                 }
                 Reply::None => {}
             }
@@ -317,6 +391,7 @@ impl Mta {
         if let Some(transport) = self.qmgr.transports.get_mut(t) {
             transport.busy_agents = transport.busy_agents.saturating_sub(1);
         }
+        self.qmgr.free_pid(entry.pid);
         self.qmgr.free_entries.push(e);
         let msg = self.messages.get_mut(m);
         msg.locked = msg.locked.saturating_sub(1);
@@ -352,6 +427,9 @@ impl Mta {
             status,
             cause,
             suspended_by: None,
+            saved_text: None,
+            server: rc.reply_host,
+            pid: entry.pid,
             agent: if local {
                 crate::postfix::notes::AgentNote::Local
             } else {
@@ -377,23 +455,42 @@ impl Mta {
         );
     }
 
+    /// The reason qmgr hands the retry service for queue `q` when it is dead (`cause` =
+    /// `Suspended`) or its transport is (`TransportUnavailable`): the DSN's cause and the
+    /// saved text.
+    pub(crate) fn saved_reason(&mut self, q: u32, cause: Cause) -> (Cause, u32) {
+        match (cause, self.qmgr.queues[q as usize].dead_reason) {
+            (Cause::Suspended, Some(saved)) => saved,
+            (Cause::Suspended, None) => {
+                let text = format!(
+                    "delivery temporarily suspended: {}",
+                    crate::output::maillog::reason(Cause::Unavailable, "", None, "")
+                );
+                (Cause::Unavailable, self.save_text(text))
+            }
+            // qmgr_deliver.c: `qmgr_transport_throttle(…, "4.3.0", "mail transport
+            // unavailable")`.
+            _ => (
+                Cause::TransportUnavailable,
+                self.save_text("mail transport unavailable".into()),
+            ),
+        }
+    }
+
     /// qmgr defers recipient `r` through the retry service, without an attempt (a dead
-    /// destination or transport).
+    /// destination or transport), with the saved reason `(dsn cause, text)`.
     pub(crate) fn retry_deferral(
         &mut self,
         m: u32,
         r: usize,
         cause: Cause,
-        suspended_by: Option<Cause>,
+        saved: (Cause, u32),
         now: Time,
     ) {
         self.totals.suspended_deferrals += 1;
         self.totals.deferred_by_cause.add(cause);
-        let msg = self.messages.get_mut(m);
-        msg.deferred_this_round = true;
-        let rc = &mut msg.recipients[r];
-        rc.last_cause = Some(suspended_by.unwrap_or(cause));
-        rc.last_suspended = cause == Cause::Suspended;
+        self.messages.get_mut(m).deferred_this_round = true;
+        self.defer_log_append(m, r, DeferWhy::Saved { text: saved.1 });
         if !self.record_notes {
             return;
         }
@@ -408,7 +505,11 @@ impl Mta {
             },
             status: crate::observe::Status::Deferred,
             cause: Some(cause),
-            suspended_by,
+            suspended_by: Some(saved.0),
+            saved_text: Some(saved.1),
+            server: NO_HOST,
+            // An error(8) process of the retry service.
+            pid: 2700 + (crate::engine::rng::splitmix64(msg.id ^ msg.activation) % 97) as u32,
             agent: crate::postfix::notes::AgentNote::Retry,
             relay: None,
             tried: None,
@@ -562,10 +663,10 @@ impl Mta {
         obs: &mut dyn Observer,
     ) {
         let entry = self.qmgr.entries[e as usize];
-        let suspended_by = self.qmgr.queues[entry.queue as usize].dead_cause;
+        let saved = self.saved_reason(entry.queue, cause);
         for r in entry.lo as usize..entry.hi as usize {
             if self.messages.get(entry.msg).recipients[r].status == RcptStatus::Pending {
-                self.retry_deferral(entry.msg, r, cause, suspended_by, now);
+                self.retry_deferral(entry.msg, r, cause, saved, now);
             }
         }
         // The message may finish here (and expire): its outcomes go to the observer.
@@ -647,6 +748,7 @@ impl Mta {
     ) {
         let entry = self.qmgr.entries[e as usize];
         self.qmgr.free_entries.push(e);
+        self.qmgr.free_pid(entry.pid);
         let q = entry.queue;
         let t = self.qmgr.queues[q as usize].transport as usize;
         let rate_delay = self.qmgr.transports[t].rate_delay;

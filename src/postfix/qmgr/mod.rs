@@ -30,6 +30,9 @@ use feedback::{FeedbackRules, Window};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
+/// Delivery agents' process ids start here (clear of the fixed ones in mail.log).
+const FIRST_AGENT_PID: u32 = 10_000;
+
 /// Marks "not in the ready heap".
 const NOT_QUEUED: u64 = u64::MAX;
 
@@ -52,8 +55,9 @@ pub(crate) struct Queue {
     pub last_done: i64,
     /// For a per-recipient queue, its key in `per_recipient_queues`.
     pub recipient_key: Option<u64>,
-    /// Why the queue was declared dead (the text of `delivery temporarily suspended: …`).
-    pub dead_cause: Option<crate::observe::Cause>,
+    /// Why the queue was declared dead: the failure's cause (its DSN) and the text qmgr
+    /// saved from it, `delivery temporarily suspended: <reason>` (`qmgr_deliver_update`).
+    pub dead_reason: Option<(crate::observe::Cause, u32)>,
 }
 
 /// One master.cf delivery service as qmgr sees it.
@@ -94,6 +98,9 @@ pub(crate) struct Entry {
     pub relay: Option<u32>,
     pub setup_done: Option<crate::engine::time::Time>,
     pub tried: Option<u32>,
+    /// The process id of the agent working on it (0 until an agent takes it): every log
+    /// line of the request carries it, as one smtp process logs them all.
+    pub pid: u32,
 }
 
 /// Which directory scan.
@@ -138,6 +145,9 @@ pub(crate) struct Qmgr {
     pub free_entries: Vec<u32>,
     pub next_entry_order: u64,
     pub next_activation: u64,
+    /// Process ids of idle delivery agents, and the next new one.
+    pub free_pids: Vec<u32>,
+    pub next_pid: u32,
     /// qmgr's timers and the instant it last woke (`events.c`).
     pub event_loop: event_loop::EventLoop,
     /// An I/O trigger (cleanup's `W`, master's wakeup, postqueue) woke qmgr since its
@@ -193,6 +203,8 @@ impl Qmgr {
             free_entries: Vec::new(),
             next_entry_order: 0,
             next_activation: 0,
+            free_pids: Vec::new(),
+            next_pid: FIRST_AGENT_PID,
             event_loop: event_loop::EventLoop::new(0),
             triggered: false,
         };
@@ -283,7 +295,7 @@ impl Queue {
             ready_key: NOT_QUEUED,
             last_done: i64::MIN,
             recipient_key: None,
-            dead_cause: None,
+            dead_reason: None,
         }
     }
 

@@ -1,0 +1,398 @@
+//! What admins read — mail.log lines and `mailq` — against texts written by hand from
+//! Postfix's own formats (`log_adhoc.c`, `smtp_trouble.c`, `qmgr_deliver.c`,
+//! `showq_compat.c`, `showq_json.c` in 3.7.22) for small scenarios whose timelines can be
+//! worked out on paper.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mailsim-views-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn mailsim(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_mailsim"))
+        .args(args)
+        .output()
+        .expect("mailsim runs");
+    assert!(
+        out.status.success(),
+        "mailsim {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Writes `text` as a scenario in a fresh folder.
+fn scenario(name: &str, text: &str) -> (PathBuf, String) {
+    let dir = temp(name);
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("write scenario");
+    let p = path.to_str().expect("utf-8").to_string();
+    (dir, p)
+}
+
+/// The mail.log of a run, without the time stamp and host (`postfix/…[pid]: text`).
+fn log_of(dir: &Path, path: &str) -> Vec<String> {
+    let log = dir.join("mail.log");
+    mailsim(&[
+        "run",
+        path,
+        "--no-plots",
+        "--out",
+        dir.join("out").to_str().expect("utf-8"),
+        "--maillog",
+        log.to_str().expect("utf-8"),
+    ]);
+    std::fs::read_to_string(&log)
+        .expect("mail.log")
+        .lines()
+        .map(|l| l.splitn(5, ' ').nth(4).unwrap_or("").to_string())
+        .collect()
+}
+
+fn qid(id: u64) -> String {
+    mailsim::output::maillog::queue_id(id)
+}
+
+/// Seven messages at 0 s to a destination whose two MX hosts both refuse connections.
+const BOTH_MX_REFUSE: &str = r#"
+name = "both-mx"
+stop = "200s"
+[[traffic]]
+to = "d.test"
+messages = 7
+arrivals = "burst"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+mx = [ { host = "mx1.d.test", preference = 10 }, { host = "mx2.d.test", preference = 20 } ]
+[[fault]]
+at = "0s"
+kind = "refuse"
+target = "d.test"
+"#;
+
+#[test]
+fn a_dead_queue_repeats_the_reason_of_the_failure_that_killed_it() {
+    // The first failed deliveries kill the queue (failed cohort limit 1, §5.2); messages
+    // that become active after that go to the retry service, which logs the DSN qmgr
+    // saved: the killing failure's own text, prefixed (qmgr_deliver.c, `SUSPENDED`). Each
+    // delivery tried mx1 and then mx2, so the last error — the one logged — names mx2.
+    let (dir, path) = scenario("both-mx", BOTH_MX_REFUSE);
+    let log = log_of(&dir, &path);
+    let refused = "connect to mx2.d.test[192.0.2.2]:25: Connection refused";
+    let smtp: Vec<&String> = log
+        .iter()
+        .filter(|l| l.starts_with("postfix/smtp[") && l.contains(" status=deferred"))
+        .collect();
+    let retry: Vec<&String> = log
+        .iter()
+        .filter(|l| l.starts_with("postfix/error["))
+        .collect();
+    assert_eq!(smtp.len() + retry.len(), 7, "{log:#?}");
+    assert!(!smtp.is_empty() && !retry.is_empty(), "{log:#?}");
+    for l in &smtp {
+        assert!(
+            l.ends_with(&format!("dsn=4.4.1, status=deferred ({refused})")),
+            "{l}"
+        );
+    }
+    for l in &retry {
+        assert!(
+            l.ends_with(&format!(
+                "relay=none, delay=0, delays=0/0/0/0, dsn=4.4.1, status=deferred (delivery temporarily suspended: {refused})"
+            )),
+            "{l}"
+        );
+    }
+    // mailq shows the same texts as the defer log has them: 55 characters are padded
+    // with 76 − 55 = 21 spaces, the 87-character suspended reason with none.
+    let q = mailsim(&["mailq", &path, "--at", "60s"]);
+    let mut expected =
+        String::from("-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
+    for id in 1..=7u64 {
+        let suspended = id > smtp.len() as u64;
+        let reason = if suspended {
+            format!("(delivery temporarily suspended: {refused})")
+        } else {
+            format!("                     ({refused})")
+        };
+        expected.push_str(&format!(
+            "{}    10000 Mon Mar  2 08:00:00  sender@example.org\n{reason}\n                                         user0.{id}@d.test\n\n",
+            qid(id)
+        ));
+    }
+    expected.push_str("-- 68 Kbytes in 7 Requests.\n");
+    assert_eq!(q, expected);
+    assert!(!q.contains("192.0.2.255") && !log.iter().any(|l| l.contains("192.0.2.255")));
+}
+
+#[test]
+fn mailq_names_the_server_that_answered() {
+    // mx1 refuses connections, mx2 greylists: the recipient is deferred with mx2's reply,
+    // in the log and in the defer log alike.
+    let (dir, path) = scenario(
+        "answered",
+        r#"
+name = "answered"
+stop = "1h"
+[[traffic]]
+to = "t.test"
+messages = 1
+arrivals = "burst"
+[[destination]]
+domain = "t.test"
+latency = "1s"
+greylist = { delay = "300s", auto_whitelist = 0 }
+mx = [ { host = "mx1.t.test", preference = 10 }, { host = "mx2.t.test", preference = 20 } ]
+[[fault]]
+at = "0s"
+kind = "refuse"
+target = "mx1.t.test"
+"#,
+    );
+    let reason = "host mx2.t.test[192.0.2.2] said: 450 4.2.0 <user0.1@t.test>: Recipient address rejected: Greylisted, please try again later (in reply to RCPT TO command)";
+    let log = log_of(&dir, &path);
+    assert!(
+        log.iter()
+            .any(|l| l.ends_with(&format!("status=deferred ({reason})"))),
+        "{log:#?}"
+    );
+    let q = mailsim(&["mailq", &path, "--at", "60s"]);
+    assert_eq!(
+        q,
+        format!(
+            "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------
+{}    10000 Mon Mar  2 08:00:00  sender@example.org
+({reason})
+                                         user0.1@t.test
+
+-- 9 Kbytes in 1 Request.
+",
+            qid(1)
+        )
+    );
+}
+
+/// One message with four recipients at 0 s: one to a.test, three to b.test, whose server
+/// is unreachable (`kind`) for the first 400 s.
+fn four_recipients(kind: &str) -> String {
+    format!(
+        r#"
+name = "four"
+stop = "1h"
+[[traffic]]
+to = {{ "a.test" = 1, "b.test" = 1 }}
+messages = 1
+recipients = 4
+arrivals = "burst"
+[[destination]]
+domain = "a.test"
+latency = "1s"
+[[destination]]
+domain = "b.test"
+latency = "1s"
+[[fault]]
+at = "0s"
+for = "400s"
+kind = "{kind}"
+target = "b.test"
+"#
+    )
+}
+
+#[test]
+fn an_active_message_has_no_defer_log() {
+    // Blackhole: the b.test delivery at 0 s times out at 30 s; the file is deferred with
+    // mtime 30 + 300 = 330 s, which the 300-s scan skips (330 > 300 + 1) and the 600-s
+    // scan takes. At 600.5 s it is in the active queue again, its second delivery under
+    // way (the fault ended at 400 s): qmgr removed the defer log when it read the file,
+    // and showq lists defer-log records only.
+    let text = four_recipients("blackhole");
+    let (_dir, path) = scenario("active", &text);
+    let q = mailsim(&["mailq", &path, "--at", "600.5s"]);
+    assert_eq!(
+        q,
+        format!(
+            "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------
+{}*   10000 Mon Mar  2 08:00:00  sender@example.org
+                                         user1.1@b.test
+                                         user2.1@b.test
+                                         user3.1@b.test
+
+-- 9 Kbytes in 1 Request.
+",
+            qid(1)
+        )
+    );
+    let j = mailsim(&["mailq", &path, "--at", "600.5s", "--json"]);
+    assert_eq!(
+        j,
+        format!(
+            "{{\"queue_name\": \"active\", \"queue_id\": \"{}\", \"arrival_time\": 1772438400, \"message_size\": 10000, \"forced_expire\": false, \"sender\": \"sender@example.org\", \"recipients\": [{{\"address\": \"user1.1@b.test\"}}, {{\"address\": \"user2.1@b.test\"}}, {{\"address\": \"user3.1@b.test\"}}]}}\n",
+            qid(1)
+        )
+    );
+    // Between rounds the defer log is there (deferred at 330 s, before the 600 s scan).
+    let between = mailsim(&["mailq", &path, "--at", "400s"]);
+    assert!(
+        between.contains(
+            "(connect to b.test[192.0.2.2]:25: Connection timed out)\n                                         user1.1@b.test"
+        ),
+        "{between}"
+    );
+}
+
+#[test]
+fn one_agent_logs_a_whole_request_and_qmgr_logs_the_original_recipient_count() {
+    // Refused until 400 s: tries at 0, 300 (both refused) and 600 s (delivered).
+    let text = four_recipients("refuse");
+    let (dir, path) = scenario("four", &text);
+    let log = log_of(&dir, &path);
+    // qmgr's nrcpt= is the size record's count at every activation (qmgr_message.c), 4,
+    // although only three recipients are left after the first round.
+    let active: Vec<&String> = log
+        .iter()
+        .filter(|l| l.ends_with("(queue active)"))
+        .collect();
+    assert_eq!(active.len(), 3, "{log:#?}");
+    for l in &active {
+        assert!(
+            l.ends_with("from=<sender@example.org>, size=10000, nrcpt=4 (queue active)"),
+            "{l}"
+        );
+    }
+    // In each round one smtp process handles the b.test request: its connect line and
+    // its three status lines have one pid; the three delivered at 600 s share one DATA
+    // and so one remote queue ID.
+    let pid = |l: &str| {
+        l.split_once('[')
+            .and_then(|(_, r)| r.split_once(']'))
+            .map(|(p, _)| p.to_string())
+    };
+    let b_lines: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("@b.test") || l.contains("connect to b.test"))
+        .collect();
+    assert_eq!(b_lines.len(), 2 * 4 + 3, "{b_lines:#?}");
+    for round in b_lines.chunks(4).take(2) {
+        assert!(round[0].ends_with("connect to b.test[192.0.2.2]:25: Connection refused"));
+        let p = pid(round[0]);
+        assert!(round.iter().all(|l| pid(l) == p), "{round:#?}");
+    }
+    let sent = &b_lines[8..];
+    let remote = |l: &str| l.rsplit_once("queued as ").map(|(_, id)| id.to_string());
+    assert!(sent.iter().all(|l| l.contains("status=sent")));
+    assert!(
+        sent.iter()
+            .all(|l| pid(l) == pid(sent[0]) && remote(l) == remote(sent[0]))
+    );
+    // a.test's delivery ran beside b.test's first try: another process, and another
+    // transaction than the one at 600 s.
+    let a = log
+        .iter()
+        .find(|l| l.contains("@a.test"))
+        .expect("a.test line");
+    assert_ne!(pid(a), pid(b_lines[0]));
+    assert_ne!(remote(a), remote(sent[0]));
+}
+
+#[test]
+fn soft_errors_at_a_server_that_is_not_the_last_are_logged() {
+    // smtp_trouble.c: a 4xx at a non-final server is logged as `QID: <reason>` and the
+    // recipients go on to the next MX (here mx2, which accepts): once per session for the
+    // greeting and MAIL FROM (smtp_bulk_fail), once per recipient at RCPT (smtp_rcpt_fail).
+    let q = qid(1);
+    for (stage, line) in [
+        (
+            "greeting",
+            "host mx1.t.test[192.0.2.1] refused to talk to me: 421 4.7.0 Service not available, closing transmission channel".to_string(),
+        ),
+        (
+            "mail",
+            "host mx1.t.test[192.0.2.1] said: 451 4.3.0 Temporary local problem, try again later (in reply to MAIL FROM command)".to_string(),
+        ),
+        (
+            "rcpt",
+            "host mx1.t.test[192.0.2.1] said: 450 4.2.0 <user0.1@t.test>: Temporary failure, try again later (in reply to RCPT TO command)".to_string(),
+        ),
+    ] {
+        let text = format!(
+            r#"
+name = "skip"
+stop = "1h"
+[[traffic]]
+to = "t.test"
+messages = 1
+arrivals = "burst"
+[[destination]]
+domain = "t.test"
+latency = "1s"
+mx = [ {{ host = "mx1.t.test", preference = 10 }}, {{ host = "mx2.t.test", preference = 20 }} ]
+[[fault]]
+at = "0s"
+kind = "tempfail"
+stage = "{stage}"
+target = "mx1.t.test"
+"#
+        );
+        let (dir, path) = scenario(&format!("skip-{stage}"), &text);
+        let log = log_of(&dir, &path);
+        let info = format!("{q}: {line}");
+        let at = log
+            .iter()
+            .position(|l| l.ends_with(&info))
+            .unwrap_or_else(|| panic!("{stage}: no `{info}` in {log:#?}"));
+        let sent = &log[at + 1];
+        assert!(
+            sent.contains("relay=mx2.t.test[192.0.2.2]:25") && sent.contains("status=sent"),
+            "{stage}: {sent}"
+        );
+        assert_eq!(log.iter().filter(|l| l.contains("mx1.t.test")).count(), 1);
+    }
+}
+
+/// collate.pl's grouping (auxiliary/collate): smtp lines without a queue ID are buffered
+/// per process id and belong to the next `QID: to=` line of that process.
+#[test]
+fn connect_lines_belong_to_the_deferral_of_the_same_process() {
+    let dir = temp("collate");
+    let log = log_of(&dir, "scenarios/remote-outage.toml");
+    let mut pending: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let mut groups = 0;
+    for l in &log {
+        let Some((tag, text)) = l.split_once(": ") else {
+            continue;
+        };
+        if !tag.starts_with("postfix/smtp[") {
+            continue;
+        }
+        if text.starts_with("connect to ") {
+            pending
+                .entry(tag.to_string())
+                .or_default()
+                .push(text.to_string());
+        } else if let Some((_, status)) = text.split_once(" to=<")
+            && let Some(connects) = pending.remove(tag)
+        {
+            // The failed connects of this request come before its first status line, and
+            // the last one is the error its recipients were deferred with.
+            let last = connects.last().expect("a buffered line");
+            assert!(
+                status.ends_with(&format!("status=deferred ({last})")),
+                "{l}"
+            );
+            groups += 1;
+        }
+    }
+    // Hundreds of refused deliveries before the queue dies each time (634 with seed 5).
+    assert!(groups > 500, "{groups}");
+    assert!(
+        pending.is_empty(),
+        "connect lines nobody's status followed: {pending:?}"
+    );
+}
