@@ -181,13 +181,14 @@ target = "d.test"
     let json = mailsim_stdout(&["mailq", path, "--at", "60s", "--json"]);
     assert!(json.starts_with("{\"queue_name\": \"deferred\""));
     assert!(json.contains("\"arrival_time\": 1772438400"));
-    // 12 minutes old: the 20-minute bucket ([10, 20) min).
+    // 12 minutes old: the 20-minute bucket ([10, 20) min). qshape.pl 3.7.22 printed this
+    // for such a deferred file (columns at least 3 wide, TOTAL before the longer d.test).
     let table = mailsim_stdout(&["qshape", path, "--at", "12m", "deferred"]);
     assert_eq!(
         table,
-        "                                          T 5 10 20 40 80 160 320 640 1280 1280+
-                                    TOTAL 1 0  0  1  0  0   0   0   0    0     0
-                                   d.test 1 0  0  1  0  0   0   0   0    0     0
+        "                                         T  5 10 20 40 80 160 320 640 1280 1280+
+                                  TOTAL  1  0  0  1  0  0   0   0   0    0     0
+                                 d.test  1  0  0  1  0  0   0   0   0    0     0
 "
     );
 }

@@ -780,7 +780,7 @@ impl Mta {
             if !queues.contains(&name) {
                 continue;
             }
-            let b = crate::output::qshape::bucket(now - msg.arrival);
+            let b = crate::output::qshape::bucket(now, msg.arrival);
             for r in msg
                 .recipients
                 .iter()
@@ -803,8 +803,8 @@ impl Mta {
             }
             rows.push((self.domains[d].clone(), sum, counts));
         }
-        rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        rows.insert(0, ("TOTAL".into(), total.iter().sum(), total));
+        rows.push(("TOTAL".into(), total.iter().sum(), total));
+        crate::output::qshape::sort_rows(&mut rows);
         rows
     }
 
