@@ -147,7 +147,8 @@ pub enum Command {
     /// its next step, and where its time went.
     Explain {
         scenario: PathBuf,
-        /// The message id (message_id in deliveries.csv; messages are numbered from 1).
+        /// The message id: the message_id column of deliveries.csv (ids count from 1; queue
+        /// files a content filter re-injects and notices take ids from the same counter).
         #[arg(long)]
         message: u64,
         #[arg(long)]

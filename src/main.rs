@@ -70,6 +70,7 @@ fn execute(command: Command) -> Result<(), Error> {
                 log_scans,
                 qshape,
                 limits: guard::Limits { max_events },
+                scenario_file: path.display().to_string(),
             };
             let (summary, dir) = run::run_to_dir(&sc, &opts)?;
             let wall = started.elapsed().as_secs_f64();
@@ -90,7 +91,7 @@ fn execute(command: Command) -> Result<(), Error> {
                 wall,
                 summary.events as f64 / wall.max(1e-9) / 1e6
             );
-            if let Some(line) = mailsim::output::stall::headline(&summary.stall_s) {
+            if let Some(line) = &summary.headline {
                 eprintln!("{line}");
             }
             eprintln!("results in {}", dir.display());
@@ -293,8 +294,14 @@ fn execute(command: Command) -> Result<(), Error> {
             seed,
         } => {
             let sc = scenario::load(&path)?;
-            let mut explainer =
-                mailsim::output::explain::Explainer::new(message, sc.postfix.clone());
+            let mut explainer = mailsim::output::explain::Explainer::new(
+                message,
+                sc.postfix.clone(),
+                sc.reconfigurations
+                    .iter()
+                    .map(|r| r.postfix.clone())
+                    .collect(),
+            );
             let report = run::simulate(
                 &sc,
                 seed.unwrap_or(sc.seed),
@@ -302,14 +309,20 @@ fn execute(command: Command) -> Result<(), Error> {
                 &mut mailsim::output::queues::QueueSeries::default(),
             )?;
             match explainer.finish() {
-                Some(story) => {
+                Ok(story) => {
                     print_out(&story);
                     Ok(())
                 }
-                None => Err(input_error(
+                Err(mailsim::output::explain::NoStory::FilterCopy { of }) => Err(input_error(
                     "--message",
                     format!(
-                        "message {message} never arrived in this run (it had {} messages, numbered from 1, and {} notices after them)",
+                        "{message} is the queue file the content filter re-injected for message {of} (re-injected copies take ids from the same counter); `explain --message {of}` tells that message's story, both passes included"
+                    ),
+                )),
+                Err(mailsim::output::explain::NoStory::Never) => Err(input_error(
+                    "--message",
+                    format!(
+                        "message {message} never arrived in this run ({} messages and {} notices; ids are the message_id column of deliveries.csv, and queue files re-injected by a content filter take ids from the same counter)",
                         report.mta_totals.messages, report.mta_totals.notices
                     ),
                 )),

@@ -315,6 +315,12 @@ pub struct RecipientStatus<'a> {
     pub to_filter: bool,
     /// The process id of the agent that logged it.
     pub pid: u32,
+    /// Of the wait between activation and hand-off (`delays=` b), the part when the
+    /// destination's window had no room (full, dead or suspended); the rest was a wait
+    /// for a free agent process.
+    pub window_wait: Time,
+    /// Of the connection set-up (`delays=` c), the time in DNS lookups.
+    pub dns: Time,
 }
 
 /// Something that happened to a queue file (or, for `ConnectFailed`, to an agent).
@@ -376,6 +382,43 @@ pub enum Happening<'a> {
     },
     /// qmgr's deferred-queue scan started (no queue file).
     DeferredScan,
+    /// `destination` became dead for qmgr — its queue was declared dead or its transport
+    /// throttled, so its mail is deferred without an attempt (§5.3–5.4) — or alive again.
+    DestinationState {
+        destination: &'a str,
+        dead: bool,
+        why: DeadWhy<'a>,
+    },
+    /// qmgr let go of this file after a `postsuper` renamed (`to` = "hold", "maildrop") or
+    /// removed it ("removed") while it was active; `deferred`: recipients were left.
+    LeftActive {
+        to: &'static str,
+        deferred: bool,
+    },
+    /// An admin command for qmgr ran: `postqueue -f`, `-s`, `-i`, `postfix reload`,
+    /// `stop`, `start` (no queue file); a new qmgr reads reconfiguration `config`.
+    Command {
+        what: &'static str,
+        config: Option<usize>,
+    },
+}
+
+/// Why a destination died or came back.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum DeadWhy<'a> {
+    /// Its queue was declared dead with this saved reason; the revival timer is due at
+    /// `until` (`minimal_backoff_time` later).
+    QueueDied { reason: &'a str, until: Time },
+    /// Its transport's agents could not be started; dead until `until`.
+    TransportDied { until: Time },
+    /// The revival timer fired.
+    Timer,
+    /// A delivery that was under way completed normally.
+    Delivery,
+    /// `postqueue -f`, `-s` or `-i`.
+    Flush,
+    /// A new qmgr forgot every dead queue.
+    QmgrRestart,
 }
 
 /// A [`Happening`] at time `t` to queue file `id` (0 for happenings without one); `origin`

@@ -308,6 +308,8 @@ pub struct RunOptions {
     /// Write qshape.csv (the qshape table at every sample).
     pub qshape: bool,
     pub limits: Limits,
+    /// The scenario's file name, so the closing sentence does not suggest it to itself.
+    pub scenario_file: String,
 }
 
 /// Runs a scenario and writes its result files; returns the summary and the folder.
@@ -383,6 +385,14 @@ fn write_set(
         None => None,
     };
     let mut stall = crate::output::stall::StallAttribution::new();
+    // The closing sentence imagines a `postqueue -f` a minute after the last fault ended.
+    let last_fault = crate::output::timeline::of(scenario)
+        .into_iter()
+        .filter(|e| e.fault)
+        .filter_map(|e| e.end.map(|end| (end, e.label)))
+        .filter(|(end, _)| scenario.stop.is_none_or(|stop| *end < stop))
+        .max_by_key(|(end, _)| *end);
+    stall.flush_probe = last_fault.as_ref().map(|(end, _)| end + 60 * SECOND);
     let report = {
         let mut observers: Vec<&mut dyn Observer> = vec![&mut delays, &mut stall];
         if let Some(csv) = deliveries.as_mut() {
@@ -402,6 +412,17 @@ fn write_set(
     };
     let mut summary = summarize(scenario, seed, &report, &delays);
     summary.stall_s = stall.totals_by_name();
+    summary.headline = crate::output::stall::headline(
+        &summary.stall_s,
+        &crate::output::stall::HeadlineContext {
+            scenario_file: opts.scenario_file.clone(),
+            last_fault: last_fault.map(|(end, label)| (end, format!("the {label} fault"))),
+            start_unix: opts.log_start,
+            flush_at: stall.flush_probe,
+            flush_saving: stall.flush_saving,
+            flush_saved_recipients: stall.flush_saved_recipients,
+        },
+    );
     if let Some(csv) = deliveries {
         staged.push(csv.finish()?);
     }
@@ -553,6 +574,7 @@ pub fn summarize(
         end_time_s: secs(report.end_time),
         delay_s: delays.stats(),
         stall_s: Default::default(),
+        headline: None,
         destinations: delays.destinations(
             scenario
                 .destinations

@@ -265,3 +265,92 @@ fn log_scans_shows_the_deferred_scan_clock_with_its_phase() {
         .collect();
     assert_eq!(scans, ["08:03:00", "08:08:00", "08:13:00"]);
 }
+
+#[test]
+fn explain_follows_a_reload_a_flush_and_a_filter_copy() {
+    // postconf -e then postfix reload at 20 s: the new qmgr's rules are the new values
+    // (queue_run_delay 60 s from 20 s: scans at 80, 140 … 320 s; backoff clamped to
+    // [60, 120] s). The message was deferred at 0 s with the old rules (300 s).
+    let dir = temp("explain-reload");
+    let scenario = dir.join("reload.toml");
+    std::fs::write(
+        &scenario,
+        r#"
+name = "reload"
+stop = "30m"
+[[traffic]]
+to = "b.test"
+messages = 1
+arrivals = "burst"
+[[destination]]
+domain = "b.test"
+latency = "1s"
+[[fault]]
+at = "0s"
+kind = "refuse"
+target = "b.test"
+[[admin]]
+at = "10s"
+command = "postconf -e 'queue_run_delay = 60s' 'minimal_backoff_time = 60s' 'maximal_backoff_time = 120s'"
+[[admin]]
+at = "20s"
+command = "postfix reload"
+"#,
+    )
+    .expect("write");
+    let story = mailsim_stdout(&[
+        "explain",
+        scenario.to_str().expect("utf-8"),
+        "--message",
+        "1",
+    ]);
+    assert!(story.contains("with time stamp 300 s: backoff = clamp(age 0 s, minimal_backoff_time 300 s, maximal_backoff_time 4000 s) = 300 s"), "{story}");
+    assert!(story.contains("         320 s  deferred-queue scan (every queue_run_delay = 60 s): the file is due (time stamp 300 s <= now + 1 s)"), "{story}");
+    assert!(story.contains("with time stamp 440 s: backoff = clamp(age 320 s, minimal_backoff_time 60 s, maximal_backoff_time 120 s) = 120 s"), "{story}");
+
+    // outage-flush: the flush at 3000 s says why the file is active, and nothing is said
+    // about scans once the file is gone.
+    let story = mailsim_stdout(&[
+        "explain",
+        "scenarios/outage-flush.toml",
+        "--message",
+        "5400",
+    ]);
+    let lines: Vec<&str> = story.lines().collect();
+    let active = lines
+        .iter()
+        .position(|l| l.contains("into the active queue (after postqueue -f at 3000 s"))
+        .unwrap_or_else(|| panic!("{story}"));
+    let removed = lines
+        .iter()
+        .position(|l| l.contains("removed: nothing left to deliver"))
+        .expect("removed");
+    assert!(active < removed);
+    assert!(
+        lines[removed..]
+            .iter()
+            .all(|l| !l.contains("deferred-queue scan")),
+        "{story}"
+    );
+    assert!(
+        story.contains("partner.example is dead for qmgr: declared dead"),
+        "{story}"
+    );
+
+    // A re-injected copy's id points at the message it belongs to (exit 2).
+    let out = Command::new(env!("CARGO_BIN_EXE_mailsim"))
+        .args([
+            "explain",
+            "scenarios/slow-content-filter.toml",
+            "--message",
+            "3000",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("3000 is the queue file the content filter re-injected for message"),
+        "{err}"
+    );
+}

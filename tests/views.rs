@@ -396,3 +396,82 @@ fn connect_lines_belong_to_the_deferral_of_the_same_process() {
         "connect lines nobody's status followed: {pending:?}"
     );
 }
+
+/// One message at 0 s to a blackholed b.test: its delivery hangs in the connect timeout
+/// until 30 s, and `admin` acts on it at 10 s, while it is active.
+fn postsuper_while_active(admin: &str) -> String {
+    format!(
+        r#"
+name = "active-admin"
+stop = "1h"
+[[traffic]]
+to = "b.test"
+messages = 1
+arrivals = "burst"
+[[destination]]
+domain = "b.test"
+latency = "1s"
+[[fault]]
+at = "0s"
+for = "60s"
+kind = "blackhole"
+target = "b.test"
+{admin}
+"#
+    )
+}
+
+#[test]
+fn postsuper_on_an_active_file_logs_at_once_and_qmgr_warns_when_it_lets_go() {
+    // postsuper renames or removes the file at once and logs it (postsuper.c: hold_one,
+    // delete_one); the agent's try still ends at 30 s, and qmgr's own rename to deferred/
+    // then finds nothing (qmgr_active.c: qmgr_active_defer).
+    let q = qid(1);
+    let warning = format!(
+        "postfix/qmgr[880]: warning: qmgr_active_defer: rename {q} from active to deferred: No such file or directory"
+    );
+    let text = postsuper_while_active(
+        "[[admin]]\nat = \"10s\"\ncommand = \"postsuper -h ALL\"\n[[admin]]\nat = \"1000s\"\ncommand = \"postsuper -H ALL\"",
+    );
+    let (dir, path) = scenario("hold-active", &text);
+    let log = std::fs::read_to_string({
+        log_of(&dir, &path);
+        dir.join("mail.log")
+    })
+    .expect("log");
+    let lines: Vec<&str> = log.lines().collect();
+    let find = |needle: &str| {
+        lines
+            .iter()
+            .find(|l| l.ends_with(needle))
+            .map(|l| &l[7..15])
+            .unwrap_or_else(|| panic!("no `{needle}` in {log}"))
+    };
+    assert_eq!(find(&format!("{q}: placed on hold")), "08:00:10");
+    assert_eq!(find(&warning), "08:00:30");
+    assert_eq!(find(&format!("{q}: released from hold")), "08:16:40");
+    // Released at 1000 s with its old time stamp (330 s, long past): the 1200-s scan.
+    let sent = lines
+        .iter()
+        .find(|l| l.contains("status=sent (250 2.0.0 Ok: queued as "))
+        .expect("delivered");
+    assert_eq!(&sent[7..15], "08:20:01", "{sent}");
+
+    let text = postsuper_while_active("[[admin]]\nat = \"10s\"\ncommand = \"postsuper -d ALL\"");
+    let (dir, path) = scenario("delete-active", &text);
+    let log = log_of(&dir, &path);
+    let at = log
+        .iter()
+        .position(|l| l.ends_with(&format!("{q}: removed")))
+        .expect("postsuper's removed line");
+    assert!(log[at].starts_with("postfix/postsuper["));
+    assert!(log[at + 1..].contains(&warning), "{log:#?}");
+    // Nothing is left: the stall.csv rows after 30 s are all zero.
+    let stall = std::fs::read_to_string(dir.join("out").join("stall.csv")).expect("stall.csv");
+    for row in stall.lines().skip(1) {
+        let (t, counts) = row.split_once(',').expect("row");
+        if t.parse::<f64>().expect("time") > 30.0 {
+            assert_eq!(counts, "0,0,0,0,0,0", "{row}");
+        }
+    }
+}

@@ -17,6 +17,7 @@ use crate::observe::{
 use std::fmt::Write;
 
 const HOST: &str = "mailsim";
+/// The pid of the qmgr running when the log starts; a restarted qmgr is a new process.
 const QMGR_PID: u32 = 880;
 
 /// Postfix's short queue ID look: 10 hex digits, the low 36 bits being the id itself.
@@ -225,6 +226,7 @@ pub struct MailLog {
     error: Option<Error>,
     /// Also log qmgr's deferred-scan starts, as a qmgr run with `-v` does.
     pub scans: bool,
+    qmgr_pid: u32,
 }
 
 impl MailLog {
@@ -235,6 +237,7 @@ impl MailLog {
             line: String::with_capacity(256),
             error: None,
             scans: false,
+            qmgr_pid: QMGR_PID,
         }
     }
 
@@ -327,7 +330,7 @@ impl Observer for MailLog {
                 size,
                 sender,
             } => {
-                self.begin(e.t, "postfix/qmgr", QMGR_PID);
+                self.begin(e.t, "postfix/qmgr", self.qmgr_pid);
                 let _ = write!(
                     self.line,
                     "{qid}: from=<{sender}>, size={size}, nrcpt={nrcpt} (queue active)"
@@ -383,19 +386,45 @@ impl Observer for MailLog {
             }
             Happening::DeferredScan if self.scans => {
                 // qmgr_scan.c's verbose line (master.cf `qmgr … qmgr -v`).
-                self.begin(e.t, "postfix/qmgr", QMGR_PID);
+                self.begin(e.t, "postfix/qmgr", self.qmgr_pid);
                 self.line
                     .push_str("qmgr_scan_start: start deferred queue scan");
                 self.end();
             }
-            Happening::Deferred { .. } | Happening::DeferredScan => {}
+            Happening::Deferred { .. }
+            | Happening::DeferredScan
+            | Happening::DestinationState { .. } => {}
+            Happening::LeftActive { deferred, .. } => {
+                // postsuper renamed or removed the file under qmgr's feet: qmgr's own
+                // rename or remove finds nothing (qmgr_active.c: qmgr_active_defer,
+                // qmgr_active_done_3_generic).
+                self.begin(e.t, "postfix/qmgr", self.qmgr_pid);
+                if deferred {
+                    let _ = write!(
+                        self.line,
+                        "warning: qmgr_active_defer: rename {qid} from active to deferred: No such file or directory"
+                    );
+                } else {
+                    let _ = write!(
+                        self.line,
+                        "warning: qmgr_active_done_3_generic: remove {qid} from active: No such file or directory"
+                    );
+                }
+                self.end();
+            }
+            Happening::Command { what, .. } => {
+                if matches!(what, "postfix reload" | "postfix start") {
+                    // A new qmgr process.
+                    self.qmgr_pid = self.qmgr_pid.max(9000) + 1;
+                }
+            }
             Happening::Removed => {
-                self.begin(e.t, "postfix/qmgr", QMGR_PID);
+                self.begin(e.t, "postfix/qmgr", self.qmgr_pid);
                 let _ = write!(self.line, "{qid}: removed");
                 self.end();
             }
             Happening::Expired { forced, sender } => {
-                self.begin(e.t, "postfix/qmgr", QMGR_PID);
+                self.begin(e.t, "postfix/qmgr", self.qmgr_pid);
                 let status = if forced { "force-expired" } else { "expired" };
                 let _ = write!(
                     self.line,
@@ -421,7 +450,7 @@ impl Observer for MailLog {
                 self.end();
             }
             Happening::Skipped => {
-                self.begin(e.t, "postfix/qmgr", QMGR_PID);
+                self.begin(e.t, "postfix/qmgr", self.qmgr_pid);
                 let _ = write!(self.line, "{qid}: skipped, still being delivered");
                 self.end();
             }

@@ -55,6 +55,9 @@ pub struct Summary {
     /// Delivered recipients' time in the queue by cause, seconds (`mailsim run`; empty in
     /// sweeps): see README, "Why is it stuck?".
     pub stall_s: std::collections::BTreeMap<String, f64>,
+    /// The closing sentence of `mailsim run` (not in summary.json).
+    #[serde(skip)]
+    pub headline: Option<String>,
     /// Outcomes and delays per destination (notices excluded), in scenario order.
     pub destinations: Vec<DestinationSummary>,
     pub peak: Peaks,

@@ -174,6 +174,8 @@ pub struct Mta {
     saved_text_ids: std::collections::HashMap<String, u32>,
     /// Defer-log records appended so far (their order).
     defer_seq: u64,
+    /// Per destination: dead for qmgr as last told to the observer.
+    dest_dead: Vec<bool>,
 }
 
 impl Mta {
@@ -242,6 +244,7 @@ impl Mta {
             saved_texts: Vec::new(),
             saved_text_ids: std::collections::HashMap::new(),
             defer_seq: 0,
+            dest_dead: vec![false; scenario.destinations.len()],
         }
     }
 
@@ -616,20 +619,22 @@ impl Mta {
             (msg.id, msg.origin_id)
         };
         let notice = self.messages.get(m).id;
+        // cleanup logs the notice's message-id before bounce logs its queue ID (bounce
+        // hands it to cleanup first; collate.pl relies on that order).
+        self.cleanup_done(
+            m,
+            now,
+            Via::Notice {
+                about: about_id,
+                delay_warning,
+            },
+        );
         self.note(
             now,
             about_id,
             about_origin,
             notes::NoteKind::NoticeSent {
                 notice,
-                delay_warning,
-            },
-        );
-        self.cleanup_done(
-            m,
-            now,
-            Via::Notice {
-                about: about_id,
                 delay_warning,
             },
         );
@@ -894,6 +899,7 @@ impl Mta {
         world: &mut World,
         obs: &mut dyn Observer,
     ) {
+        self.qmgr.now = now;
         match event {
             Event::Arrival { .. } => {}
             Event::Resubmit { slot } => self.resubmit(slot, now, events),
@@ -991,9 +997,46 @@ impl Mta {
         delay_s: i64,
         now: Time,
         events: &mut EventQueue<Event>,
-    ) {
+    ) -> Time {
         let due = self.qmgr.event_loop.request(timer, delay_s, now);
         events.schedule(due, Event::QmgrTimer);
+        due
+    }
+
+    /// Destination `d` may have become dead or alive for qmgr (its queue or its
+    /// transport): tells the observer when that changed (delay attribution, `explain`).
+    /// Per-recipient queues are not followed.
+    pub(crate) fn sync_dead(&mut self, d: u32, why: notes::DeadNote) {
+        if !self.record_notes {
+            return;
+        }
+        let (Some(&was), Some(&t)) = (
+            self.dest_dead.get(d as usize),
+            self.qmgr.dest_transport.get(d as usize),
+        ) else {
+            return;
+        };
+        let q = &self.qmgr.queues[d as usize];
+        let dead = self.qmgr.transports[t as usize].dead || (q.exists && q.win.is_dead());
+        if dead != was {
+            self.dest_dead[d as usize] = dead;
+            let now = self.qmgr.now;
+            self.note(
+                now,
+                0,
+                0,
+                notes::NoteKind::DestinationState { dest: d, dead, why },
+            );
+        }
+    }
+
+    /// [`Mta::sync_dead`] for every destination of transport `t`.
+    pub(crate) fn sync_dead_transport(&mut self, t: usize, why: notes::DeadNote) {
+        for d in 0..self.qmgr.dest_transport.len() {
+            if self.qmgr.dest_transport[d] as usize == t {
+                self.sync_dead(d as u32, why);
+            }
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 use super::Mta;
 use crate::engine::time::Time;
 use crate::observe::{
-    Address, Agent, Cause, Event, Happening, Observer, RecipientStatus, Status, Via,
+    Address, Agent, Cause, DeadWhy, Event, Happening, Observer, RecipientStatus, Status, Via,
 };
 use crate::world::World;
 
@@ -44,6 +44,10 @@ pub(crate) struct RecipientNote {
     pub handoff: Option<Time>,
     pub setup_done: Option<Time>,
     pub to_filter: bool,
+    /// Of the wait from activation to hand-off, the part the queue's window caused.
+    pub window_wait: Time,
+    /// The agent's DNS time.
+    pub dns: Time,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -87,6 +91,34 @@ pub(crate) enum NoteKind {
         notice_to: Option<u16>,
     },
     DeferredScan,
+    /// Destination `dest` became dead for qmgr, or alive again.
+    DestinationState {
+        dest: u32,
+        dead: bool,
+        why: DeadNote,
+    },
+    /// qmgr let go of a file an admin command renamed or removed while it was active.
+    LeftActive {
+        to: &'static str,
+        deferred: bool,
+    },
+    /// An admin command that acts on qmgr (`postqueue -f`, `postfix reload`, …); a new
+    /// qmgr reads configuration `config` (an index into the scenario's reconfigurations).
+    Command {
+        what: &'static str,
+        config: Option<usize>,
+    },
+}
+
+/// Why a destination died or revived (see [`crate::observe::DeadWhy`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum DeadNote {
+    QueueDied { text: u32, until: Time },
+    TransportDied { until: Time },
+    Timer,
+    Delivery,
+    Flush,
+    QmgrRestart,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -192,6 +224,8 @@ impl Mta {
                         index: r.index,
                         to_filter: r.to_filter,
                         pid: r.pid,
+                        window_wait: r.window_wait,
+                        dns: r.dns,
                     })
                 }
                 NoteKind::Deferred { mtime } => Happening::Deferred { mtime },
@@ -270,6 +304,27 @@ impl Mta {
                     }
                 }
                 NoteKind::DeferredScan => Happening::DeferredScan,
+                NoteKind::DestinationState { dest, dead, why } => Happening::DestinationState {
+                    destination: self
+                        .domains
+                        .get(dest as usize)
+                        .map(String::as_str)
+                        .unwrap_or("?"),
+                    dead,
+                    why: match why {
+                        DeadNote::QueueDied { text, until } => DeadWhy::QueueDied {
+                            reason: self.saved_text(text),
+                            until,
+                        },
+                        DeadNote::TransportDied { until } => DeadWhy::TransportDied { until },
+                        DeadNote::Timer => DeadWhy::Timer,
+                        DeadNote::Delivery => DeadWhy::Delivery,
+                        DeadNote::Flush => DeadWhy::Flush,
+                        DeadNote::QmgrRestart => DeadWhy::QmgrRestart,
+                    },
+                },
+                NoteKind::LeftActive { to, deferred } => Happening::LeftActive { to, deferred },
+                NoteKind::Command { what, config } => Happening::Command { what, config },
             };
             obs.event(&Event {
                 t: n.t,

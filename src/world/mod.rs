@@ -58,6 +58,8 @@ pub enum Step {
         setup_done: Option<Time>,
         /// The last host tried, connected or not (named in `connect to …` reasons).
         tried: Option<u32>,
+        /// Time spent in DNS lookups (part of `delays=` c).
+        dns: Time,
     },
 }
 
@@ -324,6 +326,7 @@ impl World {
                 relay: None,
                 setup_done: None,
                 tried: None,
+                dns: 0,
             };
         }
         let agent = match self.free_clients.pop() {

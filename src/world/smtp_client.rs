@@ -46,6 +46,8 @@ pub(super) struct Client {
     relay: Option<u32>,
     setup_done: Option<Time>,
     tried: Option<u32>,
+    /// Time spent waiting for DNS answers.
+    dns_time: Time,
 }
 
 impl Client {
@@ -151,6 +153,7 @@ impl World {
                 if error.is_some() {
                     c.last_cause = error;
                 }
+                c.dns_time += delay.max(0);
                 now += delay.max(0);
                 continue;
             }
@@ -524,6 +527,7 @@ impl World {
             relay: c.relay,
             setup_done: c.setup_done,
             tried: c.tried,
+            dns: c.dns_time,
         }
     }
 }

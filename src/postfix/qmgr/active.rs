@@ -127,6 +127,7 @@ impl Mta {
                 queue.win = super::feedback::Window::fresh(&self.qmgr.transports[transport].rules);
             }
         }
+        self.qmgr.touch_window(q);
         let dead_cause = if self.qmgr.transports[transport].dead {
             Some(crate::observe::Cause::TransportUnavailable)
         } else if self.qmgr.queues[q as usize].win.is_dead() {
@@ -140,7 +141,7 @@ impl Mta {
             let saved = self.saved_reason(q, cause);
             for r in lo..hi {
                 if self.messages.get(m).recipients[r].status == RcptStatus::Pending {
-                    self.retry_deferral(m, r, cause, saved, now);
+                    self.retry_deferral(m, r, cause, saved, 0, now);
                 }
             }
             return;
@@ -177,6 +178,9 @@ impl Mta {
                     setup_done: None,
                     tried: None,
                     pid: 0,
+                    blocked_at_queueing: self.qmgr.blocked_clock(q),
+                    window_wait: 0,
+                    dns: 0,
                 };
                 let e = self.qmgr.alloc_entry(entry);
                 self.qmgr.queues[q as usize].todo.push_back(e);

@@ -14,6 +14,7 @@ use crate::engine::time::{Time, whole_seconds};
 use crate::observe::Cause;
 use crate::observe::Observer;
 use crate::postfix::message::{DeferWhy, Location, NO_HOST, RcptStatus, Reply};
+use crate::postfix::notes::DeadNote;
 use crate::postfix::{Event, Mta};
 use crate::world::{Request, Step, World};
 use std::cmp::Reverse;
@@ -81,6 +82,7 @@ impl Qmgr {
             }
             let e = queue.todo.pop_front()?;
             queue.busy += 1;
+            self.touch_window(q);
             self.offer(q);
             return Some(e);
         }
@@ -111,7 +113,9 @@ impl Mta {
                 if self.transport_is_down(t, now) {
                     // No agent answers: the request and every queued one of the transport
                     // are deferred, and the transport is dead for transport_retry_time.
-                    self.qmgr.queues[self.qmgr.entries[e as usize].queue as usize].busy -= 1;
+                    let q = self.qmgr.entries[e as usize].queue;
+                    self.qmgr.queues[q as usize].busy -= 1;
+                    self.qmgr.touch_window(q);
                     self.defer_entry(e, Cause::TransportUnavailable, now, events, obs);
                     self.throttle_transport(t, now, events, obs);
                     started = true;
@@ -159,9 +163,17 @@ impl Mta {
         });
         self.qmgr.entries[e as usize].handoff = now;
         self.qmgr.entries[e as usize].pid = self.qmgr.alloc_pid();
+        self.note_window_wait(e);
         let step = world.start(now, self.request(e));
         self.take_server_notes(e, world);
         self.schedule_step(e, now, step, events);
+    }
+
+    /// How much of request `e`'s wait since it was queued its queue's window caused.
+    fn note_window_wait(&mut self, e: u32) {
+        let entry = self.qmgr.entries[e as usize];
+        let blocked = self.qmgr.blocked_clock(entry.queue) - entry.blocked_at_queueing;
+        self.qmgr.entries[e as usize].window_wait = blocked.max(0);
     }
 
     /// The delivery request `e` as its agent sees it.
@@ -190,12 +202,14 @@ impl Mta {
                 relay,
                 setup_done,
                 tried,
+                dns,
             } => {
                 let entry = &mut self.qmgr.entries[e as usize];
                 entry.site_failure = site_failure;
                 entry.relay = relay;
                 entry.setup_done = setup_done;
                 entry.tried = tried;
+                entry.dns = dns;
                 events.schedule(at.max(now), Event::DeliveryDone { entry: e });
             }
         }
@@ -343,14 +357,18 @@ impl Mta {
             }
         }
         // Any normal reply proves the agents work (`qmgr_deliver_update`).
-        self.unthrottle_transport(t);
+        if self.unthrottle_transport(t) {
+            self.sync_dead_transport(t, DeadNote::Delivery);
+        }
         if !entry.site_failure {
             let queue = &mut self.qmgr.queues[q as usize];
             let busy = queue.busy;
             if queue.win.unthrottle(&rules, busy) {
                 queue.timer_generation += 1; // cancel the revival timer
+                self.sync_dead(q, DeadNote::Delivery);
             }
         }
+        self.qmgr.touch_window(q);
         self.qmgr.transports[t].busy_agents -= 1;
         self.entry_done(e, true, now, events, obs);
     }
@@ -441,6 +459,8 @@ impl Mta {
             active: msg.active_at,
             handoff: Some(entry.handoff),
             setup_done: entry.setup_done,
+            window_wait: entry.window_wait,
+            dns: entry.dns,
             to_filter: msg.filter_pass
                 && self
                     .content_filter
@@ -485,6 +505,7 @@ impl Mta {
         r: usize,
         cause: Cause,
         saved: (Cause, u32),
+        window_wait: Time,
         now: Time,
     ) {
         self.totals.suspended_deferrals += 1;
@@ -518,6 +539,8 @@ impl Mta {
             handoff: None,
             setup_done: None,
             to_filter: false,
+            window_wait,
+            dns: 0,
         };
         let (id, origin) = (msg.id, msg.origin_id);
         self.note(
@@ -587,7 +610,9 @@ impl Mta {
     /// `qmgr_enable_all` (`postqueue -f`, `-s`): every dead transport and queue comes back.
     pub(crate) fn enable_all(&mut self) {
         for t in 0..self.qmgr.transports.len() {
-            self.unthrottle_transport(t);
+            if self.unthrottle_transport(t) {
+                self.sync_dead_transport(t, DeadNote::Flush);
+            }
         }
         for q in 0..self.qmgr.queues.len() as u32 {
             self.enable_queue(q);
@@ -606,7 +631,9 @@ impl Mta {
             let busy = queue.busy;
             queue.win.unthrottle(&rules, busy);
             queue.timer_generation += 1;
+            self.sync_dead(q, DeadNote::Flush);
         }
+        self.qmgr.touch_window(q);
         let queue = &self.qmgr.queues[q as usize];
         if queue.win.is_ready() && queue.todo.is_empty() && queue.busy == 0 {
             self.delete_queue(q);
@@ -627,7 +654,7 @@ impl Mta {
         let queue = &mut self.qmgr.queues[q as usize];
         queue.timer_generation += 1;
         let generation = queue.timer_generation;
-        self.request_timer(
+        let until = self.request_timer(
             Timer::QueueRevive {
                 queue: q,
                 generation,
@@ -636,6 +663,10 @@ impl Mta {
             now,
             events,
         );
+        let text = self.qmgr.queues[q as usize]
+            .dead_reason
+            .map_or(0, |(_, t)| t);
+        self.sync_dead(q, DeadNote::QueueDied { text, until });
         self.defer_todo(q, Cause::Suspended, now, events, obs);
     }
 
@@ -662,11 +693,12 @@ impl Mta {
         events: &mut EventQueue<Event>,
         obs: &mut dyn Observer,
     ) {
+        self.note_window_wait(e);
         let entry = self.qmgr.entries[e as usize];
         let saved = self.saved_reason(entry.queue, cause);
         for r in entry.lo as usize..entry.hi as usize {
             if self.messages.get(entry.msg).recipients[r].status == RcptStatus::Pending {
-                self.retry_deferral(entry.msg, r, cause, saved, now);
+                self.retry_deferral(entry.msg, r, cause, saved, entry.window_wait, now);
             }
         }
         // The message may finish here (and expire): its outcomes go to the observer.
@@ -696,7 +728,7 @@ impl Mta {
         transport.dead = true;
         transport.timer_generation += 1;
         let generation = transport.timer_generation;
-        self.request_timer(
+        let until = self.request_timer(
             Timer::TransportRevive {
                 transport: u16::try_from(t).unwrap_or(u16::MAX),
                 generation,
@@ -705,6 +737,7 @@ impl Mta {
             now,
             events,
         );
+        self.sync_dead_transport(t, DeadNote::TransportDied { until });
         for q in 0..self.qmgr.queues.len() as u32 {
             if self.qmgr.queues[q as usize].transport as usize == t
                 && self.qmgr.queues[q as usize].exists
@@ -715,13 +748,16 @@ impl Mta {
     }
 
     /// `qmgr_transport_unthrottle`: by the timer, a normal delivery completion, or a flush.
-    pub(crate) fn unthrottle_transport(&mut self, t: usize) {
+    /// Returns whether the transport was dead.
+    pub(crate) fn unthrottle_transport(&mut self, t: usize) -> bool {
         if let Some(transport) = self.qmgr.transports.get_mut(t)
             && transport.dead
         {
             transport.dead = false;
             transport.timer_generation += 1;
+            return true;
         }
+        false
     }
 
     pub(crate) fn transport_revive_timer(&mut self, t: usize, generation: u32) {
@@ -730,8 +766,9 @@ impl Mta {
             .transports
             .get(t)
             .is_some_and(|tr| tr.timer_generation == generation)
+            && self.unthrottle_transport(t)
         {
-            self.unthrottle_transport(t);
+            self.sync_dead_transport(t, DeadNote::Timer);
         }
     }
 
@@ -762,7 +799,9 @@ impl Mta {
                 if queue.win.is_dead() {
                     queue.win.unthrottle(&rules, queue.busy);
                     queue.timer_generation += 1;
+                    self.sync_dead(q, DeadNote::Delivery);
                 }
+                let queue = &mut self.qmgr.queues[q as usize];
                 if queue.win.is_ready() {
                     queue.win.window = super::feedback::SUSPENDED;
                     queue.timer_generation += 1;
@@ -779,6 +818,7 @@ impl Mta {
                 }
             }
         }
+        self.qmgr.touch_window(q);
         let queue = &self.qmgr.queues[q as usize];
         if queue.todo.is_empty() && queue.busy == 0 {
             if queue.win.is_ready() {
@@ -818,6 +858,9 @@ impl Mta {
         let rules = self.qmgr.transports[t].rules;
         let busy = queue.busy;
         queue.win.unthrottle(&rules, busy);
+        self.sync_dead(q, DeadNote::Timer);
+        self.qmgr.touch_window(q);
+        let queue = &self.qmgr.queues[q as usize];
         if queue.todo.is_empty() && queue.busy == 0 {
             self.delete_queue(q);
         } else {
@@ -835,6 +878,8 @@ impl Mta {
             return;
         }
         queue.win.window = 1;
+        self.qmgr.touch_window(q);
+        let queue = &self.qmgr.queues[q as usize];
         if queue.todo.is_empty() && queue.busy == 0 {
             self.delete_queue(q);
         } else {

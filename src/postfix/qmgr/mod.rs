@@ -55,6 +55,10 @@ pub(crate) struct Queue {
     pub last_done: i64,
     /// For a per-recipient queue, its key in `per_recipient_queues`.
     pub recipient_key: Option<u64>,
+    /// How long the queue has had no room for another delivery (window full, dead or
+    /// suspended) in all: closed periods, and the start of the current one.
+    pub blocked_total: crate::engine::time::Time,
+    pub blocked_since: Option<crate::engine::time::Time>,
     /// Why the queue was declared dead: the failure's cause (its DSN) and the text qmgr
     /// saved from it, `delivery temporarily suspended: <reason>` (`qmgr_deliver_update`).
     pub dead_reason: Option<(crate::observe::Cause, u32)>,
@@ -101,6 +105,12 @@ pub(crate) struct Entry {
     /// The process id of the agent working on it (0 until an agent takes it): every log
     /// line of the request carries it, as one smtp process logs them all.
     pub pid: u32,
+    /// Its queue's blocked clock ([`Qmgr::blocked_clock`]) when it was queued, and the part
+    /// of its wait for an agent that the queue's window (not the agents) caused.
+    pub blocked_at_queueing: crate::engine::time::Time,
+    pub window_wait: crate::engine::time::Time,
+    /// The agent's time in DNS lookups.
+    pub dns: crate::engine::time::Time,
 }
 
 /// Which directory scan.
@@ -153,6 +163,8 @@ pub(crate) struct Qmgr {
     /// An I/O trigger (cleanup's `W`, master's wakeup, postqueue) woke qmgr since its
     /// timers last ran: they run before the next `qmgr_loop`.
     pub triggered: bool,
+    /// The instant qmgr is working at (for the queues' blocked clocks).
+    pub now: crate::engine::time::Time,
 }
 
 fn transports_from(configs: &[TransportConfig]) -> Vec<Transport> {
@@ -207,6 +219,7 @@ impl Qmgr {
             next_pid: FIRST_AGENT_PID,
             event_loop: event_loop::EventLoop::new(0),
             triggered: false,
+            now: 0,
         };
         qmgr.fresh_queues();
         qmgr
@@ -282,7 +295,37 @@ impl Qmgr {
     }
 }
 
+impl Qmgr {
+    /// Queue `q`'s window or busy count may have changed: keeps its blocked clock, the
+    /// time its queued requests could not get an agent because of the window (full,
+    /// dead or suspended) rather than for want of a free agent (delay attribution, §9.4–5).
+    pub(crate) fn touch_window(&mut self, q: u32) {
+        let now = self.now;
+        let queue = &mut self.queues[q as usize];
+        let blocked = !queue.has_room();
+        match (queue.blocked_since, blocked) {
+            (None, true) => queue.blocked_since = Some(now),
+            (Some(since), false) => {
+                queue.blocked_total += now - since;
+                queue.blocked_since = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// Queue `q`'s blocked time up to now.
+    pub(crate) fn blocked_clock(&self, q: u32) -> crate::engine::time::Time {
+        let queue = &self.queues[q as usize];
+        queue.blocked_total + queue.blocked_since.map_or(0, |s| self.now - s)
+    }
+}
+
 impl Queue {
+    /// Room for another delivery in the window.
+    fn has_room(&self) -> bool {
+        self.win.is_ready() && self.win.window > self.busy as i32
+    }
+
     pub(super) fn new(transport: u16, dest: u32, rules: &FeedbackRules) -> Self {
         Queue {
             transport,
@@ -296,6 +339,8 @@ impl Queue {
             last_done: i64::MIN,
             recipient_key: None,
             dead_reason: None,
+            blocked_total: 0,
+            blocked_since: None,
         }
     }
 
