@@ -99,6 +99,9 @@ pub enum Command {
         /// scenario and settings; the files come out as if it had never stopped.
         #[arg(long, value_name = "DIR", conflicts_with_all = ["scenario", "set", "replications", "shard", "out"])]
         resume: Option<PathBuf>,
+        /// Behave as if interrupted once this many runs are done (tests of --resume).
+        #[arg(long, hide = true, value_name = "N")]
+        stop_after_runs: Option<u64>,
     },
     /// Combine the folders of sweep shards into the files one sweep would have written.
     Merge {

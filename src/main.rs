@@ -112,6 +112,7 @@ fn execute(command: Command) -> Result<(), Error> {
             shard,
             no_plots,
             resume,
+            stop_after_runs,
         } => {
             // A resumed sweep replays the recipe saved in its checkpoint.
             let (recipe, done, dir) = match &resume {
@@ -192,6 +193,8 @@ fn execute(command: Command) -> Result<(), Error> {
                 shard,
                 keep_runs: keep_runs.then(|| dir.clone()),
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                fingerprint: sweep::fingerprint(&recipe.scenario_text, &recipe.sets),
+                stop_after_runs,
                 checkpoint: Some((dir.clone(), recipe)),
                 resume: done,
             };

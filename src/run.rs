@@ -85,6 +85,42 @@ pub struct RunReport {
     pub last_final: Option<Time>,
     /// When the deferred-scan clock ticked first (its phase).
     pub first_scan_tick: Time,
+    /// The first instant at or after the last fault, the last admin command and the first
+    /// arrival with nothing left to work on (`backlog_clear_s`).
+    pub backlog_clear: Option<Time>,
+}
+
+impl RunReport {
+    /// A run where nothing happened (for the names of a summary's columns).
+    pub fn empty() -> Self {
+        RunReport {
+            mta_totals: crate::postfix::Totals::default(),
+            peaks: crate::postfix::QueueCounts::default(),
+            queued_at_end: 0,
+            events: 0,
+            end_time: 0,
+            first_arrival: None,
+            last_final: None,
+            first_scan_tick: 0,
+            backlog_clear: None,
+        }
+    }
+}
+
+/// When a scenario's disturbances are over: its last fault's end and last admin command
+/// (`None` if a fault never ends).
+fn disturbed_until(scenario: &Scenario) -> Option<Time> {
+    let mut until: Time = 0;
+    for f in &scenario.faults {
+        if f.end == Time::MAX {
+            return None;
+        }
+        until = until.max(f.end);
+    }
+    for a in &scenario.admin {
+        until = until.max(a.at);
+    }
+    Some(until)
 }
 
 /// The first deferred-scan tick at or after 0 for a qmgr started at `start` (≤ 0).
@@ -194,7 +230,18 @@ pub fn simulate_with(
     let mut next_sample: Time = 0;
     let mut dests: Vec<u32> = Vec::new();
     let mut rows: u64 = 0;
+    let calm_from = disturbed_until(scenario);
+    let mut backlog_clear: Option<Time> = None;
+    // Nothing left to work on at `now`, after the disturbances and the first arrival: the
+    // state held since the last event, so the backlog cleared at the later of the two.
+    let clear_at = |mta: &Mta, now: Time, last: Time| -> Option<Time> {
+        let calm = calm_from?.max(mta.first_arrival()?);
+        (now >= calm && mta.unfinished() == 0).then(|| last.max(calm))
+    };
     while let Some(t) = events.peek_time() {
+        if backlog_clear.is_none() {
+            backlog_clear = clear_at(&mta, t, events.now());
+        }
         if scenario.stop.is_some_and(|stop| t > stop) {
             break;
         }
@@ -251,6 +298,9 @@ pub fn simulate_with(
         if recording {
             mta.flush_notes(now, &mut world, observer);
         }
+        if backlog_clear.is_none() {
+            backlog_clear = clear_at(&mta, now, now);
+        }
         // Done when nothing can arrive, nothing is left to do, and no admin command is
         // still to come (it might release held mail).
         if streams_open == 0
@@ -262,6 +312,12 @@ pub fn simulate_with(
         }
     }
     let end_time = scenario.stop.unwrap_or(events.now());
+    if backlog_clear.is_none() {
+        // The run ended with nothing left: clear from then, or once the last disturbance
+        // is over if that comes later (within the run).
+        backlog_clear =
+            clear_at(&mta, Time::MAX, events.now()).filter(|&t| t <= end_time.max(events.now()));
+    }
     events.advance_to(end_time);
     if recording {
         mta.flush_notes(Time::MAX, &mut world, observer);
@@ -290,6 +346,7 @@ pub fn simulate_with(
         first_arrival: mta.first_arrival(),
         last_final: mta.last_final(),
         first_scan_tick: first_tick,
+        backlog_clear,
     })
 }
 
@@ -568,9 +625,10 @@ pub fn summarize(
         deferred_by_cause: t.deferred_by_cause.named(),
         bounced_by_cause: t.bounced_by_cause.named(),
         drain_time_s: match (report.first_arrival, report.last_final) {
-            (Some(a), Some(f)) => Some(secs(f - a)),
+            (Some(a), Some(f)) if report.queued_at_end == 0 => Some(secs(f - a)),
             _ => None,
         },
+        backlog_clear_s: report.backlog_clear.map(secs),
         end_time_s: secs(report.end_time),
         delay_s: delays.stats(),
         stall_s: Default::default(),

@@ -5,7 +5,7 @@
 use super::chart::{IntervalStyle, LineChart, Series, write_line_chart};
 use crate::error::Error;
 use crate::sweep::output::step_seconds;
-use crate::sweep::{CURVES, METRICS, SweepState};
+use crate::sweep::{CURVES, SweepState};
 use std::path::Path;
 
 /// Metrics worth a chart of their own.
@@ -73,7 +73,7 @@ pub fn write_sweep_charts(state: &SweepState, dir: &Path) -> Result<(), Error> {
     let inner = first_values.len().max(1);
     let groups = state.curves.len() / inner.max(1);
     for (metric, y_label) in CHARTED {
-        let Some(m) = METRICS.iter().position(|(n, _)| *n == metric) else {
+        let Some(m) = state.metrics.iter().position(|n| n == metric) else {
             continue;
         };
         let estimates = state.metric_estimates(m);
