@@ -395,12 +395,36 @@ pub enum Happening<'a> {
         to: &'static str,
         deferred: bool,
     },
+    /// qmgr warns that mail for `destination` uses up `entries` of the `messages` in the
+    /// active queue (more than qmgr_message_active_limit / 5 entries, at most every
+    /// qmgr_clog_warn_time; no queue file).
+    ClogWarning {
+        destination: &'a str,
+        transport: &'a str,
+        entries: u64,
+        messages: u64,
+        active_limit: u64,
+        advice: ClogAdvice,
+    },
     /// An admin command for qmgr ran: `postqueue -f`, `-s`, `-i`, `postfix reload`,
     /// `stop`, `start` (no queue file); a new qmgr reads reconfiguration `config`.
     Command {
         what: &'static str,
         config: Option<usize>,
     },
+}
+
+/// What qmgr's clog warning goes on to suggest (`qmgr_entry_create`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClogAdvice {
+    /// The destination's window is at its concurrency limit (the limit's value).
+    ConcurrencyLimit(i32),
+    /// The window is larger than the queue's share of qmgr_message_active_limit.
+    ActiveLimit,
+    /// Several messages have mail for it: it slows the others on its transport.
+    SeparateTransport,
+    /// Otherwise: timeouts, backoff times, process limit.
+    Timeouts,
 }
 
 /// Why a destination died or came back.

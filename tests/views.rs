@@ -475,3 +475,53 @@ fn postsuper_on_an_active_file_logs_at_once_and_qmgr_warns_when_it_lets_go() {
         }
     }
 }
+
+#[test]
+fn qmgr_warns_when_one_destination_clogs_the_active_queue() {
+    // qmgr_message_active_limit 100: more than 20 entries for one destination make qmgr
+    // warn when it creates the 21st (qmgr_entry.c: qmgr_entry_create), once per
+    // qmgr_clog_warn_time. 50 messages at 0 s for a destination with a window of 1 and
+    // 10-s transactions: the 21st entry finds 20 queued and 1 busy among 21 messages in the
+    // active queue; the window is at its limit, so the advice is to raise the limit.
+    let (dir, path) = scenario(
+        "clog",
+        r#"
+name = "clog"
+stop = "10m"
+[postfix]
+qmgr_message_active_limit = 100
+initial_destination_concurrency = 1
+smtp_destination_concurrency_limit = 1
+[[traffic]]
+to = "slow.test"
+messages = 50
+arrivals = "burst"
+[[destination]]
+domain = "slow.test"
+latency = "10s"
+"#,
+    );
+    let log = log_of(&dir, &path);
+    let warnings: Vec<&str> = log
+        .iter()
+        .filter_map(|l| l.strip_prefix("postfix/qmgr[880]: warning: "))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "mail for slow.test is using up 21 of 21 active queue entries",
+            "you may need to increase the main.cf smtp_destination_concurrency_limit from 1",
+            "please avoid flushing the whole queue when you have",
+            "lots of deferred mail, that is bad for performance",
+            "to turn off these warnings specify: qmgr_clog_warn_time = 0",
+        ]
+    );
+    // qmgr_clog_warn_time = 0 turns them off.
+    let (dir, path) = scenario(
+        "clog-off",
+        &std::fs::read_to_string(&path)
+            .expect("scenario")
+            .replace("[postfix]", "[postfix]\nqmgr_clog_warn_time = \"0\""),
+    );
+    assert!(!log_of(&dir, &path).iter().any(|l| l.contains("warning:")));
+}

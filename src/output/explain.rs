@@ -432,7 +432,8 @@ impl Observer for Explainer {
             }
             Happening::DeferredScan
             | Happening::DestinationState { .. }
-            | Happening::Command { .. } => {}
+            | Happening::Command { .. }
+            | Happening::ClogWarning { .. } => {}
         }
     }
 }

@@ -11,8 +11,8 @@ use crate::engine::rng::splitmix64;
 use crate::engine::time::{SECOND, Time};
 use crate::error::Error;
 use crate::observe::{
-    Address, Agent, Cause, Event, Happening, Observer, RecipientOutcome, RecipientStatus, Status,
-    Via,
+    Address, Agent, Cause, ClogAdvice, Event, Happening, Observer, RecipientOutcome,
+    RecipientStatus, Status, Via,
 };
 use std::fmt::Write;
 
@@ -411,6 +411,56 @@ impl Observer for MailLog {
                     );
                 }
                 self.end();
+            }
+            Happening::ClogWarning {
+                destination,
+                transport,
+                entries,
+                messages,
+                active_limit,
+                advice,
+            } => {
+                // qmgr_entry.c: qmgr_entry_create, line for line.
+                let mut lines = vec![format!(
+                    "mail for {destination} is using up {entries} of {messages} active queue entries"
+                )];
+                if (entries as f64 / messages.max(1) as f64) < 0.9 {
+                    lines.push("this may slow down other mail deliveries".into());
+                }
+                match advice {
+                    ClogAdvice::ConcurrencyLimit(limit) => lines.push(format!(
+                        "you may need to increase the main.cf {transport}_destination_concurrency_limit from {limit}"
+                    )),
+                    ClogAdvice::ActiveLimit => lines.push(format!(
+                        "you may need to increase the main.cf qmgr_message_active_limit from {active_limit}"
+                    )),
+                    ClogAdvice::SeparateTransport => lines.push(format!(
+                        "you may need a separate master.cf transport for {destination}"
+                    )),
+                    ClogAdvice::Timeouts => {
+                        lines.push(format!(
+                            "you may need to reduce {transport} connect and helo timeouts"
+                        ));
+                        lines.push("so that Postfix quickly skips unavailable hosts".into());
+                        lines.push(
+                            "you may need to increase the main.cf minimal_backoff_time and maximal_backoff_time".into(),
+                        );
+                        lines.push(
+                            "so that Postfix wastes less time on undeliverable mail".into(),
+                        );
+                        lines.push(format!(
+                            "you may need to increase the master.cf {transport} process limit"
+                        ));
+                    }
+                }
+                lines.push("please avoid flushing the whole queue when you have".into());
+                lines.push("lots of deferred mail, that is bad for performance".into());
+                lines.push("to turn off these warnings specify: qmgr_clog_warn_time = 0".into());
+                for l in lines {
+                    self.begin(e.t, "postfix/qmgr", self.qmgr_pid);
+                    let _ = write!(self.line, "warning: {l}");
+                    self.end();
+                }
             }
             Happening::Command { what, .. } => {
                 if matches!(what, "postfix reload" | "postfix start") {

@@ -102,6 +102,15 @@ pub(crate) enum NoteKind {
         to: &'static str,
         deferred: bool,
     },
+    /// qmgr's warning that destination `dest` clogs the active queue.
+    ClogWarning {
+        dest: u32,
+        transport: u16,
+        entries: u64,
+        messages: u64,
+        active_limit: u64,
+        advice: crate::observe::ClogAdvice,
+    },
     /// An admin command that acts on qmgr (`postqueue -f`, `postfix reload`, …); a new
     /// qmgr reads configuration `config` (an index into the scenario's reconfigurations).
     Command {
@@ -325,6 +334,29 @@ impl Mta {
                 },
                 NoteKind::LeftActive { to, deferred } => Happening::LeftActive { to, deferred },
                 NoteKind::Command { what, config } => Happening::Command { what, config },
+                NoteKind::ClogWarning {
+                    dest,
+                    transport,
+                    entries,
+                    messages,
+                    active_limit,
+                    advice,
+                } => Happening::ClogWarning {
+                    destination: self
+                        .domains
+                        .get(dest as usize)
+                        .map(String::as_str)
+                        .unwrap_or("?"),
+                    transport: self
+                        .transport_names
+                        .get(transport as usize)
+                        .map(String::as_str)
+                        .unwrap_or("smtp"),
+                    entries,
+                    messages,
+                    active_limit,
+                    advice,
+                },
             };
             obs.event(&Event {
                 t: n.t,

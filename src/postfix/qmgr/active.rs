@@ -4,6 +4,7 @@
 
 use super::{Entry, Queue};
 use crate::engine::time::{Time, whole_seconds};
+use crate::observe::ClogAdvice;
 use crate::observe::Observer;
 use crate::postfix::Mta;
 use crate::postfix::message::{LeaveAction, Location, RcptStatus};
@@ -125,6 +126,7 @@ impl Mta {
             if !queue.exists {
                 queue.exists = true;
                 queue.win = super::feedback::Window::fresh(&self.qmgr.transports[transport].rules);
+                queue.clog_time_to_warn = 0;
             }
         }
         self.qmgr.touch_window(q);
@@ -185,10 +187,63 @@ impl Mta {
                 let e = self.qmgr.alloc_entry(entry);
                 self.qmgr.queues[q as usize].todo.push_back(e);
                 self.messages.get_mut(m).refcount += 1;
+                self.clog_warning(q, now);
                 self.qmgr.offer(q);
             }
             start = end;
         }
+    }
+
+    /// `qmgr_entry_create`'s warning when one destination takes up more than a fifth of
+    /// the active queue's entries, at most every qmgr_clog_warn_time (§9.6).
+    fn clog_warning(&mut self, q: u32, now: Time) {
+        let warn_every = self.cfg.qmgr_clog_warn_time;
+        if !self.record_notes || warn_every <= 0 {
+            return;
+        }
+        let now_s = whole_seconds(now);
+        let queue = &self.qmgr.queues[q as usize];
+        let length = queue.todo.len() as u64 + u64::from(queue.busy);
+        if length <= (self.qmgr.active_limit / 5) as u64 || now_s < queue.clog_time_to_warn {
+            return;
+        }
+        let messages = self.counts.active.max(1);
+        let share = length as f64 / messages as f64;
+        let t = queue.transport as usize;
+        let limit = self.qmgr.transports[t].rules.limit;
+        // `queue->peers`: more than one message has entries for this queue.
+        let first = queue
+            .todo
+            .front()
+            .map(|&e| self.qmgr.entries[e as usize].msg);
+        let several = queue
+            .todo
+            .iter()
+            .any(|&e| Some(self.qmgr.entries[e as usize].msg) != first);
+        let advice = if limit > 0 && limit as i64 <= i64::from(queue.busy) + 1 {
+            ClogAdvice::ConcurrencyLimit(limit)
+        } else if f64::from(queue.win.window) > self.qmgr.active_limit as f64 * share {
+            ClogAdvice::ActiveLimit
+        } else if several {
+            ClogAdvice::SeparateTransport
+        } else {
+            ClogAdvice::Timeouts
+        };
+        self.qmgr.queues[q as usize].clog_time_to_warn = now_s + warn_every;
+        let dest = self.qmgr.queues[q as usize].dest;
+        self.note(
+            now,
+            0,
+            0,
+            NoteKind::ClogWarning {
+                dest,
+                transport: self.qmgr.queues[q as usize].transport,
+                entries: length,
+                messages,
+                active_limit: self.qmgr.active_limit as u64,
+                advice,
+            },
+        );
     }
 
     fn queue_for_recipient(&mut self, dest: u32, key: u64) -> u32 {

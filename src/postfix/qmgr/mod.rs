@@ -58,6 +58,9 @@ pub(crate) struct Queue {
     /// How long the queue has had no room for another delivery (window full, dead or
     /// suspended) in all: closed periods, and the start of the current one.
     pub blocked_total: crate::engine::time::Time,
+    /// When this queue may warn about clogging the active queue again (whole seconds;
+    /// `qmgr_entry_create`).
+    pub clog_time_to_warn: i64,
     pub blocked_since: Option<crate::engine::time::Time>,
     /// Why the queue was declared dead: the failure's cause (its DSN) and the text qmgr
     /// saved from it, `delivery temporarily suspended: <reason>` (`qmgr_deliver_update`).
@@ -341,6 +344,7 @@ impl Queue {
             dead_reason: None,
             blocked_total: 0,
             blocked_since: None,
+            clog_time_to_warn: 0,
         }
     }
 
