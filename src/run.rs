@@ -523,6 +523,7 @@ fn write_set(
         staged.extend(crate::plot::queues::write_stall_chart(
             &scenario.name,
             &stall.csv,
+            &timeline,
             dir,
         )?);
     }

@@ -147,6 +147,30 @@ fn sweep_charts_carry_their_titles_and_series() {
     let svg = read(&dir, "metric-drain_time_s.svg");
     assert!(svg.contains("drain time (s) by maximal_backoff_time"));
     assert!(svg.contains("traffic.0.rate=2/s"));
+    // A duration axis says its unit.
+    assert!(
+        svg.lines().any(|l| l.trim() == "maximal_backoff_time (s)"),
+        "x axis label"
+    );
+    // A text axis gets its names as tick labels.
+    let names = temp("names");
+    mailsim(&[
+        "sweep",
+        SCENARIO,
+        "--set",
+        "traffic.0.arrivals=poisson,uniform",
+        "--replications",
+        "1",
+        "--out",
+        names.to_str().expect("utf-8"),
+    ]);
+    let svg = read(&names, "metric-delay_p95_s.svg");
+    for name in ["poisson", "uniform"] {
+        assert!(
+            svg.lines().any(|l| l.trim() == name),
+            "category tick {name}"
+        );
+    }
     let png = std::fs::read(dir.join("series.png")).expect("png");
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     // Redrawing from the files gives the same charts.
@@ -169,6 +193,10 @@ fn a_single_runs_charts_mark_faults_and_admin_commands() {
     assert!(svg.contains("postqueue -f"), "admin marker label");
     assert!(read(&dir, "delays.svg").contains("delivery delay"));
     assert!(read(&dir, "deferred-by-destination.svg").contains("partner.example"));
+    // The attribution chart: stacked areas (filled polygons) under the fault band.
+    let stall = read(&dir, "stall.svg");
+    assert!(stall.contains("refuse partner.example") && stall.contains("dead destination"));
+    assert!(stall.contains("<polygon"), "filled layers");
     let before = read(&dir, "queues.svg");
     std::fs::remove_file(dir.join("queues.svg")).expect("remove");
     mailsim(&["plot", dir.to_str().expect("utf-8")]);
