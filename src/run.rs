@@ -478,6 +478,12 @@ fn write_set(
             flush_at: stall.flush_probe,
             flush_saving: stall.flush_saving,
             flush_saved_recipients: stall.flush_saved_recipients,
+            top_deferral: summary
+                .deferred_by_cause
+                .iter()
+                .filter(|(c, _)| !matches!(**c, "suspended" | "transport_unavailable"))
+                .max_by_key(|(c, n)| (**n, std::cmp::Reverse(**c)))
+                .map(|(c, _)| c.to_string()),
         },
     );
     if let Some(csv) = deliveries {

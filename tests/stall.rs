@@ -179,6 +179,7 @@ fn the_closing_sentence_dates_the_cause_and_prices_a_flush() {
         flush_at: stall.flush_probe,
         flush_saving: stall.flush_saving,
         flush_saved_recipients: stall.flush_saved_recipients,
+        top_deferral: Some("connection_refused".into()),
     };
     let line = mailsim::output::stall::headline(&stall.totals_by_name(), &ctx).expect("a sentence");
     assert!(line.contains("was dead destination"), "{line}");
@@ -187,7 +188,7 @@ fn the_closing_sentence_dates_the_cause_and_prices_a_flush() {
         "{line}"
     );
     assert!(
-        line.contains("a `postqueue -f` at 08:02 would have made the 10 recipients still waiting then eligible at once, sparing them 0.4 recipient-hours"),
+        line.contains("a `postqueue -f` at 08:02 would have made the 10 recipients still waiting then eligible at once, sparing them up to 0.4 recipient-hours"),
         "{line}"
     );
     assert!(line.contains("(scenarios/outage-flush.toml)"), "{line}");

@@ -418,7 +418,13 @@ pub struct HeadlineContext {
     pub flush_at: Option<Time>,
     pub flush_saving: i64,
     pub flush_saved_recipients: u64,
+    /// The commonest reason of the deferrals after an attempt (`deferred_by_cause`
+    /// without qmgr's own suspended deferrals): what the backoff was a backoff from.
+    pub top_deferral: Option<String>,
 }
+
+/// A flush of this many waiting recipients or more is a storm worth a warning.
+const FLUSH_STORM: u64 = 1000;
 
 fn clock_text(start_unix: i64, t: Time) -> String {
     let stamp = super::maillog::timestamp(start_unix + t.div_euclid(crate::engine::time::SECOND));
@@ -453,11 +459,16 @@ pub fn headline(
         .unwrap_or_default();
     let flush = match ctx.flush_at {
         Some(at) if ctx.flush_saving > 0 => format!(
-            "; a `postqueue -f` at {} would have made the {} recipients still waiting then eligible at once, sparing them {:.1} recipient-hours of waiting{}",
+            "; a `postqueue -f` at {} would have made the {} recipients still waiting then eligible at once, sparing them up to {:.1} recipient-hours of waiting{}{}",
             clock_text(ctx.start_unix, at),
             ctx.flush_saved_recipients,
             ctx.flush_saving as f64 / 3.6e9,
-            see("outage-flush.toml")
+            see("outage-flush.toml"),
+            if ctx.flush_saved_recipients >= FLUSH_STORM {
+                " — though that many files at once take the smtp processes from fresh mail for other destinations while they drain (the flush storm QSHAPE_README warns about)"
+            } else {
+                ""
+            }
         ),
         _ => String::new(),
     };
@@ -465,10 +476,20 @@ pub fn headline(
         "backoff" if !flush.is_empty() => format!(
             "deferred files waited out their own retry time, clamp(age, minimal_backoff_time, maximal_backoff_time), after the destination was back{after_fault}{flush}"
         ),
-        "backoff" => format!(
-            "deferred files waited out their retry time after soft failures (4xx replies such as greylisting): minimal_backoff_time rounded up to the next deferred scan; a shorter minimal_backoff_time shortens it, a flush does not beat a greylist{}",
-            see("greylisting.toml")
-        ),
+        "backoff" => match ctx.top_deferral.as_deref() {
+            Some("rate_limited" | "too_many_connections") => format!(
+                "deferred files waited out their retry time after the remote's rate limiter refused them (a 421 at the greeting also kills the destination's queue); sending at, not above, the remote's rate — a <transport>_destination_concurrency_limit of about limit × transaction time — keeps the limiter quiet; sending well below it (a long rate delay) makes the backlog last longer{}",
+                see("provider-rate-limit.toml")
+            ),
+            Some("greylisted") => format!(
+                "deferred files waited out their retry time after greylisting: minimal_backoff_time rounded up to the next deferred scan; a shorter minimal_backoff_time shortens it, a flush does not beat a greylist{}",
+                see("greylisting.toml")
+            ),
+            _ => format!(
+                "deferred files waited out their retry time after soft failures (4xx replies): minimal_backoff_time rounded up to the next deferred scan, then clamp(age, minimal_backoff_time, maximal_backoff_time){}",
+                see("tempfail-heavy.toml")
+            ),
+        },
         "dead_destination" => format!(
             "mail for a destination qmgr had declared dead (failed connections or greetings in a row) was deferred without an attempt until the revival timer (minimal_backoff_time) or a successful delivery{after_fault}{flush}"
         ),

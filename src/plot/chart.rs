@@ -344,22 +344,20 @@ fn draw_chart<DB: DrawingBackend>(root: &Area<DB>, chart: &LineChart) -> Result<
     // each lower layer paints over the one above it.
     for (i, s) in chart.series.iter().enumerate().filter(|(_, s)| s.fill) {
         let color = PALETTE[i % PALETTE.len()];
-        let mut outline: Vec<(f64, f64)> = s.points.iter().copied().filter(finite).collect();
-        if let (Some(&(first, _)), Some(&(last, _))) = (outline.first(), outline.last()) {
-            let base = 0f64.max(ymin);
-            outline.push((last, base));
-            outline.push((first, base));
-            ctx.draw_series(std::iter::once(Polygon::new(
-                outline,
-                color.mix(0.55).filled(),
-            )))
-            .map_err(err)?;
-        }
+        let points: Vec<(f64, f64)> = s.points.iter().copied().filter(finite).collect();
+        ctx.draw_series(AreaSeries::new(
+            points,
+            0f64.max(ymin),
+            color.mix(0.55).filled(),
+        ))
+        .map_err(err)?;
     }
 
     for (i, s) in chart.series.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
-        let style = color.stroke_width(2);
+        // A filled layer's edge is thin: the bitmap backend joins wide strokes with
+        // unbounded miters, which turn the spikes of a stacked count into long needles.
+        let style = color.stroke_width(if s.fill { 1 } else { 2 });
         ctx.draw_series(LineSeries::new(
             s.points.iter().copied().filter(finite),
             style,

@@ -294,20 +294,23 @@ pub fn write_stall_chart(
             ..Default::default()
         })
         .collect();
+    let mut used = vec![false; series.len()];
     for line in lines {
         let mut cells = line.split(',');
         let Some(Ok(t)) = cells.next().map(str::parse::<f64>) else {
             continue;
         };
         let mut acc = 0.0;
-        for (s, v) in series.iter_mut().zip(cells) {
-            acc += v.parse::<f64>().unwrap_or(0.0);
+        for ((s, v), used) in series.iter_mut().zip(cells).zip(used.iter_mut()) {
+            let v = v.parse::<f64>().unwrap_or(0.0);
+            *used |= v != 0.0;
+            acc += v;
             s.points.push((t, acc));
         }
     }
-    series.retain(|s| {
-        s.points.windows(2).any(|w| w[0].1 != w[1].1) || s.points.iter().any(|p| p.1 > 0.0)
-    });
+    // Only the causes that ever had someone waiting get a layer (and a legend entry).
+    let mut used = used.into_iter();
+    series.retain(|_| used.next().unwrap_or(false));
     // Draw the top of the stack first so the legend reads from the top down.
     series.reverse();
     let (bands, markers) = timeline_marks(timeline);
