@@ -253,6 +253,20 @@ fn one_agent_logs_a_whole_request_and_qmgr_logs_the_original_recipient_count() {
     let text = four_recipients("refuse");
     let (dir, path) = scenario("four", &text);
     let log = log_of(&dir, &path);
+    // The smtpd session around the message, as collate.pl needs it to find its end.
+    let smtpd: Vec<&str> = log
+        .iter()
+        .filter_map(|l| l.strip_prefix("postfix/smtpd["))
+        .map(|l| l.split_once("]: ").map_or("", |(_, t)| t))
+        .collect();
+    assert_eq!(
+        smtpd,
+        [
+            "connect from client.example.org[198.51.100.200]".to_string(),
+            format!("{}: client=client.example.org[198.51.100.200]", qid(1)),
+            "disconnect from client.example.org[198.51.100.200] ehlo=1 mail=1 rcpt=4 data=1 quit=1 commands=8".to_string(),
+        ]
+    );
     // qmgr's nrcpt= is the size record's count at every activation (qmgr_message.c), 4,
     // although only three recipients are left after the first round.
     let active: Vec<&String> = log

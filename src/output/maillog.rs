@@ -294,16 +294,22 @@ impl Observer for MailLog {
                 via,
                 sender,
                 size: _,
-                nrcpt: _,
+                nrcpt,
             } => {
+                let smtpd = pid_for(e.id, 2100);
+                let client = match via {
+                    Via::Reinjected => "localhost[127.0.0.1]",
+                    _ => "client.example.org[198.51.100.200]",
+                };
                 match via {
                     Via::Smtp | Via::Reinjected => {
-                        self.begin(e.t, "postfix/smtpd", pid_for(e.id, 2100));
-                        let client = if via == Via::Reinjected {
-                            "localhost[127.0.0.1]"
-                        } else {
-                            "client.example.org[198.51.100.200]"
-                        };
+                        // One smtpd session per message, opened and closed around it, so
+                        // that collate.pl (which groups smtpd lines from `connect from`
+                        // to `disconnect from` per pid) finds where each one ends.
+                        self.begin(e.t, "postfix/smtpd", smtpd);
+                        let _ = write!(self.line, "connect from {client}");
+                        self.end();
+                        self.begin(e.t, "postfix/smtpd", smtpd);
                         let _ = write!(self.line, "{qid}: client={client}");
                         self.end();
                     }
@@ -324,6 +330,16 @@ impl Observer for MailLog {
                     e.origin
                 );
                 self.end();
+                if matches!(via, Via::Smtp | Via::Reinjected) {
+                    // smtpd's per-session command counts (Postfix >= 3.0).
+                    self.begin(e.t, "postfix/smtpd", smtpd);
+                    let _ = write!(
+                        self.line,
+                        "disconnect from {client} ehlo=1 mail=1 rcpt={nrcpt} data=1 quit=1 commands={}",
+                        u64::from(nrcpt) + 4
+                    );
+                    self.end();
+                }
             }
             Happening::Activated {
                 nrcpt,
