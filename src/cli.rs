@@ -99,6 +99,9 @@ pub enum Command {
         /// scenario and settings; the files come out as if it had never stopped.
         #[arg(long, value_name = "DIR", conflicts_with_all = ["scenario", "set", "replications", "shard", "out"])]
         resume: Option<PathBuf>,
+        /// Behave as if interrupted once this many runs are done (tests of --resume).
+        #[arg(long, hide = true, value_name = "N")]
+        stop_after_runs: Option<u64>,
     },
     /// Combine the folders of sweep shards into the files one sweep would have written.
     Merge {
@@ -147,7 +150,8 @@ pub enum Command {
     /// its next step, and where its time went.
     Explain {
         scenario: PathBuf,
-        /// The message id (message_id in deliveries.csv; messages are numbered from 1).
+        /// The message id: the message_id column of deliveries.csv (ids count from 1; queue
+        /// files a content filter re-injects and notices take ids from the same counter).
         #[arg(long)]
         message: u64,
         #[arg(long)]

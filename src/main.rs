@@ -70,6 +70,7 @@ fn execute(command: Command) -> Result<(), Error> {
                 log_scans,
                 qshape,
                 limits: guard::Limits { max_events },
+                scenario_file: path.display().to_string(),
             };
             let (summary, dir) = run::run_to_dir(&sc, &opts)?;
             let wall = started.elapsed().as_secs_f64();
@@ -90,7 +91,7 @@ fn execute(command: Command) -> Result<(), Error> {
                 wall,
                 summary.events as f64 / wall.max(1e-9) / 1e6
             );
-            if let Some(line) = mailsim::output::stall::headline(&summary.stall_s) {
+            if let Some(line) = &summary.headline {
                 eprintln!("{line}");
             }
             eprintln!("results in {}", dir.display());
@@ -111,6 +112,7 @@ fn execute(command: Command) -> Result<(), Error> {
             shard,
             no_plots,
             resume,
+            stop_after_runs,
         } => {
             // A resumed sweep replays the recipe saved in its checkpoint.
             let (recipe, done, dir) = match &resume {
@@ -191,6 +193,8 @@ fn execute(command: Command) -> Result<(), Error> {
                 shard,
                 keep_runs: keep_runs.then(|| dir.clone()),
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                fingerprint: sweep::fingerprint(&recipe.scenario_text, &recipe.sets),
+                stop_after_runs,
                 checkpoint: Some((dir.clone(), recipe)),
                 resume: done,
             };
@@ -323,6 +327,10 @@ fn execute(command: Command) -> Result<(), Error> {
             let mut explainer = mailsim::output::explain::Explainer::new(
                 message,
                 sc.postfix.clone(),
+                sc.reconfigurations
+                    .iter()
+                    .map(|r| r.postfix.clone())
+                    .collect(),
                 run::qmgr_start_time(&sc, seed),
             );
             let report = run::simulate(
@@ -332,14 +340,20 @@ fn execute(command: Command) -> Result<(), Error> {
                 &mut mailsim::output::queues::QueueSeries::default(),
             )?;
             match explainer.finish() {
-                Some(story) => {
+                Ok(story) => {
                     print_out(&story);
                     Ok(())
                 }
-                None => Err(input_error(
+                Err(mailsim::output::explain::NoStory::FilterCopy { of }) => Err(input_error(
                     "--message",
                     format!(
-                        "message {message} never arrived in this run (it had {} messages, numbered from 1, and {} notices after them)",
+                        "{message} is the queue file the content filter re-injected for message {of} (re-injected copies take ids from the same counter); `explain --message {of}` tells that message's story, both passes included"
+                    ),
+                )),
+                Err(mailsim::output::explain::NoStory::Never) => Err(input_error(
+                    "--message",
+                    format!(
+                        "message {message} never arrived in this run ({} messages and {} notices; ids are the message_id column of deliveries.csv, and queue files re-injected by a content filter take ids from the same counter)",
                         report.mta_totals.messages, report.mta_totals.notices
                     ),
                 )),

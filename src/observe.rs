@@ -300,8 +300,13 @@ pub struct RecipientStatus<'a> {
     pub destination: &'a str,
     pub status: Status,
     pub cause: Option<Cause>,
-    /// For a deferral through a dead destination: the reason it was declared dead.
+    /// For a deferral by qmgr through the retry service: the cause behind the reason qmgr
+    /// saved (its DSN), and that reason's text (`delivery temporarily suspended: …`).
     pub suspended_by: Option<Cause>,
+    pub saved: Option<&'a str>,
+    /// `host[address]` named in the reason: the server that gave the reply (none for DNS
+    /// and local errors).
+    pub server: Option<(&'a str, &'a str)>,
     pub agent: Agent<'a>,
     /// `host[address]` of the server that answered, if a connection was made.
     pub relay: Option<(&'a str, &'a str)>,
@@ -322,6 +327,14 @@ pub struct RecipientStatus<'a> {
     pub index: u32,
     /// This was the delivery to the content filter (`sent` means handed over, not final).
     pub to_filter: bool,
+    /// The process id of the agent that logged it.
+    pub pid: u32,
+    /// Of the wait between activation and hand-off (`delays=` b), the part when the
+    /// destination's window had no room (full, dead or suspended); the rest was a wait
+    /// for a free agent process.
+    pub window_wait: Time,
+    /// Of the connection set-up (`delays=` c), the time in DNS lookups.
+    pub dns: Time,
 }
 
 /// Something that happened to a queue file (or, for `ConnectFailed`, to an agent).
@@ -361,11 +374,25 @@ pub enum Happening<'a> {
     Admin {
         what: &'static str,
     },
-    /// An SMTP client could not connect to `host` (an info line without a queue ID).
+    /// The agent (process `pid`) of a request for this file could not connect to `host`
+    /// (an info line without a queue ID).
     ConnectFailed {
         host: &'a str,
         address: &'a str,
         cause: Cause,
+        pid: u32,
+        transport: &'a str,
+    },
+    /// A soft error at a server that is not the last one to try: the agent logs it and
+    /// tries the next server (`QID: host … said: …`). `recipient` for an error at RCPT TO.
+    ServerSkipped {
+        host: &'a str,
+        address: &'a str,
+        cause: Cause,
+        pid: u32,
+        recipient: Option<Address<'a>>,
+        destination: &'a str,
+        transport: &'a str,
     },
     /// qmgr's deferred-queue scan started (no queue file).
     DeferredScan,
@@ -373,6 +400,67 @@ pub enum Happening<'a> {
     AgentWarning {
         text: &'static str,
     },
+    /// `destination` became dead for qmgr — its queue was declared dead or its transport
+    /// throttled, so its mail is deferred without an attempt (§5.3–5.4) — or alive again.
+    DestinationState {
+        destination: &'a str,
+        dead: bool,
+        why: DeadWhy<'a>,
+    },
+    /// qmgr let go of this file after a `postsuper` renamed (`to` = "hold", "maildrop") or
+    /// removed it ("removed") while it was active; `deferred`: recipients were left.
+    LeftActive {
+        to: &'static str,
+        deferred: bool,
+    },
+    /// qmgr warns that mail for `destination` uses up `entries` of the `messages` in the
+    /// active queue (more than qmgr_message_active_limit / 5 entries, at most every
+    /// qmgr_clog_warn_time; no queue file).
+    ClogWarning {
+        destination: &'a str,
+        transport: &'a str,
+        entries: u64,
+        messages: u64,
+        active_limit: u64,
+        advice: ClogAdvice,
+    },
+    /// An admin command for qmgr ran: `postqueue -f`, `-s`, `-i`, `postfix reload`,
+    /// `stop`, `start` (no queue file); a new qmgr reads reconfiguration `config`.
+    Command {
+        what: &'static str,
+        config: Option<usize>,
+    },
+}
+
+/// What qmgr's clog warning goes on to suggest (`qmgr_entry_create`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClogAdvice {
+    /// The destination's window is at its concurrency limit (the limit's value).
+    ConcurrencyLimit(i32),
+    /// The window is larger than the queue's share of qmgr_message_active_limit.
+    ActiveLimit,
+    /// Several messages have mail for it: it slows the others on its transport.
+    SeparateTransport,
+    /// Otherwise: timeouts, backoff times, process limit.
+    Timeouts,
+}
+
+/// Why a destination died or came back.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum DeadWhy<'a> {
+    /// Its queue was declared dead with this saved reason; the revival timer is due at
+    /// `until` (`minimal_backoff_time` later).
+    QueueDied { reason: &'a str, until: Time },
+    /// Its transport's agents could not be started; dead until `until`.
+    TransportDied { until: Time },
+    /// The revival timer fired.
+    Timer,
+    /// A delivery that was under way completed normally.
+    Delivery,
+    /// `postqueue -f`, `-s` or `-i`.
+    Flush,
+    /// A new qmgr forgot every dead queue.
+    QmgrRestart,
 }
 
 /// A [`Happening`] at time `t` to queue file `id` (0 for happenings without one); `origin`

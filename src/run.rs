@@ -95,6 +95,31 @@ pub struct RunReport {
     /// from the connection cache instead.
     pub smtp_connections: u64,
     pub smtp_reused: u64,
+    /// The first instant at or after the last fault, the last admin command and the first
+    /// arrival with nothing left to work on (`backlog_clear_s`).
+    pub backlog_clear: Option<Time>,
+}
+
+impl RunReport {
+    /// A run where nothing happened (for the names of a summary's columns).
+    pub fn empty() -> Self {
+        RunReport {
+            mta_totals: crate::postfix::Totals::default(),
+            peaks: crate::postfix::QueueCounts::default(),
+            queued_at_end: 0,
+            events: 0,
+            end_time: 0,
+            first_arrival: None,
+            last_final: None,
+            first_scan_tick: 0,
+            qmgr_start: 0,
+            greylist_entries: 0,
+            greylist_peak: 0,
+            smtp_connections: 0,
+            smtp_reused: 0,
+            backlog_clear: None,
+        }
+    }
 }
 
 /// When qmgr started in a run of `scenario` with `seed` (≤ 0): `qmgr_start = "random"`
@@ -110,6 +135,22 @@ pub fn qmgr_start_time(scenario: &Scenario, seed: u64) -> Time {
                 .random_range(0..period)
         }
     }
+}
+
+/// When a scenario's disturbances are over: its last fault's end and last admin command
+/// (`None` if a fault never ends).
+fn disturbed_until(scenario: &Scenario) -> Option<Time> {
+    let mut until: Time = 0;
+    for f in &scenario.faults {
+        if f.end == Time::MAX {
+            return None;
+        }
+        until = until.max(f.end);
+    }
+    for a in &scenario.admin {
+        until = until.max(a.at);
+    }
+    Some(until)
 }
 
 /// The first deferred-scan tick at or after 0 for a qmgr started at `start` (≤ 0).
@@ -213,7 +254,18 @@ pub fn simulate_with(
     let mut next_sample: Time = 0;
     let mut dests: Vec<u32> = Vec::new();
     let mut rows: u64 = 0;
+    let calm_from = disturbed_until(scenario);
+    let mut backlog_clear: Option<Time> = None;
+    // Nothing left to work on at `now`, after the disturbances and the first arrival: the
+    // state held since the last event, so the backlog cleared at the later of the two.
+    let clear_at = |mta: &Mta, now: Time, last: Time| -> Option<Time> {
+        let calm = calm_from?.max(mta.first_arrival()?);
+        (now >= calm && mta.unfinished() == 0).then(|| last.max(calm))
+    };
     while let Some(t) = events.peek_time() {
+        if backlog_clear.is_none() {
+            backlog_clear = clear_at(&mta, t, events.now());
+        }
         if scenario.stop.is_some_and(|stop| t > stop) {
             break;
         }
@@ -270,6 +322,9 @@ pub fn simulate_with(
         if recording {
             mta.flush_notes(now, &mut world, observer);
         }
+        if backlog_clear.is_none() {
+            backlog_clear = clear_at(&mta, now, now);
+        }
         // Done when nothing can arrive, nothing is left to do, and no admin command is
         // still to come (it might release held mail).
         if streams_open == 0
@@ -281,6 +336,12 @@ pub fn simulate_with(
         }
     }
     let end_time = scenario.stop.unwrap_or(events.now());
+    if backlog_clear.is_none() {
+        // The run ended with nothing left: clear from then, or once the last disturbance
+        // is over if that comes later (within the run).
+        backlog_clear =
+            clear_at(&mta, Time::MAX, events.now()).filter(|&t| t <= end_time.max(events.now()));
+    }
     events.advance_to(end_time);
     if recording {
         mta.flush_notes(Time::MAX, &mut world, observer);
@@ -315,6 +376,7 @@ pub fn simulate_with(
         greylist_peak,
         smtp_connections: world.connections_opened,
         smtp_reused: world.sessions_reused,
+        backlog_clear,
     })
 }
 
@@ -333,6 +395,8 @@ pub struct RunOptions {
     /// Write qshape.csv (the qshape table at every sample).
     pub qshape: bool,
     pub limits: Limits,
+    /// The scenario's file name, so the closing sentence does not suggest it to itself.
+    pub scenario_file: String,
 }
 
 /// Runs a scenario and writes its result files; returns the summary and the folder.
@@ -408,6 +472,14 @@ fn write_set(
         None => None,
     };
     let mut stall = crate::output::stall::StallAttribution::new();
+    // The closing sentence imagines a `postqueue -f` a minute after the last fault ended.
+    let last_fault = crate::output::timeline::of(scenario)
+        .into_iter()
+        .filter(|e| e.fault)
+        .filter_map(|e| e.end.map(|end| (end, e.label)))
+        .filter(|(end, _)| scenario.stop.is_none_or(|stop| *end < stop))
+        .max_by_key(|(end, _)| *end);
+    stall.flush_probe = last_fault.as_ref().map(|(end, _)| end + 60 * SECOND);
     let report = {
         let mut observers: Vec<&mut dyn Observer> = vec![&mut delays, &mut stall];
         if let Some(csv) = deliveries.as_mut() {
@@ -427,6 +499,23 @@ fn write_set(
     };
     let mut summary = summarize(scenario, seed, &report, &delays);
     summary.stall_s = stall.totals_by_name();
+    summary.headline = crate::output::stall::headline(
+        &summary.stall_s,
+        &crate::output::stall::HeadlineContext {
+            scenario_file: opts.scenario_file.clone(),
+            last_fault: last_fault.map(|(end, label)| (end, format!("the {label} fault"))),
+            start_unix: opts.log_start,
+            flush_at: stall.flush_probe,
+            flush_saving: stall.flush_saving,
+            flush_saved_recipients: stall.flush_saved_recipients,
+            top_deferral: summary
+                .deferred_by_cause
+                .iter()
+                .filter(|(c, _)| !matches!(**c, "suspended" | "transport_unavailable"))
+                .max_by_key(|(c, n)| (**n, std::cmp::Reverse(**c)))
+                .map(|(c, _)| c.to_string()),
+        },
+    );
     if let Some(csv) = deliveries {
         staged.push(csv.finish()?);
     }
@@ -470,6 +559,7 @@ fn write_set(
         staged.extend(crate::plot::queues::write_stall_chart(
             &scenario.name,
             &stall.csv,
+            &timeline,
             dir,
         )?);
     }
@@ -573,12 +663,14 @@ pub fn summarize(
         deferred_by_cause: t.deferred_by_cause.named(),
         bounced_by_cause: t.bounced_by_cause.named(),
         drain_time_s: match (report.first_arrival, report.last_final) {
-            (Some(a), Some(f)) => Some(secs(f - a)),
+            (Some(a), Some(f)) if report.queued_at_end == 0 => Some(secs(f - a)),
             _ => None,
         },
+        backlog_clear_s: report.backlog_clear.map(secs),
         end_time_s: secs(report.end_time),
         delay_s: delays.stats(),
         stall_s: Default::default(),
+        headline: None,
         destinations: delays.destinations(
             scenario
                 .destinations

@@ -241,6 +241,7 @@ fn explain(text: &str, id: u64) -> String {
     let mut ex = mailsim::output::explain::Explainer::new(
         id,
         sc.postfix.clone(),
+        Vec::new(),
         mailsim::run::qmgr_start_time(&sc, sc.seed),
     );
     mailsim::run::simulate(

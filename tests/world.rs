@@ -956,7 +956,7 @@ impl mailsim::observe::Observer for LogTexts {
                 let rcpt = r.recipient.to_string();
                 let dsn = r.cause.map(|c| c.dsn()).unwrap_or("2.0.0").to_string();
                 self.statuses
-                    .push((dsn, mailsim::output::maillog::status_text(&r, &rcpt)));
+                    .push((dsn, mailsim::output::maillog::status_text(e.id, &r, &rcpt)));
             }
             mailsim::observe::Happening::AgentWarning { text } => {
                 self.warnings.push(text.to_string())

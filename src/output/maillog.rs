@@ -11,12 +11,13 @@ use crate::engine::rng::splitmix64;
 use crate::engine::time::{SECOND, Time};
 use crate::error::Error;
 use crate::observe::{
-    Address, Agent, Cause, Event, Happening, Observer, RecipientOutcome, RecipientStatus, Status,
-    Via,
+    Address, Agent, Cause, ClogAdvice, Event, Happening, Observer, RecipientOutcome,
+    RecipientStatus, Status, Via,
 };
 use std::fmt::Write;
 
 const HOST: &str = "mailsim";
+/// The pid of the qmgr running when the log starts; a restarted qmgr is a new process.
 const QMGR_PID: u32 = 880;
 
 /// Postfix's short queue ID look: 10 hex digits, the low 36 bits being the id itself.
@@ -195,27 +196,33 @@ pub fn reason(cause: Cause, rcpt: &str, server: Option<(&str, &str)>, domain: &s
     }
 }
 
-/// The text of a status line for recipient status `r`.
-pub fn status_text(r: &RecipientStatus<'_>, rcpt: &str) -> String {
-    let server = r.relay.or(r.tried);
-    match (r.status, r.cause) {
-        (Status::Sent, _) => match r.agent {
+/// The text of a status line for recipient status `r` of queue file `id`.
+pub fn status_text(id: u64, r: &RecipientStatus<'_>, rcpt: &str) -> String {
+    match (r.status, r.cause, r.saved) {
+        (Status::Sent, _, _) => match r.agent {
             Agent::Local => "delivered to mailbox".to_string(),
-            _ => format!(
-                "250 2.0.0 Ok: queued as {:X}",
-                splitmix64(r.done as u64 ^ u64::from(r.index)) & 0xFF_FFFF_FFFF
-            ),
+            _ => format!("250 2.0.0 Ok: queued as {}", remote_queue_id(id, r)),
         },
-        (_, Some(Cause::Suspended)) => {
-            let why = r.suspended_by.unwrap_or(Cause::Unavailable);
-            format!(
-                "delivery temporarily suspended: {}",
-                reason(why, rcpt, server, r.destination)
-            )
-        }
-        (_, Some(c)) => reason(c, rcpt, server, r.destination),
-        (_, None) => reason(Cause::Unavailable, rcpt, server, r.destination),
+        // The retry service logs the reason qmgr saved, word for word.
+        (_, _, Some(text)) => text.to_string(),
+        (_, Some(c), None) => reason(c, rcpt, r.server, r.destination),
+        (_, None, None) => reason(Cause::Unavailable, rcpt, r.server, r.destination),
     }
+}
+
+/// The receiving server's queue ID in `250 … queued as X`: one per mail transaction, so
+/// the same for every recipient of one DATA (the file, the server and the instant the
+/// transaction ended name it).
+fn remote_queue_id(id: u64, r: &RecipientStatus<'_>) -> String {
+    let host = r.relay.map_or(0, |(h, _)| {
+        h.bytes().fold(0xcbf2_9ce4_8422_2325u64, |a, b| {
+            (a ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        })
+    });
+    format!(
+        "{:X}",
+        splitmix64(splitmix64(id ^ host) ^ r.done as u64) & 0xFF_FFFF_FFFF
+    )
 }
 
 /// Writes mail.log lines as events arrive.
@@ -226,6 +233,7 @@ pub struct MailLog {
     error: Option<Error>,
     /// Also log qmgr's deferred-scan starts, as a qmgr run with `-v` does.
     pub scans: bool,
+    qmgr_pid: u32,
 }
 
 impl MailLog {
@@ -236,6 +244,7 @@ impl MailLog {
             line: String::with_capacity(256),
             error: None,
             scans: false,
+            qmgr_pid: QMGR_PID,
         }
     }
 
@@ -263,6 +272,17 @@ impl MailLog {
     }
 }
 
+/// The syslog tag of an SMTP client of `transport`: the stock master.cf gives only
+/// `relay` its own (`-o syslog_name=postfix/$service_name`, §8.1); every other smtp(8)
+/// service logs as `postfix/smtp`.
+fn smtp_program(transport: &str) -> &'static str {
+    if transport == "relay" {
+        "postfix/relay/smtp"
+    } else {
+        "postfix/smtp"
+    }
+}
+
 fn pid_for(id: u64, base: u32) -> u32 {
     base + (splitmix64(id) % 97) as u32
 }
@@ -281,16 +301,22 @@ impl Observer for MailLog {
                 via,
                 sender,
                 size: _,
-                nrcpt: _,
+                nrcpt,
             } => {
+                let smtpd = pid_for(e.id, 2100);
+                let client = match via {
+                    Via::Reinjected => "localhost[127.0.0.1]",
+                    _ => "client.example.org[198.51.100.200]",
+                };
                 match via {
                     Via::Smtp | Via::Reinjected => {
-                        self.begin(e.t, "postfix/smtpd", pid_for(e.id, 2100));
-                        let client = if via == Via::Reinjected {
-                            "localhost[127.0.0.1]"
-                        } else {
-                            "client.example.org[198.51.100.200]"
-                        };
+                        // One smtpd session per message, opened and closed around it, so
+                        // that collate.pl (which groups smtpd lines from `connect from`
+                        // to `disconnect from` per pid) finds where each one ends.
+                        self.begin(e.t, "postfix/smtpd", smtpd);
+                        let _ = write!(self.line, "connect from {client}");
+                        self.end();
+                        self.begin(e.t, "postfix/smtpd", smtpd);
                         let _ = write!(self.line, "{qid}: client={client}");
                         self.end();
                     }
@@ -302,19 +328,32 @@ impl Observer for MailLog {
                     Via::Notice { .. } => {}
                 }
                 self.begin(e.t, "postfix/cleanup", pid_for(e.id, 2200));
+                // The Message-ID header is the sender's: the same for the re-injected copy
+                // of a filtered message.
                 let _ = write!(
                     self.line,
-                    "{qid}: message-id=<{qid}.{}@mailsim.example>",
+                    "{qid}: message-id=<{}.{}@mailsim.example>",
+                    queue_id(e.origin),
                     e.origin
                 );
                 self.end();
+                if matches!(via, Via::Smtp | Via::Reinjected) {
+                    // smtpd's per-session command counts (Postfix >= 3.0).
+                    self.begin(e.t, "postfix/smtpd", smtpd);
+                    let _ = write!(
+                        self.line,
+                        "disconnect from {client} ehlo=1 mail=1 rcpt={nrcpt} data=1 quit=1 commands={}",
+                        u64::from(nrcpt) + 4
+                    );
+                    self.end();
+                }
             }
             Happening::Activated {
                 nrcpt,
                 size,
                 sender,
             } => {
-                self.begin(e.t, "postfix/qmgr", QMGR_PID);
+                self.begin(e.t, "postfix/qmgr", self.qmgr_pid);
                 let _ = write!(
                     self.line,
                     "{qid}: from=<{sender}>, size={size}, nrcpt={nrcpt} (queue active)"
@@ -323,10 +362,9 @@ impl Observer for MailLog {
             }
             Happening::Recipient(r) => {
                 let program = match r.agent {
-                    Agent::Smtp("smtp") => "postfix/smtp".to_string(),
-                    Agent::Smtp(t) => format!("postfix/{t}/smtp"),
-                    Agent::Local => "postfix/local".to_string(),
-                    Agent::Retry => "postfix/error".to_string(),
+                    Agent::Smtp(t) => smtp_program(t),
+                    Agent::Local => "postfix/local",
+                    Agent::Retry => "postfix/error",
                 };
                 let rcpt = match r.recipient {
                     Address::Literal(a) => a.to_string(),
@@ -349,21 +387,19 @@ impl Observer for MailLog {
                     (Some(h), Some(s), _) => (h - r.active, s - h, r.done - s),
                     (Some(h), None, _) => (h - r.active, r.done - h, 0),
                 };
-                let dsn = match (r.status, r.cause) {
-                    (Status::Sent, _) => "2.0.0",
-                    (_, Some(Cause::Suspended)) => {
-                        r.suspended_by.unwrap_or(Cause::Unavailable).dsn()
-                    }
-                    (_, Some(c)) => c.dsn(),
-                    (_, None) => "4.3.0",
+                let dsn = match (r.status, r.cause, r.suspended_by) {
+                    (Status::Sent, _, _) => "2.0.0",
+                    (_, _, Some(saved)) => saved.dsn(),
+                    (_, Some(c), None) => c.dsn(),
+                    (_, None, None) => "4.3.0",
                 };
                 let status = match r.status {
                     Status::Sent => "sent",
                     Status::Deferred => "deferred",
                     Status::Bounced => "bounced",
                 };
-                let text = status_text(&r, &rcpt);
-                self.begin(r.done, &program, pid_for(e.id ^ u64::from(r.index), 3000));
+                let text = status_text(e.id, &r, &rcpt);
+                self.begin(r.done, program, r.pid);
                 let _ = write!(
                     self.line,
                     "{qid}: to=<{rcpt}>, relay={relay}, delay={}, delays={}/{}/{}/{}, dsn={dsn}, status={status} ({text})",
@@ -377,19 +413,95 @@ impl Observer for MailLog {
             }
             Happening::DeferredScan if self.scans => {
                 // qmgr_scan.c's verbose line (master.cf `qmgr … qmgr -v`).
-                self.begin(e.t, "postfix/qmgr", QMGR_PID);
+                self.begin(e.t, "postfix/qmgr", self.qmgr_pid);
                 self.line
                     .push_str("qmgr_scan_start: start deferred queue scan");
                 self.end();
             }
-            Happening::Deferred { .. } | Happening::DeferredScan => {}
+            Happening::Deferred { .. }
+            | Happening::DeferredScan
+            | Happening::DestinationState { .. } => {}
+            Happening::LeftActive { deferred, .. } => {
+                // postsuper renamed or removed the file under qmgr's feet: qmgr's own
+                // rename or remove finds nothing (qmgr_active.c: qmgr_active_defer,
+                // qmgr_active_done_3_generic).
+                self.begin(e.t, "postfix/qmgr", self.qmgr_pid);
+                if deferred {
+                    let _ = write!(
+                        self.line,
+                        "warning: qmgr_active_defer: rename {qid} from active to deferred: No such file or directory"
+                    );
+                } else {
+                    let _ = write!(
+                        self.line,
+                        "warning: qmgr_active_done_3_generic: remove {qid} from active: No such file or directory"
+                    );
+                }
+                self.end();
+            }
+            Happening::ClogWarning {
+                destination,
+                transport,
+                entries,
+                messages,
+                active_limit,
+                advice,
+            } => {
+                // qmgr_entry.c: qmgr_entry_create, line for line.
+                let mut lines = vec![format!(
+                    "mail for {destination} is using up {entries} of {messages} active queue entries"
+                )];
+                if (entries as f64 / messages.max(1) as f64) < 0.9 {
+                    lines.push("this may slow down other mail deliveries".into());
+                }
+                match advice {
+                    ClogAdvice::ConcurrencyLimit(limit) => lines.push(format!(
+                        "you may need to increase the main.cf {transport}_destination_concurrency_limit from {limit}"
+                    )),
+                    ClogAdvice::ActiveLimit => lines.push(format!(
+                        "you may need to increase the main.cf qmgr_message_active_limit from {active_limit}"
+                    )),
+                    ClogAdvice::SeparateTransport => lines.push(format!(
+                        "you may need a separate master.cf transport for {destination}"
+                    )),
+                    ClogAdvice::Timeouts => {
+                        lines.push(format!(
+                            "you may need to reduce {transport} connect and helo timeouts"
+                        ));
+                        lines.push("so that Postfix quickly skips unavailable hosts".into());
+                        lines.push(
+                            "you may need to increase the main.cf minimal_backoff_time and maximal_backoff_time".into(),
+                        );
+                        lines.push(
+                            "so that Postfix wastes less time on undeliverable mail".into(),
+                        );
+                        lines.push(format!(
+                            "you may need to increase the master.cf {transport} process limit"
+                        ));
+                    }
+                }
+                lines.push("please avoid flushing the whole queue when you have".into());
+                lines.push("lots of deferred mail, that is bad for performance".into());
+                lines.push("to turn off these warnings specify: qmgr_clog_warn_time = 0".into());
+                for l in lines {
+                    self.begin(e.t, "postfix/qmgr", self.qmgr_pid);
+                    let _ = write!(self.line, "warning: {l}");
+                    self.end();
+                }
+            }
+            Happening::Command { what, .. } => {
+                if matches!(what, "postfix reload" | "postfix start") {
+                    // A new qmgr process.
+                    self.qmgr_pid = self.qmgr_pid.max(9000) + 1;
+                }
+            }
             Happening::Removed => {
-                self.begin(e.t, "postfix/qmgr", QMGR_PID);
+                self.begin(e.t, "postfix/qmgr", self.qmgr_pid);
                 let _ = write!(self.line, "{qid}: removed");
                 self.end();
             }
             Happening::Expired { forced, sender } => {
-                self.begin(e.t, "postfix/qmgr", QMGR_PID);
+                self.begin(e.t, "postfix/qmgr", self.qmgr_pid);
                 let status = if forced { "force-expired" } else { "expired" };
                 let _ = write!(
                     self.line,
@@ -415,7 +527,7 @@ impl Observer for MailLog {
                 self.end();
             }
             Happening::Skipped => {
-                self.begin(e.t, "postfix/qmgr", QMGR_PID);
+                self.begin(e.t, "postfix/qmgr", self.qmgr_pid);
                 let _ = write!(self.line, "{qid}: skipped, still being delivered");
                 self.end();
             }
@@ -428,8 +540,10 @@ impl Observer for MailLog {
                 host,
                 address,
                 cause,
+                pid,
+                transport,
             } => {
-                self.begin(e.t, "postfix/smtp", pid_for(e.t as u64, 3000));
+                self.begin(e.t, smtp_program(transport), pid);
                 let _ = write!(
                     self.line,
                     "{}",
@@ -440,6 +554,25 @@ impl Observer for MailLog {
             Happening::AgentWarning { text } => {
                 self.begin(e.t, "postfix/smtp", pid_for(e.t as u64, 3000));
                 let _ = write!(self.line, "warning: {text}");
+                self.end();
+            }
+            Happening::ServerSkipped {
+                host,
+                address,
+                cause,
+                pid,
+                recipient,
+                destination,
+                transport,
+            } => {
+                // smtp_trouble.c: `msg_info("%s: %s", queue_id, reason)`.
+                self.begin(e.t, smtp_program(transport), pid);
+                let rcpt = recipient.map(|a| a.to_string()).unwrap_or_default();
+                let _ = write!(
+                    self.line,
+                    "{qid}: {}",
+                    reason(cause, &rcpt, Some((host, address)), destination)
+                );
                 self.end();
             }
         }

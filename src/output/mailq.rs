@@ -1,7 +1,7 @@
 //! `mailsim mailq`: the queue at a moment, as `postqueue -p` (mailq) and `postqueue -j`
 //! print it (§8.2, §8.3: `showq_compat.c`, `showq_json.c`).
 
-use super::maillog::{queue_id, reason};
+use super::maillog::queue_id;
 use crate::engine::time::{SECOND, Time};
 use std::fmt::Write;
 
@@ -54,12 +54,16 @@ pub fn format_p(files: &[QueueFile], start_unix: i64) -> String {
     let mut bytes: u64 = 0;
     for f in files {
         bytes += f.size;
-        let mark = match (f.queue, f.forced_expire) {
-            ("active", _) => "*",
-            ("hold", _) => "!",
-            (_, true) => "#",
+        // showq_compat.c: `*` (active) or `!` (hold), then `#` if force-expired.
+        let mut mark = match f.queue {
+            "active" => "*",
+            "hold" => "!",
             _ => "",
-        };
+        }
+        .to_string();
+        if f.forced_expire {
+            mark.push('#');
+        }
         let id = format!("{}{mark}", queue_id(f.id));
         let when = asctime(start_unix + f.arrival.div_euclid(SECOND));
         let sender = if f.sender.is_empty() {
@@ -69,27 +73,22 @@ pub fn format_p(files: &[QueueFile], start_unix: i64) -> String {
         };
         let when20: String = when.chars().take(20).collect();
         let _ = writeln!(s, "{id:<11} {:>7} {when20:<20} {sender}", f.size);
-        // Deferred recipients grouped under their reason first, then the others.
-        let mut reasons: Vec<&str> = Vec::new();
-        for (_, r) in &f.recipients {
-            if let Some(r) = r
-                && !reasons.contains(&r.as_str())
-            {
-                reasons.push(r);
+        // Recipients in showq's order (defer-log records first); a "(reason)" line
+        // whenever the reason differs from the previous recipient's, "(reason
+        // unavailable)" when a recipient without one follows one with one.
+        let mut saved = "";
+        for (rcpt, why) in &f.recipients {
+            let why = why.as_deref().unwrap_or("");
+            if why != saved {
+                saved = why;
+                let shown = if why.is_empty() {
+                    "reason unavailable"
+                } else {
+                    why
+                };
+                let pad = 76usize.saturating_sub(shown.len());
+                let _ = writeln!(s, "{:pad$}({shown})", "");
             }
-        }
-        for reason in &reasons {
-            let pad = 76usize.saturating_sub(reason.len());
-            let _ = writeln!(s, "{:pad$}({reason})", "");
-            for (rcpt, _) in f
-                .recipients
-                .iter()
-                .filter(|(_, r)| r.as_deref() == Some(*reason))
-            {
-                let _ = writeln!(s, "{:41}{rcpt}", "");
-            }
-        }
-        for (rcpt, _) in f.recipients.iter().filter(|(_, r)| r.is_none()) {
             let _ = writeln!(s, "{:41}{rcpt}", "");
         }
         s.push('\n');
@@ -140,22 +139,6 @@ pub fn format_j(files: &[QueueFile], start_unix: i64) -> String {
         s.push_str("]}\n");
     }
     s
-}
-
-/// The defer-log text of a recipient deferred for `cause` (mailq shows it).
-pub fn defer_reason(
-    cause: crate::observe::Cause,
-    suspended: bool,
-    rcpt: &str,
-    domain: &str,
-    server: Option<(&str, &str)>,
-) -> String {
-    let text = reason(cause, rcpt, server, domain);
-    if suspended {
-        format!("delivery temporarily suspended: {text}")
-    } else {
-        text
-    }
 }
 
 #[cfg(test)]
@@ -247,5 +230,64 @@ mod tests {
             queue_id(2)
         );
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn markers_combine_and_reasons_follow_the_defer_log_order() {
+        // showq_compat.c: `!` then `#` (held and force-expired); a "(reason)" line each time
+        // the reason changes between consecutive recipients, so interleaved reasons repeat;
+        // "(reason unavailable)" when a recipient without a reason follows one with one.
+        let start = super::super::maillog::parse_start("2024-03-12T14:02:11").expect("date");
+        let refused = "connect to mx.a.test[192.0.2.1]:25: Connection refused".to_string();
+        let grey = "host mx.b.test[192.0.2.2] said: 450 4.2.0 Greylisted".to_string();
+        let files = vec![
+            QueueFile {
+                id: 7,
+                queue: "hold",
+                size: 1000,
+                arrival: 0,
+                sender: "s@example.org".into(),
+                forced_expire: true,
+                recipients: vec![
+                    ("a1@a.test".into(), Some(refused.clone())),
+                    ("b1@b.test".into(), Some(grey.clone())),
+                    ("a2@a.test".into(), Some(refused.clone())),
+                    ("c1@c.test".into(), None),
+                    ("c2@c.test".into(), None),
+                ],
+            },
+            QueueFile {
+                id: 8,
+                queue: "active",
+                size: 2048,
+                arrival: 0,
+                sender: "s@example.org".into(),
+                forced_expire: true,
+                recipients: vec![("d@d.test".into(), None)],
+            },
+        ];
+        let q = |id| queue_id(id);
+        let expected = format!(
+            "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------
+{}!#    1000 Tue Mar 12 14:02:11  s@example.org
+                      (connect to mx.a.test[192.0.2.1]:25: Connection refused)
+                                         a1@a.test
+                        (host mx.b.test[192.0.2.2] said: 450 4.2.0 Greylisted)
+                                         b1@b.test
+                      (connect to mx.a.test[192.0.2.1]:25: Connection refused)
+                                         a2@a.test
+                                                          (reason unavailable)
+                                         c1@c.test
+                                         c2@c.test
+
+{}*#    2048 Tue Mar 12 14:02:11  s@example.org
+                                         d@d.test
+
+-- 2 Kbytes in 2 Requests.
+",
+            q(7),
+            q(8)
+        );
+        assert_eq!(format_p(&files, start), expected);
     }
 }

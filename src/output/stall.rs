@@ -2,14 +2,23 @@
 //! `summary.json` (`stall_s`), `stall.csv` (recipients waiting for each cause, every
 //! sample) and the closing sentence of `mailsim run`.
 //!
-//! A recipient's time telescopes over its delivery attempts: before its first activation it
-//! waits in incoming (the active queue is full, or the content filter had it); in each
-//! attempt, `delays=` b is waiting for an agent or window, c is connection set-up (or SMTP
-//! timeouts when the attempt failed on one), d the transfer; between attempts the file
-//! waits out its backoff (or, when the destination or transport was dead, that), then for
-//! the deferred-queue scan, unless it is on hold. The parts of every delivered recipient
-//! add up exactly to its delay; the totals count every recipient's time up to its last
-//! attempt, delivered or not.
+//! A recipient's time telescopes over its delivery attempts:
+//! - before its first activation it waits in incoming (the active queue is full, a scan is
+//!   due), or the content filter has it;
+//! - in each attempt, `delays=` b is split into the time its destination's window had no
+//!   room (`window_full`: full, dead or rate-suspended) and the time the window had room
+//!   but every agent of the transport was busy (`no_free_agent`); c into DNS lookups,
+//!   connection set-up, or — when the attempt failed on a timeout — `smtp_timeouts`; d is
+//!   the transfer;
+//! - after an attempt that deferred it, the rest of its file's round (`other_recipients`),
+//!   then the file's wait in deferred/: time on hold; up to the file's time stamp the
+//!   backoff, filed under `dead_destination` for exactly the part that overlaps the
+//!   recipient's destination being dead for qmgr (queue declared dead, or transport
+//!   throttled), under `backoff` otherwise; after the time stamp, the wait for the
+//!   deferred scan.
+//!
+//! The parts of every delivered recipient add up exactly to its delay; the totals count
+//! every recipient's time up to its last attempt, delivered or not.
 
 use crate::engine::time::Time;
 use crate::observe::{Agent, Cause, Event, Happening, Observer, RecipientOutcome, Status};
@@ -17,10 +26,12 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
 /// The causes, in report order.
-pub const CAUSES: [&str; 11] = [
+pub const CAUSES: [&str; 13] = [
     "incoming",
     "content_filter",
-    "waiting_for_agent",
+    "no_free_agent",
+    "window_full",
+    "dns",
     "connection_setup",
     "smtp_timeouts",
     "transfer",
@@ -31,75 +42,138 @@ pub const CAUSES: [&str; 11] = [
     "hold",
 ];
 
+const N: usize = CAUSES.len();
 const INCOMING: usize = 0;
 const FILTER: usize = 1;
-const AGENT: usize = 2;
-const SETUP: usize = 3;
-const TIMEOUTS: usize = 4;
-const TRANSFER: usize = 5;
-const OTHERS: usize = 6;
-const BACKOFF: usize = 7;
-const DEAD: usize = 8;
-const SCAN: usize = 9;
-const HOLD: usize = 10;
+const NO_AGENT: usize = 2;
+const WINDOW: usize = 3;
+const DNS: usize = 4;
+const SETUP: usize = 5;
+const TIMEOUTS: usize = 6;
+const TRANSFER: usize = 7;
+const OTHERS: usize = 8;
+const BACKOFF: usize = 9;
+const DEAD: usize = 10;
+const SCAN: usize = 11;
+const HOLD: usize = 12;
 
-/// What a queue file is doing now (for the time series).
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum FileState {
+/// Which stall.csv column a file's recipients are counted in now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
     Incoming,
     Active,
-    Deferred { mtime: i64, dead: bool },
-    Hold { mtime: i64, dead: bool },
+    /// In deferred/, its time stamp still in the future.
+    Backoff,
+    /// In deferred/, due, waiting for a scan.
+    Scan,
+    Hold,
 }
 
+/// A destination the file's recipients wait for, with how many of them, and the part of
+/// the wait its destination was dead.
 #[derive(Clone, Copy, Debug)]
-struct File {
-    state: FileState,
-    nrcpt: u64,
-    /// When it last moved to deferred (for the split of the gap before its next attempt).
-    deferred_at: Time,
-    /// The last round deferred some recipient through the retry service.
-    dead_round: bool,
-    hold_since: Option<Time>,
-    /// Time on hold since it was last deferred.
-    held: Time,
-    generation: u32,
-    /// Times it was deferred, and the time stamp of the last deferral (seconds).
-    deferrals: u32,
-    last_mtime: i64,
+struct WaitFor {
+    dest: u32,
+    n: u32,
+    /// The destination's dead clock when this stretch of waiting began.
+    dead_clock_at: Time,
+    /// Dead time overlapping the file's backoff, from stretches already closed.
+    overlap: Time,
 }
 
-/// Where a recipient's accounted time ends, and why it was last waiting.
+#[derive(Clone, Debug)]
+struct File {
+    origin: u64,
+    slot: Slot,
+    /// Recipients still to be delivered.
+    nrcpt: u64,
+    /// Invalidates due-heap entries of earlier waits.
+    generation: u32,
+    /// When it last left the active queue into a wait (deferred or hold), and how many
+    /// times it did.
+    deferred_at: Time,
+    deferrals: u32,
+    /// Its time stamp then (seconds; 0: no backoff, e.g. put on hold).
+    last_mtime: i64,
+    /// What the time before `deferred_at` was for a recipient not tried in that round:
+    /// the rest of the round, or waiting in incoming (held before its first activation).
+    before_wait: usize,
+    hold_since: Option<Time>,
+    /// Time on hold since `deferred_at`.
+    held: Time,
+    /// Destinations of the recipients deferred in the current round.
+    round: Vec<(u32, u32)>,
+    /// The same during the wait that followed, with their dead overlaps.
+    waits: Vec<WaitFor>,
+    /// The stretch of backoff now running is counted in `waiting_by_dest`.
+    counted_waiting: bool,
+    /// Indexes of its recipients with an entry in `rcpts`.
+    members: Vec<u32>,
+}
+
+/// Where a recipient's accounted time ends, and where it last waited.
 #[derive(Clone, Copy, Debug)]
 struct Rcpt {
     accounted_to: Time,
-    /// Its last status was a deferral through the retry service.
-    dead: bool,
     /// Its file's deferral count at that status: a higher count now means the file went
-    /// through deferred/ since.
+    /// through deferred/ (or hold) since.
     rounds_seen: u32,
+    dest: u32,
+}
+
+/// A destination's dead clock: dead time in all, and since when it is dead now.
+#[derive(Clone, Copy, Debug, Default)]
+struct DeadClock {
+    total: Time,
+    since: Option<Time>,
+}
+
+impl DeadClock {
+    fn at(&self, t: Time) -> Time {
+        self.total + self.since.map_or(0, |s| (t - s).max(0))
+    }
 }
 
 #[derive(Default)]
 pub struct StallAttribution {
     /// Time (µs) per cause over every recipient, up to its last attempt.
-    pub totals: [i64; 11],
+    pub totals: [i64; N],
     files: HashMap<u64, File>,
     rcpts: HashMap<(u64, u32), Rcpt>,
-    /// Waiting recipients per cause now (incoming, active, backoff, dead, scan, hold).
-    now_counts: [i64; 11],
+    /// Recipients per stall.csv slot now (by [`Slot`] order).
+    slots: [i64; 5],
+    /// Recipients in backoff now, per destination (the dead ones are stall.csv's
+    /// dead_destination column).
+    waiting_by_dest: Vec<i64>,
+    dest_ids: HashMap<String, u32>,
+    clocks: Vec<DeadClock>,
     /// Deferred files whose time stamp comes due: (mtime µs, id, generation).
     due: BinaryHeap<Reverse<(i64, u64, u32)>>,
-    /// Parts of recipients not delivered yet.
-    pending: HashMap<(u64, u32), [i64; 11]>,
+    /// Parts of recipients not delivered yet (with `keep_each`).
+    pending: HashMap<(u64, u32), [i64; N]>,
     pub csv: String,
     /// With `keep_each`: every delivered recipient's parts, by (message id, index).
     pub keep_each: bool,
-    pub each: Vec<((u64, u32), [i64; 11])>,
+    pub each: Vec<((u64, u32), [i64; N])>,
+    /// The instant a `postqueue -f` is imagined at (after the last fault): the waits it
+    /// would have cut short, in recipient-µs, and how many recipients waited.
+    pub flush_probe: Option<Time>,
+    pub flush_saving: i64,
+    pub flush_saved_recipients: u64,
 }
 
 fn secs(t: i64) -> Time {
     t * crate::engine::time::SECOND
+}
+
+fn slot_index(s: Slot) -> usize {
+    match s {
+        Slot::Incoming => 0,
+        Slot::Active => 1,
+        Slot::Backoff => 2,
+        Slot::Scan => 3,
+        Slot::Hold => 4,
+    }
 }
 
 impl StallAttribution {
@@ -110,100 +184,149 @@ impl StallAttribution {
         s
     }
 
-    fn count(&mut self, state: FileState, n: u64, sign: i64, now: Time) {
-        let slot = match state {
-            FileState::Incoming => INCOMING,
-            FileState::Active => AGENT,
-            FileState::Deferred { mtime, dead } => {
-                if secs(mtime) <= now {
-                    SCAN
-                } else if dead {
-                    DEAD
-                } else {
-                    BACKOFF
-                }
+    fn dest_id(&mut self, name: &str) -> u32 {
+        if let Some(&d) = self.dest_ids.get(name) {
+            return d;
+        }
+        let d = u32::try_from(self.clocks.len()).unwrap_or(u32::MAX);
+        self.dest_ids.insert(name.to_string(), d);
+        self.clocks.push(DeadClock::default());
+        self.waiting_by_dest.push(0);
+        d
+    }
+
+    fn clock(&self, d: u32, t: Time) -> Time {
+        self.clocks.get(d as usize).map_or(0, |c| c.at(t))
+    }
+
+    /// Moves file `id`'s recipients to `to`'s column.
+    fn move_to(&mut self, id: u64, to: Slot) {
+        if let Some(f) = self.files.get_mut(&id) {
+            self.slots[slot_index(f.slot)] -= f.nrcpt as i64;
+            self.slots[slot_index(to)] += f.nrcpt as i64;
+            f.slot = to;
+        }
+    }
+
+    /// The file's stretch of backoff ends at `t` (its time stamp came, it was activated or
+    /// put on hold): its dead overlaps take the destinations' clocks up to `t`.
+    fn close_wait(&mut self, id: u64, t: Time) {
+        let Some(f) = self.files.get(&id) else {
+            return;
+        };
+        if !f.counted_waiting {
+            return;
+        }
+        let waits: Vec<WaitFor> = f
+            .waits
+            .iter()
+            .map(|w| WaitFor {
+                overlap: w.overlap + (self.clock(w.dest, t) - w.dead_clock_at).max(0),
+                ..*w
+            })
+            .collect();
+        for w in &waits {
+            if let Some(c) = self.waiting_by_dest.get_mut(w.dest as usize) {
+                *c -= i64::from(w.n);
             }
-            FileState::Hold { .. } => HOLD,
-        };
-        self.now_counts[slot] += sign * n as i64;
-    }
-
-    fn set_state(&mut self, id: u64, state: FileState, nrcpt: Option<u64>, t: Time) {
-        let (old, n) = match self.files.get(&id) {
-            Some(f) => (Some(f.state), nrcpt.unwrap_or(f.nrcpt)),
-            None => (None, nrcpt.unwrap_or(0)),
-        };
-        if let (Some(old), Some(f)) = (old, self.files.get(&id)) {
-            let old_n = f.nrcpt;
-            self.count(old, old_n, -1, t);
         }
-        self.count(state, n, 1, t);
-        let f = self.files.entry(id).or_insert(File {
-            state,
-            nrcpt: n,
-            deferred_at: t,
-            dead_round: false,
-            hold_since: None,
-            held: 0,
-            generation: 0,
-            deferrals: 0,
-            last_mtime: 0,
-        });
-        f.state = state;
-        f.nrcpt = n;
-        f.generation += 1;
-        if let FileState::Deferred { mtime, .. } = state {
-            let g = f.generation;
-            self.due.push(Reverse((secs(mtime), id, g)));
+        if let Some(f) = self.files.get_mut(&id) {
+            f.waits = waits;
+            f.counted_waiting = false;
         }
     }
 
-    /// Deferred files whose time has come move from backoff to waiting for the scan.
+    /// File `id` waits in deferred/ (or back from hold) from `t` with time stamp `mtime`.
+    fn start_wait(&mut self, id: u64, t: Time) {
+        let Some(f) = self.files.get(&id) else {
+            return;
+        };
+        let mtime = secs(f.last_mtime);
+        if mtime <= t {
+            self.move_to(id, Slot::Scan);
+            return;
+        }
+        let waits: Vec<WaitFor> = f
+            .waits
+            .iter()
+            .map(|w| WaitFor {
+                dead_clock_at: self.clock(w.dest, t),
+                ..*w
+            })
+            .collect();
+        for w in &waits {
+            if let Some(c) = self.waiting_by_dest.get_mut(w.dest as usize) {
+                *c += i64::from(w.n);
+            }
+        }
+        self.move_to(id, Slot::Backoff);
+        if let Some(f) = self.files.get_mut(&id) {
+            f.waits = waits;
+            f.counted_waiting = true;
+            f.generation += 1;
+            self.due.push(Reverse((mtime, id, f.generation)));
+        }
+    }
+
+    /// Deferred files whose time has come move from backoff to waiting for the scan. No
+    /// destination changed state since the last call (every change is an event, and
+    /// events call this first), so the clocks read at a past time stamp are exact.
     fn advance(&mut self, t: Time) {
         while let Some(&Reverse((due, id, g))) = self.due.peek() {
             if due > t {
                 break;
             }
             self.due.pop();
-            if let Some(f) = self.files.get(&id)
-                && f.generation == g
-                && let FileState::Deferred { dead, .. } = f.state
+            if self
+                .files
+                .get(&id)
+                .is_some_and(|f| f.generation == g && f.slot == Slot::Backoff)
             {
-                let from = if dead { DEAD } else { BACKOFF };
-                self.now_counts[from] -= f.nrcpt as i64;
-                self.now_counts[SCAN] += f.nrcpt as i64;
+                self.close_wait(id, due);
+                self.move_to(id, Slot::Scan);
             }
         }
     }
 
     fn remove_file(&mut self, id: u64, t: Time) {
+        self.close_wait(id, t);
         if let Some(f) = self.files.remove(&id) {
-            self.count(f.state, f.nrcpt, -1, t);
+            self.slots[slot_index(f.slot)] -= f.nrcpt as i64;
+            for i in f.members {
+                self.rcpts.remove(&(f.origin, i));
+                self.pending.remove(&(f.origin, i));
+            }
         }
     }
 
-    /// The gap before this attempt, from where the recipient's time was accounted to, split
-    /// by what its file was doing.
-    fn account_gap(&mut self, file: Option<File>, rcpt: Rcpt, active: Time, parts: &mut [i64; 11]) {
-        let from = rcpt.accounted_to;
-        if active <= from {
-            return;
+    /// The file left the active queue into a wait at `t` (deferred, or on hold).
+    fn leave_active(&mut self, id: u64, t: Time, mtime: i64, before_wait: usize) {
+        if let Some(f) = self.files.get_mut(&id) {
+            f.deferred_at = t;
+            f.deferrals += 1;
+            f.last_mtime = mtime;
+            f.before_wait = before_wait;
+            f.held = 0;
+            f.hold_since = None;
+            f.waits = f
+                .round
+                .drain(..)
+                .map(|(dest, n)| WaitFor {
+                    dest,
+                    n,
+                    dead_clock_at: 0,
+                    overlap: 0,
+                })
+                .collect();
         }
-        let Some(f) = file.filter(|f| f.deferrals > rcpt.rounds_seen) else {
-            // Not deferred since: waiting in incoming (first activation, or after a
-            // content-filter pass or a requeue).
-            parts[INCOMING] += active - from;
-            return;
-        };
-        // [from, deferred_at): the rest of the message's delivery round.
-        parts[OTHERS] += f.deferred_at - from;
-        let gap = active - f.deferred_at;
-        let held = f.held.min(gap);
-        parts[HOLD] += held;
-        let mtime = secs(f.last_mtime);
-        let waiting = (mtime - f.deferred_at).clamp(0, gap - held);
-        parts[if rcpt.dead { DEAD } else { BACKOFF }] += waiting;
-        parts[SCAN] += gap - held - waiting;
+    }
+
+    fn hold(&mut self, id: u64, t: Time) {
+        self.close_wait(id, t);
+        self.move_to(id, Slot::Hold);
+        if let Some(f) = self.files.get_mut(&id) {
+            f.hold_since = Some(t);
+        }
     }
 
     /// The totals by cause name, in seconds (`summary.json`'s `stall_s`).
@@ -214,48 +337,194 @@ impl StallAttribution {
             .map(|(c, t)| (c.to_string(), crate::output::summary::seconds(t)))
             .collect()
     }
+
+    /// stall.csv's counts now: incoming, active, backoff, dead destination, scan, hold.
+    fn row(&self) -> [i64; 6] {
+        let dead: i64 = self
+            .clocks
+            .iter()
+            .zip(&self.waiting_by_dest)
+            .filter(|(c, _)| c.since.is_some())
+            .map(|(_, n)| *n)
+            .sum();
+        let s = &self.slots;
+        debug_assert!(
+            s.iter().all(|&n| n >= 0) && dead >= 0 && dead <= s[2],
+            "stall counters went negative: {s:?}, dead {dead}"
+        );
+        let dead = dead.clamp(0, s[2].max(0));
+        [s[0], s[1], s[2] - dead, dead, s[3], s[4]]
+    }
 }
 
-/// The human sentence of what dominated, from `stall_s`, for the end of `mailsim run`.
-pub fn headline(stall_s: &std::collections::BTreeMap<String, f64>) -> Option<String> {
-    {
-        let total: f64 = stall_s.values().sum();
-        if total <= 0.0 {
-            return None;
-        }
-        let (name, &top) = stall_s
-            .iter()
-            .max_by(|a, b| a.1.total_cmp(b.1).then_with(|| b.0.cmp(a.0)))?;
-        let i = CAUSES.iter().position(|c| c == name)?;
-        let share = top * 100.0 / total;
-        let advice = match CAUSES[i] {
-            "backoff" => {
-                "messages waited out their retry backoff after failures; `postqueue -f` once the remote is back makes them eligible at once (see scenarios/outage-flush.toml)"
-            }
-            "dead_destination" => {
-                "mail for a destination declared dead was deferred without being tried; a higher <transport>_destination_concurrency_failed_cohort_limit or `postqueue -f` after recovery shortens that (scenarios/remote-outage.toml)"
-            }
-            "scan_wait" => "due messages waited for the next deferred-queue scan (queue_run_delay)",
-            "incoming" => {
-                "mail waited in incoming because the active queue was full (qmgr_message_active_limit, a slow filter or destination: scenarios/slow-content-filter.toml)"
-            }
-            "content_filter" => {
-                "the content filter was the bottleneck (its maxproc and latency: scenarios/slow-content-filter.toml)"
-            }
-            "waiting_for_agent" => {
-                "deliveries waited for a free smtp process or destination window (maxproc, destination concurrency)"
-            }
-            "smtp_timeouts" => {
-                "smtp processes sat in connect or greeting timeouts (smtp_connect_timeout, smtp_helo_timeout: scenarios/blackhole-starvation.toml)"
-            }
-            "hold" => "messages sat on hold until released",
-            _ => "delivery itself took most of the time: nothing is stuck",
-        };
-        Some(format!(
-            "{share:.0} % of recipients' time in the queue was {}: {advice}",
-            CAUSES[i].replace('_', " ")
-        ))
+/// The gap before an attempt at `active`, from where the recipient's time was accounted
+/// to, split by what its file was doing; with what a flush at `probe` would have cut
+/// short of it.
+fn account_gap(
+    file: Option<&File>,
+    rcpt: Rcpt,
+    active: Time,
+    probe: Option<Time>,
+    parts: &mut [i64; N],
+) -> Option<i64> {
+    let from = rcpt.accounted_to;
+    if active <= from {
+        return None;
     }
+    let Some(f) = file.filter(|f| f.deferrals > rcpt.rounds_seen) else {
+        // Not deferred since: waiting in incoming (first activation, or after a
+        // content-filter pass or a requeue).
+        parts[INCOMING] += active - from;
+        return None;
+    };
+    let base = f.deferred_at.clamp(from, active);
+    // [from, deferred_at): the rest of the round (or incoming, before a first hold).
+    let before = if rcpt.rounds_seen == 0 && f.before_wait == INCOMING {
+        INCOMING
+    } else {
+        OTHERS
+    };
+    parts[before] += base - from;
+    let gap = active - base;
+    let held = f.held.min(gap);
+    parts[HOLD] += held;
+    let waiting = (secs(f.last_mtime) - base).clamp(0, gap - held);
+    let overlap = f
+        .waits
+        .iter()
+        .find(|w| w.dest == rcpt.dest)
+        .map_or(0, |w| w.overlap);
+    let dead = overlap.clamp(0, waiting);
+    parts[DEAD] += dead;
+    parts[BACKOFF] += waiting - dead;
+    parts[SCAN] += gap - held - waiting;
+    // What a flush at the probe instant would have cut short: the wait (backoff and
+    // scan) after it, for mail that was waiting then.
+    let probe = probe.filter(|&p| base < p)?;
+    let end = base + gap - held;
+    (end > probe).then_some(end - probe)
+}
+
+/// What the closing sentence may refer to besides the totals.
+#[derive(Clone, Debug, Default)]
+pub struct HeadlineContext {
+    /// The scenario's file name (never suggested to itself).
+    pub scenario_file: String,
+    /// The last fault's end (simulated µs), its description, and the clock it reads in.
+    pub last_fault: Option<(Time, String)>,
+    pub start_unix: i64,
+    /// From [`StallAttribution`]: the waits a `postqueue -f` one minute after the last
+    /// fault would have cut short (recipient-µs), and for how many recipients.
+    pub flush_at: Option<Time>,
+    pub flush_saving: i64,
+    pub flush_saved_recipients: u64,
+    /// The commonest reason of the deferrals after an attempt (`deferred_by_cause`
+    /// without qmgr's own suspended deferrals): what the backoff was a backoff from.
+    pub top_deferral: Option<String>,
+}
+
+/// A flush of this many waiting recipients or more is a storm worth a warning.
+const FLUSH_STORM: u64 = 1000;
+
+fn clock_text(start_unix: i64, t: Time) -> String {
+    let stamp = super::maillog::timestamp(start_unix + t.div_euclid(crate::engine::time::SECOND));
+    stamp[7..12].to_string()
+}
+
+/// The human sentence of what dominated, from `stall_s`, for the end of `mailsim run`:
+/// the share of the top cause, when it happened, and advice for that mechanism.
+pub fn headline(
+    stall_s: &std::collections::BTreeMap<String, f64>,
+    ctx: &HeadlineContext,
+) -> Option<String> {
+    let total: f64 = stall_s.values().sum();
+    if total <= 0.0 {
+        return None;
+    }
+    let (name, &top) = stall_s
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(b.1).then_with(|| b.0.cmp(a.0)))?;
+    let share = top * 100.0 / total;
+    let see = |file: &str| {
+        if ctx.scenario_file.ends_with(file) {
+            String::new()
+        } else {
+            format!(" (scenarios/{file})")
+        }
+    };
+    let after_fault = ctx
+        .last_fault
+        .as_ref()
+        .map(|(end, what)| format!(" ({what} ended at {})", clock_text(ctx.start_unix, *end)))
+        .unwrap_or_default();
+    let flush = match ctx.flush_at {
+        Some(at) if ctx.flush_saving > 0 => format!(
+            "; a `postqueue -f` at {} would have made the {} recipients still waiting then eligible at once, sparing them up to {:.1} recipient-hours of waiting{}{}",
+            clock_text(ctx.start_unix, at),
+            ctx.flush_saved_recipients,
+            ctx.flush_saving as f64 / 3.6e9,
+            see("outage-flush.toml"),
+            if ctx.flush_saved_recipients >= FLUSH_STORM {
+                " — though that many files at once take the smtp processes from fresh mail for other destinations while they drain (the flush storm QSHAPE_README warns about)"
+            } else {
+                ""
+            }
+        ),
+        _ => String::new(),
+    };
+    let advice = match name.as_str() {
+        "backoff" if !flush.is_empty() => format!(
+            "deferred files waited out their own retry time, clamp(age, minimal_backoff_time, maximal_backoff_time), after the destination was back{after_fault}{flush}"
+        ),
+        "backoff" => match ctx.top_deferral.as_deref() {
+            Some("rate_limited" | "too_many_connections") => format!(
+                "deferred files waited out their retry time after the remote's rate limiter refused them (a 421 at the greeting also kills the destination's queue); sending at, not above, the remote's rate — a <transport>_destination_concurrency_limit of about limit × transaction time — keeps the limiter quiet; sending well below it (a long rate delay) makes the backlog last longer{}",
+                see("provider-rate-limit.toml")
+            ),
+            Some("greylisted") => format!(
+                "deferred files waited out their retry time after greylisting: minimal_backoff_time rounded up to the next deferred scan; a shorter minimal_backoff_time shortens it, a flush does not beat a greylist{}",
+                see("greylisting.toml")
+            ),
+            _ => format!(
+                "deferred files waited out their retry time after soft failures (4xx replies): minimal_backoff_time rounded up to the next deferred scan, then clamp(age, minimal_backoff_time, maximal_backoff_time){}",
+                see("tempfail-heavy.toml")
+            ),
+        },
+        "dead_destination" => format!(
+            "mail for a destination qmgr had declared dead (failed connections or greetings in a row) was deferred without an attempt until the revival timer (minimal_backoff_time) or a successful delivery{after_fault}{flush}"
+        ),
+        "scan_wait" => "due files waited for the next deferred-queue scan (queue_run_delay)".into(),
+        "incoming" => format!(
+            "mail waited in incoming because the active queue was full (qmgr_message_active_limit; a slow filter or destination holds it{})",
+            see("slow-content-filter.toml")
+        ),
+        "content_filter" => format!(
+            "the content filter was the bottleneck (its maxproc and latency{})",
+            see("slow-content-filter.toml")
+        ),
+        "no_free_agent" => format!(
+            "deliveries waited for a free smtp process: all of the transport's maxproc agents were busy, often sitting in timeouts to an unresponsive destination; raise maxproc in master.cf, shorten smtp_connect_timeout and smtp_helo_timeout, or give the slow destination a transport of its own{}",
+            see("blackhole-starvation.toml")
+        ),
+        "window_full" => format!(
+            "deliveries waited for room in their destination's concurrency window (<transport>_destination_concurrency_limit, initial_destination_concurrency, a rate delay); the remote sets how fast it takes mail{}",
+            see("provider-rate-limit.toml")
+        ),
+        "dns" => format!(
+            "agents waited for DNS answers (resolver timeouts, SERVFAIL){}",
+            see("dns-servfail.toml")
+        ),
+        "smtp_timeouts" => format!(
+            "smtp processes sat in connect or greeting timeouts (smtp_connect_timeout, smtp_helo_timeout, times smtp_mx_address_limit){after_fault}{}",
+            see("blackhole-starvation.toml")
+        ),
+        "hold" => "messages sat on hold until released (postsuper -H)".into(),
+        _ => "delivery itself took most of the time: nothing is stuck".into(),
+    };
+    Some(format!(
+        "{share:.0} % of recipients' time in the queue was {}: {advice}",
+        name.replace('_', " ")
+    ))
 }
 
 impl Observer for StallAttribution {
@@ -269,16 +538,11 @@ impl Observer for StallAttribution {
         self.advance(t);
         use std::fmt::Write;
         crate::engine::time::write_seconds(&mut self.csv, t);
-        let c = &self.now_counts;
+        let r = self.row();
         let _ = writeln!(
             self.csv,
             ",{},{},{},{},{},{}",
-            c[INCOMING].max(0),
-            c[AGENT].max(0),
-            c[BACKOFF].max(0),
-            c[DEAD].max(0),
-            c[SCAN].max(0),
-            c[HOLD].max(0)
+            r[0], r[1], r[2], r[3], r[4], r[5]
         );
     }
 
@@ -286,149 +550,212 @@ impl Observer for StallAttribution {
         self.advance(e.t);
         match e.what {
             Happening::Received { nrcpt, .. } => {
-                self.set_state(e.id, FileState::Incoming, Some(u64::from(nrcpt)), e.t);
-            }
-            Happening::Activated { nrcpt, .. } => {
-                if let Some(f) = self.files.get_mut(&e.id) {
-                    f.dead_round = false;
+                // A new file, or a requeued one coming back through pickup.
+                if let Some(f) = self.files.get(&e.id) {
+                    let n = f.nrcpt as i64;
+                    self.slots[slot_index(f.slot)] -= n;
                 }
-                self.set_state(e.id, FileState::Active, Some(u64::from(nrcpt)), e.t);
+                self.close_wait(e.id, e.t);
+                let old = self.files.remove(&e.id);
+                self.slots[slot_index(Slot::Incoming)] += i64::from(nrcpt);
+                self.files.insert(
+                    e.id,
+                    File {
+                        origin: e.origin,
+                        slot: Slot::Incoming,
+                        nrcpt: u64::from(nrcpt),
+                        generation: old.as_ref().map_or(0, |f| f.generation + 1),
+                        deferred_at: e.t,
+                        // A requeued file starts over: its recipients wait in incoming.
+                        deferrals: 0,
+                        last_mtime: 0,
+                        before_wait: INCOMING,
+                        hold_since: None,
+                        held: 0,
+                        round: Vec::new(),
+                        waits: Vec::new(),
+                        counted_waiting: false,
+                        members: old.map(|f| f.members).unwrap_or_default(),
+                    },
+                );
+            }
+            Happening::Activated { .. } => {
+                self.close_wait(e.id, e.t);
+                self.move_to(e.id, Slot::Active);
+                if let Some(f) = self.files.get_mut(&e.id) {
+                    f.round.clear();
+                    f.generation += 1;
+                }
             }
             Happening::Deferred { mtime } => {
-                let dead = self.files.get(&e.id).is_some_and(|f| f.dead_round);
-                let pending = self.files.get(&e.id).map(|f| f.nrcpt);
-                self.set_state(e.id, FileState::Deferred { mtime, dead }, pending, e.t);
-                if let Some(f) = self.files.get_mut(&e.id) {
-                    f.deferred_at = e.t;
-                    f.held = 0;
-                    f.deferrals += 1;
-                    f.last_mtime = mtime;
-                }
+                self.leave_active(e.id, e.t, mtime, OTHERS);
+                self.start_wait(e.id, e.t);
             }
+            Happening::LeftActive { to, .. } => match to {
+                "hold" => {
+                    // Renamed to hold/ under qmgr's feet: waiting on hold from now.
+                    self.leave_active(e.id, e.t, 0, OTHERS);
+                    self.hold(e.id, e.t);
+                }
+                "maildrop" => self.move_to(e.id, Slot::Incoming),
+                _ => self.remove_file(e.id, e.t),
+            },
             Happening::Admin { what } => {
-                let state = self.files.get(&e.id).map(|f| f.state);
-                match (what, state) {
-                    ("placed on hold", Some(FileState::Deferred { mtime, dead })) => {
-                        self.set_state(e.id, FileState::Hold { mtime, dead }, None, e.t);
-                        if let Some(f) = self.files.get_mut(&e.id) {
-                            f.hold_since = Some(e.t);
-                        }
+                let slot = self.files.get(&e.id).map(|f| f.slot);
+                match (what, slot) {
+                    // While active, the move shows when qmgr lets go (`LeftActive`).
+                    (_, Some(Slot::Active)) | (_, None) => {}
+                    ("placed on hold", Some(Slot::Incoming)) => {
+                        self.leave_active(e.id, e.t, 0, INCOMING);
+                        self.hold(e.id, e.t);
                     }
-                    ("placed on hold", Some(_)) => {
-                        self.set_state(
-                            e.id,
-                            FileState::Hold {
-                                mtime: 0,
-                                dead: false,
-                            },
-                            None,
-                            e.t,
-                        );
-                        if let Some(f) = self.files.get_mut(&e.id) {
-                            f.hold_since = Some(e.t);
-                            f.deferred_at = e.t;
-                        }
-                    }
-                    ("released from hold", Some(FileState::Hold { mtime, dead })) => {
-                        self.set_state(e.id, FileState::Deferred { mtime, dead }, None, e.t);
+                    ("placed on hold", Some(Slot::Backoff | Slot::Scan)) => self.hold(e.id, e.t),
+                    ("released from hold", Some(Slot::Hold)) => {
                         if let Some(f) = self.files.get_mut(&e.id)
                             && let Some(since) = f.hold_since.take()
                         {
                             f.held += e.t - since;
                         }
+                        self.start_wait(e.id, e.t);
                     }
-                    ("removed", _) => self.remove_file(e.id, e.t),
+                    ("removed", Some(_)) => self.remove_file(e.id, e.t),
                     _ => {}
                 }
             }
             Happening::Removed | Happening::Expired { .. } => self.remove_file(e.id, e.t),
-            Happening::Recipient(r) => {
-                let key = (e.origin, r.index);
-                let rcpt = self.rcpts.get(&key).copied().unwrap_or(Rcpt {
-                    accounted_to: r.arrival,
-                    dead: false,
-                    rounds_seen: 0,
-                });
-                let file = self.files.get(&e.id).copied();
-                let mut parts = [0i64; 11];
-                if r.to_filter {
-                    // Everything up to the filter's answer is the filter's (§7.3).
-                    parts[FILTER] += r.done - rcpt.accounted_to;
-                } else {
-                    self.account_gap(file, rcpt, r.active, &mut parts);
-                    let start = r.active.max(rcpt.accounted_to);
-                    let handoff = r.handoff.unwrap_or(r.done).clamp(start, r.done);
-                    parts[AGENT] += handoff - start;
-                    let timeout = matches!(
-                        r.cause,
-                        Some(
-                            Cause::ConnectionTimedOut
-                                | Cause::GreetingTimedOut
-                                | Cause::DataTimedOut
-                                | Cause::DnsTempfail
-                        )
-                    ) && r.status == Status::Deferred;
-                    let (setup, transfer) = match (r.setup_done, r.agent) {
-                        (Some(s), Agent::Smtp(_)) => {
-                            let s = s.clamp(handoff, r.done);
-                            (s - handoff, r.done - s)
-                        }
-                        (None, Agent::Smtp(_)) => (r.done - handoff, 0),
-                        _ => (0, r.done - handoff),
-                    };
-                    if timeout {
-                        parts[TIMEOUTS] += setup + transfer;
-                    } else {
-                        parts[SETUP] += setup;
-                        parts[TRANSFER] += transfer;
+            Happening::DestinationState {
+                destination, dead, ..
+            } => {
+                let d = self.dest_id(destination) as usize;
+                let c = &mut self.clocks[d];
+                match (dead, c.since) {
+                    (true, None) => c.since = Some(e.t),
+                    (false, Some(s)) => {
+                        c.total += e.t - s;
+                        c.since = None;
                     }
-                }
-                // Every attempt's time counts, whether or not the recipient is ever delivered.
-                for (t, p) in self.totals.iter_mut().zip(parts) {
-                    *t += p;
-                }
-                let done_for_good =
-                    matches!(r.status, Status::Sent | Status::Bounced) && !r.to_filter;
-                if done_for_good {
-                    self.rcpts.remove(&key);
-                    if let Some(f) = self.files.get_mut(&e.id) {
-                        let state = f.state;
-                        f.nrcpt = f.nrcpt.saturating_sub(1);
-                        self.count(state, 1, -1, e.t);
-                    }
-                } else {
-                    let dead = r.agent == Agent::Retry;
-                    if dead && let Some(f) = self.files.get_mut(&e.id) {
-                        f.dead_round = true;
-                    }
-                    if self.keep_each {
-                        // Carry this attempt's parts to the recipient's final account.
-                        let entry = self.pending.entry(key).or_insert([0; 11]);
-                        for (a, p) in entry.iter_mut().zip(parts) {
-                            *a += p;
-                        }
-                    }
-                    let rounds_seen = self.files.get(&e.id).map_or(0, |f| f.deferrals);
-                    self.rcpts.insert(
-                        key,
-                        Rcpt {
-                            accounted_to: r.done,
-                            dead,
-                            rounds_seen,
-                        },
-                    );
-                }
-                if done_for_good && self.keep_each {
-                    let mut all = parts;
-                    if let Some(carried) = self.pending.remove(&key) {
-                        for (a, p) in all.iter_mut().zip(carried) {
-                            *a += p;
-                        }
-                    }
-                    self.each.push((key, all));
+                    _ => {}
                 }
             }
+            Happening::Recipient(r) => self.recipient(e, &r),
             _ => {}
         }
+    }
+}
+
+impl StallAttribution {
+    fn recipient(&mut self, e: &Event<'_>, r: &crate::observe::RecipientStatus<'_>) {
+        let key = (e.origin, r.index);
+        let dest = self.dest_id(r.destination);
+        let rcpt = self.rcpts.get(&key).copied().unwrap_or(Rcpt {
+            accounted_to: r.arrival,
+            rounds_seen: 0,
+            dest,
+        });
+        let mut parts = [0i64; N];
+        if r.to_filter {
+            // Everything up to the filter's answer is the filter's (§7.3).
+            parts[FILTER] += r.done - rcpt.accounted_to;
+        } else {
+            let saved = account_gap(
+                self.files.get(&e.id),
+                rcpt,
+                r.active,
+                self.flush_probe,
+                &mut parts,
+            );
+            if let Some(saved) = saved {
+                self.flush_saving += saved;
+                self.flush_saved_recipients += 1;
+            }
+            let start = r.active.max(rcpt.accounted_to);
+            let handoff = r.handoff.unwrap_or(r.done).clamp(start, r.done);
+            let waited = handoff - start;
+            let window = r.window_wait.clamp(0, waited);
+            parts[WINDOW] += window;
+            parts[NO_AGENT] += waited - window;
+            let (setup, transfer) = match (r.setup_done, r.agent) {
+                (Some(s), Agent::Smtp(_)) => {
+                    let s = s.clamp(handoff, r.done);
+                    (s - handoff, r.done - s)
+                }
+                (None, Agent::Smtp(_)) => (r.done - handoff, 0),
+                _ => (0, r.done - handoff),
+            };
+            let failed = r.status == Status::Deferred;
+            let dns = r.dns.clamp(0, setup);
+            match r.cause {
+                Some(Cause::DnsTempfail) if failed => parts[DNS] += setup + transfer,
+                Some(Cause::ConnectionTimedOut | Cause::GreetingTimedOut | Cause::DataTimedOut)
+                    if failed =>
+                {
+                    parts[DNS] += dns;
+                    parts[TIMEOUTS] += setup - dns + transfer;
+                }
+                _ => {
+                    parts[DNS] += dns;
+                    parts[SETUP] += setup - dns;
+                    parts[TRANSFER] += transfer;
+                }
+            }
+        }
+        // Every attempt's time counts, whether or not the recipient is ever delivered.
+        for (t, p) in self.totals.iter_mut().zip(parts) {
+            *t += p;
+        }
+        let done_for_good = matches!(r.status, Status::Sent | Status::Bounced) && !r.to_filter;
+        if r.to_filter && r.status == Status::Sent {
+            // Handed over: no longer this file's; the filter re-injects it as a new file.
+            if let Some(f) = self.files.get_mut(&e.id) {
+                f.nrcpt = f.nrcpt.saturating_sub(1);
+                self.slots[slot_index(f.slot)] -= 1;
+            }
+        }
+        if done_for_good {
+            self.rcpts.remove(&key);
+            if let Some(f) = self.files.get_mut(&e.id) {
+                f.nrcpt = f.nrcpt.saturating_sub(1);
+                f.members.retain(|&i| i != r.index);
+                self.slots[slot_index(f.slot)] -= 1;
+            }
+            if self.keep_each {
+                let mut all = parts;
+                if let Some(carried) = self.pending.remove(&key) {
+                    for (a, p) in all.iter_mut().zip(carried) {
+                        *a += p;
+                    }
+                }
+                self.each.push((key, all));
+            }
+            return;
+        }
+        if self.keep_each {
+            // Carry this attempt's parts to the recipient's final account.
+            let entry = self.pending.entry(key).or_insert([0; N]);
+            for (a, p) in entry.iter_mut().zip(parts) {
+                *a += p;
+            }
+        }
+        let mut rounds_seen = 0;
+        if let Some(f) = self.files.get_mut(&e.id) {
+            rounds_seen = f.deferrals;
+            if !r.to_filter {
+                if !f.members.contains(&r.index) {
+                    f.members.push(r.index);
+                }
+                match f.round.iter_mut().find(|(d, _)| *d == dest) {
+                    Some((_, n)) => *n += 1,
+                    None => f.round.push((dest, 1)),
+                }
+            }
+        }
+        self.rcpts.insert(
+            key,
+            Rcpt {
+                accounted_to: r.done,
+                rounds_seen,
+                dest,
+            },
+        );
     }
 }

@@ -49,15 +49,24 @@ pub struct Summary {
     pub deferred_by_cause: BTreeMap<&'static str, u64>,
     /// Bounced recipients by cause; zero counts omitted.
     pub bounced_by_cause: BTreeMap<&'static str, u64>,
-    /// Last final status minus first arrival (seconds); null if nothing arrived.
+    /// Last final status minus first arrival (seconds); null if nothing arrived or mail
+    /// is still queued when the run ends (the drain was cut off).
     pub drain_time_s: Option<f64>,
+    /// The first instant (seconds from the start) at or after the last fault ended, the
+    /// last admin command and the first arrival when no mail is left to work on (maildrop,
+    /// incoming, active and deferred empty); null if that never happens in the run.
+    pub backlog_clear_s: Option<f64>,
     /// Simulated time at which the run ended (seconds).
     pub end_time_s: f64,
     /// Delivery delays (arrival to `sent`) of traffic recipients, seconds.
     pub delay_s: DelayStats,
-    /// Delivered recipients' time in the queue by cause, seconds (`mailsim run`; empty in
-    /// sweeps): see README, "Why is it stuck?".
+    /// Delivered recipients' time in the queue by cause, seconds: see README, "Why is it
+    /// stuck?". Only `mailsim run` computes it (left out of sweeps' summaries).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub stall_s: std::collections::BTreeMap<String, f64>,
+    /// The closing sentence of `mailsim run` (not in summary.json).
+    #[serde(skip)]
+    pub headline: Option<String>,
     /// Outcomes and delays per destination (notices excluded), in scenario order.
     pub destinations: Vec<DestinationSummary>,
     pub peak: Peaks,
@@ -141,6 +150,93 @@ impl Observer for DelayCollector {
             self.histogram.record(f - o.arrival);
             histogram.record(f - o.arrival);
         }
+    }
+}
+
+impl Summary {
+    /// Every number of the summary as a flat list of named columns (sweeps' runs.csv):
+    /// top-level counts and times; `delay_<stat>_s`, `peak_<queue>`; one
+    /// `deferred_by_cause.<cause>` and `bounced_by_cause.<cause>` per cause (0 when
+    /// absent); `stall_s.<cause>` when computed; `<domain>:<value>` per destination. The
+    /// names depend only on the scenario's destinations, so every run of a sweep has the
+    /// same columns.
+    pub fn columns(&self) -> Vec<(String, Option<f64>)> {
+        let n = |v: u64| Some(v as f64);
+        let mut out: Vec<(String, Option<f64>)> = vec![
+            ("messages".into(), n(self.messages)),
+            ("recipients".into(), n(self.recipients)),
+            ("notices".into(), n(self.notices)),
+            ("sent".into(), n(self.sent)),
+            ("bounced".into(), n(self.bounced)),
+            ("expired".into(), n(self.expired)),
+            ("deleted".into(), n(self.deleted)),
+            ("queued_at_end".into(), n(self.queued_at_end)),
+            ("attempts".into(), n(self.attempts)),
+            ("deferrals".into(), n(self.deferrals)),
+            ("suspended_deferrals".into(), n(self.suspended_deferrals)),
+            ("deleted_messages".into(), n(self.deleted_messages)),
+            ("refused_disk_full".into(), n(self.refused_disk_full)),
+            ("refused_stopped".into(), n(self.refused_stopped)),
+            ("not_accepted".into(), n(self.not_accepted)),
+            ("rejected_too_large".into(), n(self.rejected_too_large)),
+            ("in_flow_delays".into(), n(self.in_flow_delays)),
+            ("filtered".into(), n(self.filtered)),
+            ("drain_time_s".into(), self.drain_time_s),
+            ("backlog_clear_s".into(), self.backlog_clear_s),
+        ];
+        let delays = |prefix: &str, d: &DelayStats, out: &mut Vec<(String, Option<f64>)>| {
+            out.push((format!("{prefix}delay_count"), Some(d.count as f64)));
+            for (k, v) in [
+                ("mean", d.mean),
+                ("p50", d.p50),
+                ("p95", d.p95),
+                ("p99", d.p99),
+                ("max", d.max),
+            ] {
+                out.push((format!("{prefix}delay_{k}_s"), v));
+            }
+        };
+        delays("", &self.delay_s, &mut out);
+        let p = &self.peak;
+        for (k, v) in [
+            ("maildrop", p.maildrop),
+            ("incoming", p.incoming),
+            ("active", p.active),
+            ("deferred", p.deferred),
+            ("hold", p.hold),
+        ] {
+            out.push((format!("peak_{k}"), n(v)));
+        }
+        out.push(("end_time_s".into(), Some(self.end_time_s)));
+        out.push(("events".into(), n(self.events)));
+        for (map, prefix) in [
+            (&self.deferred_by_cause, "deferred_by_cause"),
+            (&self.bounced_by_cause, "bounced_by_cause"),
+        ] {
+            for c in crate::observe::Cause::ALL {
+                out.push((
+                    format!("{prefix}.{}", c.name()),
+                    n(map.get(c.name()).copied().unwrap_or(0)),
+                ));
+            }
+        }
+        for (cause, v) in &self.stall_s {
+            out.push((format!("stall_s.{cause}"), Some(*v)));
+        }
+        for d in &self.destinations {
+            let name = &d.domain;
+            for (k, v) in [
+                ("sent", d.sent),
+                ("bounced", d.bounced),
+                ("expired", d.expired),
+                ("deleted", d.deleted),
+                ("queued_at_end", d.queued_at_end),
+            ] {
+                out.push((format!("{name}:{k}"), n(v)));
+            }
+            delays(&format!("{name}:"), &d.delay_s, &mut out);
+        }
+        out
     }
 }
 

@@ -49,6 +49,8 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
     pub interval: Vec<(f64, f64, f64)>,
     pub interval_style: IntervalStyle,
+    /// Fill the area under the line (stacked charts draw the top of the stack first).
+    pub fill: bool,
 }
 
 /// How a series' interval is drawn.
@@ -88,6 +90,8 @@ pub struct LineChart {
     pub series: Vec<Series>,
     pub markers: Vec<Marker>,
     pub bands: Vec<Band>,
+    /// For an axis of names rather than numbers: x = 0, 1, … are these, labelled so.
+    pub x_categories: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -166,7 +170,9 @@ fn ranges(chart: &LineChart) -> ((f64, f64), (f64, f64)) {
         ymin = ymin.min(y);
         ymax = ymax.max(y);
     }
-    let x = if xmax - xmin > 0.0 && (xmax - xmin).is_finite() {
+    let x = if !chart.x_categories.is_empty() {
+        (-0.5, chart.x_categories.len() as f64 - 0.5)
+    } else if xmax - xmin > 0.0 && (xmax - xmin).is_finite() {
         (xmin, xmax)
     } else {
         let pad = (xmin.abs() * 0.05).max(0.5);
@@ -196,6 +202,41 @@ fn tick_label(v: f64) -> String {
 
 type Area<DB> = DrawingArea<DB, Shift>;
 
+/// The upper corner where the legend hides the fewest points (the right one on a tie),
+/// or a lower one if both upper corners are crowded.
+fn legend_corner(chart: &LineChart, x: (f64, f64), y: (f64, f64)) -> SeriesLabelPosition {
+    let w = x.1 - x.0;
+    let h = y.1 - y.0;
+    let count = |left: bool, top: bool| {
+        chart
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .filter(|p| finite(p))
+            .filter(|&&(px, py)| {
+                let fx = (px - x.0) / w;
+                let fy = (py - y.0) / h;
+                (if left { fx < 0.4 } else { fx > 0.6 }) && (if top { fy > 0.6 } else { fy < 0.4 })
+            })
+            .count()
+    };
+    let options = [
+        (count(false, true), SeriesLabelPosition::UpperRight),
+        (count(true, true), SeriesLabelPosition::UpperLeft),
+        (count(false, false), SeriesLabelPosition::LowerRight),
+        (count(true, false), SeriesLabelPosition::LowerLeft),
+    ];
+    let best = options.iter().map(|o| o.0).min().unwrap_or(0);
+    // Prefer the upper corners unless they hide clearly more than the best corner.
+    let slack = best + best / 2 + 2;
+    for (n, pos) in options {
+        if n <= slack {
+            return pos;
+        }
+    }
+    SeriesLabelPosition::UpperRight
+}
+
 fn draw_chart<DB: DrawingBackend>(root: &Area<DB>, chart: &LineChart) -> Result<(), String> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     root.fill(&WHITE).map_err(err)?;
@@ -209,17 +250,32 @@ fn draw_chart<DB: DrawingBackend>(root: &Area<DB>, chart: &LineChart) -> Result<
         .build_cartesian_2d(xmin..xmax, ymin..ymax)
         .map_err(err)?;
 
-    ctx.configure_mesh()
-        .x_desc(&chart.x_label)
+    let categories = &chart.x_categories;
+    // Names sit at whole positions; other ticks of a category axis stay blank.
+    let x_label = |v: &f64| {
+        if categories.is_empty() {
+            return tick_label(*v);
+        }
+        let i = v.round();
+        if (v - i).abs() < 1e-6 && i >= 0.0 {
+            categories.get(i as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    let mut mesh = ctx.configure_mesh();
+    mesh.x_desc(&chart.x_label)
         .y_desc(&chart.y_label)
         .axis_desc_style((FONT, LABEL_SIZE))
         .label_style((FONT, TICK_SIZE))
         .light_line_style(RGBColor(235, 235, 235))
         .bold_line_style(RGBColor(210, 210, 210))
-        .x_label_formatter(&|v| tick_label(*v))
-        .y_label_formatter(&|v| tick_label(*v))
-        .draw()
-        .map_err(err)?;
+        .x_label_formatter(&x_label)
+        .y_label_formatter(&|v| tick_label(*v));
+    if !categories.is_empty() {
+        mesh.x_labels(categories.len() * 2 + 1);
+    }
+    mesh.draw().map_err(err)?;
 
     let in_x = |x: f64| x.is_finite() && x >= xmin && x <= xmax;
 
@@ -284,9 +340,24 @@ fn draw_chart<DB: DrawingBackend>(root: &Area<DB>, chart: &LineChart) -> Result<
         }
     }
 
+    // Filled areas next, in order: a stacked chart lists the top of its stack first, so
+    // each lower layer paints over the one above it.
+    for (i, s) in chart.series.iter().enumerate().filter(|(_, s)| s.fill) {
+        let color = PALETTE[i % PALETTE.len()];
+        let points: Vec<(f64, f64)> = s.points.iter().copied().filter(finite).collect();
+        ctx.draw_series(AreaSeries::new(
+            points,
+            0f64.max(ymin),
+            color.mix(0.55).filled(),
+        ))
+        .map_err(err)?;
+    }
+
     for (i, s) in chart.series.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
-        let style = color.stroke_width(2);
+        // A filled layer's edge is thin: the bitmap backend joins wide strokes with
+        // unbounded miters, which turn the spikes of a stacked count into long needles.
+        let style = color.stroke_width(if s.fill { 1 } else { 2 });
         ctx.draw_series(LineSeries::new(
             s.points.iter().copied().filter(finite),
             style,
@@ -346,7 +417,7 @@ fn draw_chart<DB: DrawingBackend>(root: &Area<DB>, chart: &LineChart) -> Result<
 
     if !chart.series.is_empty() {
         ctx.configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(legend_corner(chart, (xmin, xmax), (ymin, ymax)))
             .label_font((FONT, TICK_SIZE))
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(160, 160, 160))
@@ -411,6 +482,7 @@ mod tests {
                 x1: 1500.0,
                 label: "relay down".into(),
             }],
+            x_categories: Vec::new(),
         }
     }
 

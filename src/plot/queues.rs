@@ -109,6 +109,7 @@ pub fn write_queue_chart(
         series: lines,
         markers,
         bands,
+        ..Default::default()
     };
     draw(&chart, dir, "queues")
 }
@@ -169,6 +170,7 @@ pub fn write_destination_chart(
         series: lines,
         markers,
         bands,
+        ..Default::default()
     };
     draw(&chart, dir, "deferred-by-destination")
 }
@@ -261,7 +263,7 @@ pub fn replot_run(dir: &Path) -> Result<(), Error> {
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut staged = write_run_charts(&name, &series, &timeline, &cdf, &names, dir)?;
     if let Some(csv) = read("stall.csv")? {
-        staged.extend(write_stall_chart(&name, &csv, dir)?);
+        staged.extend(write_stall_chart(&name, &csv, &timeline, dir)?);
     }
     for s in staged {
         s.rename()?;
@@ -269,8 +271,14 @@ pub fn replot_run(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// Recipients waiting, by cause, stacked (each line is the sum of itself and those below).
-pub fn write_stall_chart(name: &str, stall_csv: &str, dir: &Path) -> Result<[Staged; 2], Error> {
+/// Recipients waiting, by cause, as stacked areas (each layer's top is the sum of itself
+/// and those below), with the scenario's faults and admin commands marked.
+pub fn write_stall_chart(
+    name: &str,
+    stall_csv: &str,
+    timeline: &[Entry],
+    dir: &Path,
+) -> Result<[Staged; 2], Error> {
     let mut lines = stall_csv.lines();
     let header: Vec<&str> = lines
         .next()
@@ -282,30 +290,37 @@ pub fn write_stall_chart(name: &str, stall_csv: &str, dir: &Path) -> Result<[Sta
         .iter()
         .map(|h| Series {
             name: h.replace('_', " "),
+            fill: true,
             ..Default::default()
         })
         .collect();
+    let mut used = vec![false; series.len()];
     for line in lines {
         let mut cells = line.split(',');
         let Some(Ok(t)) = cells.next().map(str::parse::<f64>) else {
             continue;
         };
         let mut acc = 0.0;
-        for (s, v) in series.iter_mut().zip(cells) {
-            acc += v.parse::<f64>().unwrap_or(0.0);
+        for ((s, v), used) in series.iter_mut().zip(cells).zip(used.iter_mut()) {
+            let v = v.parse::<f64>().unwrap_or(0.0);
+            *used |= v != 0.0;
+            acc += v;
             s.points.push((t, acc));
         }
     }
-    series.retain(|s| {
-        s.points.windows(2).any(|w| w[0].1 != w[1].1) || s.points.iter().any(|p| p.1 > 0.0)
-    });
+    // Only the causes that ever had someone waiting get a layer (and a legend entry).
+    let mut used = used.into_iter();
+    series.retain(|_| used.next().unwrap_or(false));
     // Draw the top of the stack first so the legend reads from the top down.
     series.reverse();
+    let (bands, markers) = timeline_marks(timeline);
     let chart = LineChart {
         title: format!("{name}: recipients waiting, by cause (stacked)"),
         x_label: "simulated time (s)".into(),
         y_label: "recipients".into(),
         series,
+        markers,
+        bands,
         ..Default::default()
     };
     draw(&chart, dir, "stall")

@@ -5,26 +5,50 @@
 use super::chart::{IntervalStyle, LineChart, Series, write_line_chart};
 use crate::error::Error;
 use crate::sweep::output::step_seconds;
-use crate::sweep::{CURVES, METRICS, SweepState};
+use crate::sweep::{CURVES, SweepState};
 use std::path::Path;
 
 /// Metrics worth a chart of their own.
-const CHARTED: [(&str, &str); 4] = [
+const CHARTED: [(&str, &str); 5] = [
     ("drain_time_s", "drain time (s)"),
+    ("backlog_clear_s", "backlog cleared at (s)"),
     ("delay_p95_s", "95th percentile delivery delay (s)"),
     ("peak_deferred", "peak deferred queue (messages)"),
     ("bounced", "bounced recipients"),
 ];
 
-/// A swept value on a numeric axis: a number, a duration in seconds, or its position.
-fn numeric(value: &str, position: usize) -> f64 {
-    if let Ok(v) = value.trim().parse::<f64>() {
-        return v;
+/// How the first swept value goes on the x axis.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Axis {
+    Numbers,
+    /// Durations, shown in seconds.
+    Seconds,
+    /// Names: one position each.
+    Names,
+}
+
+fn axis_kind(values: &[String]) -> Axis {
+    if values.iter().all(|v| v.trim().parse::<f64>().is_ok()) {
+        Axis::Numbers
+    } else if values
+        .iter()
+        .all(|v| crate::scenario::units::parse_duration(v, true).is_ok())
+    {
+        Axis::Seconds
+    } else {
+        Axis::Names
     }
-    if let Ok(t) = crate::scenario::units::parse_duration(value, true) {
-        return t as f64 / crate::engine::time::SECOND as f64;
+}
+
+/// A swept value's x: the number, the duration in seconds, or its position.
+fn numeric(value: &str, position: usize, axis: Axis) -> f64 {
+    match axis {
+        Axis::Numbers => value.trim().parse().unwrap_or(position as f64),
+        Axis::Seconds => crate::scenario::units::parse_duration(value, true)
+            .map(|t| t as f64 / crate::engine::time::SECOND as f64)
+            .unwrap_or(position as f64),
+        Axis::Names => position as f64,
     }
-    position as f64
 }
 
 pub fn write_sweep_charts(state: &SweepState, dir: &Path) -> Result<(), Error> {
@@ -53,6 +77,7 @@ pub fn write_sweep_charts(state: &SweepState, dir: &Path) -> Result<(), Error> {
                 .map(|(i, e)| (x(i), e[total].ci_low.max(0.0), e[total].ci_high))
                 .collect(),
             interval_style: IntervalStyle::Band,
+            fill: false,
         });
     }
     let chart = LineChart {
@@ -72,8 +97,13 @@ pub fn write_sweep_charts(state: &SweepState, dir: &Path) -> Result<(), Error> {
     };
     let inner = first_values.len().max(1);
     let groups = state.curves.len() / inner.max(1);
+    let kind = axis_kind(first_values);
+    let x_label = match kind {
+        Axis::Seconds => format!("{first_name} (s)"),
+        _ => first_name.clone(),
+    };
     for (metric, y_label) in CHARTED {
-        let Some(m) = METRICS.iter().position(|(n, _)| *n == metric) else {
+        let Some(m) = state.metrics.iter().position(|n| n == metric) else {
             continue;
         };
         let estimates = state.metric_estimates(m);
@@ -85,7 +115,7 @@ pub fn write_sweep_charts(state: &SweepState, dir: &Path) -> Result<(), Error> {
             for (i, value) in first_values.iter().enumerate() {
                 let p = i * groups + g;
                 if let Some(Some(e)) = estimates.get(p) {
-                    let x = numeric(value, i);
+                    let x = numeric(value, i, kind);
                     points.push((x, e.mean));
                     if e.ci_low.is_finite() {
                         interval.push((x, e.ci_low, e.ci_high));
@@ -102,13 +132,19 @@ pub fn write_sweep_charts(state: &SweepState, dir: &Path) -> Result<(), Error> {
                 points,
                 interval,
                 interval_style: IntervalStyle::Bars,
+                fill: false,
             });
         }
         let chart = LineChart {
             title: format!("{}: {y_label} by {first_name}", state.scenario),
-            x_label: first_name.clone(),
+            x_label: x_label.clone(),
             y_label: y_label.to_string(),
             series,
+            x_categories: if kind == Axis::Names {
+                first_values.clone()
+            } else {
+                Vec::new()
+            },
             ..Default::default()
         };
         write_line_chart(

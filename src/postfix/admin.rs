@@ -54,6 +54,18 @@ impl Mta {
             return;
         };
         self.totals.admin_commands += 1;
+        let command = match action.command {
+            AdminCommand::Flush => Some(("postqueue -f", None)),
+            AdminCommand::FlushSite { .. } => Some(("postqueue -s", None)),
+            AdminCommand::FlushId(_) => Some(("postqueue -i", None)),
+            AdminCommand::Reload { config } => Some(("postfix reload", Some(config))),
+            AdminCommand::Stop => Some(("postfix stop", None)),
+            AdminCommand::Start { config } => Some(("postfix start", Some(config))),
+            _ => None,
+        };
+        if let Some((what, config)) = command {
+            self.note(now, 0, 0, super::notes::NoteKind::Command { what, config });
+        }
         match action.command {
             AdminCommand::Flush => {
                 if self.running {
@@ -97,11 +109,13 @@ impl Mta {
             }
             AdminCommand::Delete(selection, queues) => {
                 for m in self.select(selection, queues) {
+                    // postsuper removes the file at once and says so (postsuper.c:
+                    // delete_one), also under qmgr's feet.
+                    self.admin_note(m, now, "removed");
                     if self.messages.get(m).location == Location::Active {
                         self.messages.get_mut(m).on_leave = LeaveAction::Delete;
                         self.cancel_queued_entries(m, now, events, obs);
                     } else {
-                        self.admin_note(m, now, "removed");
                         self.delete_file(m, now, obs);
                     }
                 }
@@ -113,11 +127,11 @@ impl Mta {
                     ..queues
                 };
                 for m in self.select(selection, queues) {
+                    self.admin_note(m, now, "placed on hold");
                     if self.messages.get(m).location == Location::Active {
                         self.messages.get_mut(m).on_leave = LeaveAction::Hold;
                         self.cancel_queued_entries(m, now, events, obs);
                     } else {
-                        self.admin_note(m, now, "placed on hold");
                         self.relocate(m, Location::Hold);
                     }
                 }
@@ -135,6 +149,7 @@ impl Mta {
                         self.messages.get_mut(m).mtime = whole_seconds(now);
                     }
                     if self.messages.get(m).location == Location::Active {
+                        self.admin_note(m, now, "requeued");
                         self.messages.get_mut(m).on_leave = LeaveAction::Requeue;
                         self.cancel_queued_entries(m, now, events, obs);
                     } else if self.messages.get(m).location != Location::Maildrop {
@@ -239,8 +254,24 @@ impl Mta {
         obs: &mut dyn Observer,
     ) {
         self.messages.get_mut(m).on_leave = LeaveAction::Normal;
-        if self.messages.get(m).pending_recipients() == 0 {
-            self.remove(m, now);
+        let deferred = self.messages.get(m).pending_recipients() > 0;
+        let to = match action {
+            _ if !deferred => "removed",
+            LeaveAction::Hold => "hold",
+            LeaveAction::Requeue => "maildrop",
+            LeaveAction::Delete | LeaveAction::Normal => "removed",
+        };
+        let (id, origin) = (self.messages.get(m).id, self.messages.get(m).origin_id);
+        self.note(
+            now,
+            id,
+            origin,
+            super::notes::NoteKind::LeftActive { to, deferred },
+        );
+        if !deferred {
+            // Nothing left: the file is gone for qmgr (its own remove fails, and it warns).
+            self.relocate(m, Location::Gone);
+            self.messages.free(m);
             return;
         }
         match action {
@@ -323,6 +354,10 @@ impl Mta {
             events,
         );
         self.qmgr_started_at = now;
+        // Dead queues and transports were forgotten.
+        for d in 0..self.domains.len() as u32 {
+            self.sync_dead(d, super::notes::DeadNote::QmgrRestart);
+        }
         self.pickup(now);
     }
 

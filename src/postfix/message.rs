@@ -52,6 +52,28 @@ pub enum RcptStatus {
     Filtered,
 }
 
+/// A host in the world's host table (`World::host`); [`NO_HOST`] when no server is named.
+pub const NO_HOST: u32 = u32::MAX;
+
+/// One record of a queue file's defer log (`defer/ID`, §4.5): why a recipient was last
+/// deferred, in the words `defer_append` logged, and the record's place in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeferRecord {
+    pub why: DeferWhy,
+    /// Order of appending (showq lists defer-log records in file order).
+    pub seq: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeferWhy {
+    /// The server `host` (or, for DNS and local errors, nobody: [`NO_HOST`]) gave `cause`.
+    Reply { cause: Cause, host: u32 },
+    /// qmgr deferred it through the retry service with a saved reason text
+    /// (`Mta::reason_text`): `delivery temporarily suspended: …` of a dead queue, or a dead
+    /// transport's `mail transport unavailable`.
+    Saved { text: u32 },
+}
+
 /// What the last delivery attempt said about one recipient (set when the attempt starts,
 /// applied when it completes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,13 +93,14 @@ pub struct Recipient {
     /// for a dead destination, are not attempts).
     pub attempts: u32,
     pub reply: Reply,
+    /// The server that gave `reply` ([`NO_HOST`] if none), named in its reason text.
+    pub reply_host: u32,
     /// Its index in the message as first received (names the address; stays the same when
     /// the content filter re-injects a subset).
     pub orig_index: u32,
-    /// The reason of its last deferral (mailq's defer-log text); `last_suspended` when it
-    /// was deferred through a dead destination for that reason.
-    pub last_cause: Option<Cause>,
-    pub last_suspended: bool,
+    /// Its record in the defer log, if it was deferred since its file was last activated
+    /// (qmgr removes the defer log when it activates a file, §4.5).
+    pub defer_log: Option<DeferRecord>,
 }
 
 impl Recipient {
@@ -113,6 +136,9 @@ pub struct Message {
     pub move_stamp: u64,
     /// Order of the current activation (qmgr's job order).
     pub activation: u64,
+    /// Recipients as cleanup counted them when it wrote this file (the size record):
+    /// qmgr's `nrcpt=` on every activation (§4.5).
+    pub nrcpt: u32,
     /// When the current activation began (`delays=` a/b boundary).
     pub active_at: Time,
     /// In-memory delivery requests not yet done (qmgr's message refcount).

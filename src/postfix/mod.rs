@@ -166,8 +166,16 @@ pub struct Mta {
     transport_names: Vec<String>,
     /// The `local` transport's index.
     local_transport: Option<u16>,
-    /// Per destination: its first MX host's name and address (for mailq's reasons).
-    first_hosts: Vec<Option<(String, String)>>,
+    /// Every server host's name and address, by host id (named in reason texts).
+    hosts: Vec<(String, String)>,
+    /// Reason texts qmgr saved (a dead queue's `delivery temporarily suspended: …`), each
+    /// once, by [`message::DeferWhy::Saved`] index.
+    saved_texts: Vec<String>,
+    saved_text_ids: std::collections::HashMap<String, u32>,
+    /// Defer-log records appended so far (their order).
+    defer_seq: u64,
+    /// Per destination: dead for qmgr as last told to the observer.
+    dest_dead: Vec<bool>,
 }
 
 impl Mta {
@@ -232,8 +240,73 @@ impl Mta {
                 .iter()
                 .position(|t| t.name == "local")
                 .and_then(|i| u16::try_from(i).ok()),
-            first_hosts: Vec::new(),
+            hosts: Vec::new(),
+            saved_texts: Vec::new(),
+            saved_text_ids: std::collections::HashMap::new(),
+            defer_seq: 0,
+            dest_dead: vec![false; scenario.destinations.len()],
         }
+    }
+
+    /// Learns the world's host names and addresses (reason texts name them).
+    pub fn learn_hosts(&mut self, world: &World) {
+        self.hosts = (0..world.host_count())
+            .map(|h| {
+                let (n, a) = world.host(h);
+                (n.to_string(), a.to_string())
+            })
+            .collect();
+    }
+
+    /// Host `h`'s name and address, if it is one.
+    pub(crate) fn host_text(&self, h: u32) -> Option<(&str, &str)> {
+        self.hosts
+            .get(h as usize)
+            .map(|(n, a)| (n.as_str(), a.as_str()))
+    }
+
+    /// The reason text `defer_append` logs for recipient `r` of `m` given `cause` by `host`
+    /// (§8.1).
+    pub(crate) fn reply_text(
+        &self,
+        m: u32,
+        r: usize,
+        cause: crate::observe::Cause,
+        host: u32,
+    ) -> String {
+        let msg = self.messages.get(m);
+        let out = self.outcome(msg, r, None, FinalStatus::Queued);
+        crate::output::maillog::reason(
+            cause,
+            &out.recipient.to_string(),
+            self.host_text(host),
+            out.destination,
+        )
+    }
+
+    /// Keeps `text` (once) and returns its index.
+    pub(crate) fn save_text(&mut self, text: String) -> u32 {
+        if let Some(&i) = self.saved_text_ids.get(&text) {
+            return i;
+        }
+        let i = u32::try_from(self.saved_texts.len()).unwrap_or(u32::MAX);
+        self.saved_texts.push(text.clone());
+        self.saved_text_ids.insert(text, i);
+        i
+    }
+
+    pub(crate) fn saved_text(&self, i: u32) -> &str {
+        self.saved_texts
+            .get(i as usize)
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+
+    /// Appends recipient `r` of `m` to the file's defer log.
+    pub(crate) fn defer_log_append(&mut self, m: u32, r: usize, why: message::DeferWhy) {
+        let seq = self.defer_seq;
+        self.defer_seq += 1;
+        self.messages.get_mut(m).recipients[r].defer_log = Some(message::DeferRecord { why, seq });
     }
 
     /// Postfix was started at `start` (≤ 0): the phase of qmgr's and pickup's timers.
@@ -401,9 +474,9 @@ impl Mta {
                 status: RcptStatus::Pending,
                 attempts: 0,
                 reply: Reply::None,
+                reply_host: message::NO_HOST,
                 orig_index: 0,
-                last_cause: None,
-                last_suspended: false,
+                defer_log: None,
             }));
             recipients.sort_by_key(|r| r.dest);
             for (i, r) in recipients.iter_mut().enumerate() {
@@ -447,6 +520,7 @@ impl Mta {
                 warn_time,
                 location: Location::Gone,
                 move_stamp: 0,
+                nrcpt: 0,
                 activation: 0,
                 active_at: 0,
                 refcount: 0,
@@ -483,6 +557,7 @@ impl Mta {
                 moved.push(Recipient {
                     status: RcptStatus::Pending,
                     reply: Reply::None,
+                    defer_log: None,
                     ..*rc
                 });
             }
@@ -512,7 +587,8 @@ impl Mta {
         msg.create_time = whole_seconds(now);
         msg.mtime = whole_seconds(now);
         let (id, origin, size, sender) = (msg.id, msg.origin_id, msg.size, msg.sender_key());
-        let nrcpt = msg.pending_recipients() as u32;
+        let nrcpt = u32::try_from(msg.pending_recipients()).unwrap_or(u32::MAX);
+        msg.nrcpt = nrcpt;
         self.qmgr.incoming_push(m, stamp);
         self.note(
             now,
@@ -543,20 +619,22 @@ impl Mta {
             (msg.id, msg.origin_id)
         };
         let notice = self.messages.get(m).id;
+        // cleanup logs the notice's message-id before bounce logs its queue ID (bounce
+        // hands it to cleanup first; collate.pl relies on that order).
+        self.cleanup_done(
+            m,
+            now,
+            Via::Notice {
+                about: about_id,
+                delay_warning,
+            },
+        );
         self.note(
             now,
             about_id,
             about_origin,
             notes::NoteKind::NoticeSent {
                 notice,
-                delay_warning,
-            },
-        );
-        self.cleanup_done(
-            m,
-            now,
-            Via::Notice {
-                about: about_id,
                 delay_warning,
             },
         );
@@ -630,7 +708,8 @@ impl Mta {
         }
     }
 
-    /// The queue files as showq lists them (`mailq`, `qshape`): queue order, then id.
+    /// The queue files as showq lists them (`mailq`, `qshape`): queue order, then id; each
+    /// file's recipients in showq's order, those in the defer log first, in log order (§8.2).
     pub fn queue_files(&self) -> Vec<crate::output::mailq::QueueFile> {
         let mut files: Vec<crate::output::mailq::QueueFile> = self
             .messages
@@ -643,27 +722,30 @@ impl Mta {
                     Location::Deferred => "deferred",
                     Location::Hold | Location::Gone => "hold",
                 };
-                let recipients = msg
+                let mut pending: Vec<(Option<u64>, usize)> = msg
                     .recipients
                     .iter()
                     .enumerate()
                     .filter(|(_, r)| r.status == RcptStatus::Pending)
-                    .map(|(r, rc)| {
+                    .map(|(r, rc)| (rc.defer_log.map(|d| d.seq), r))
+                    .collect();
+                // Defer-log records first, in the order they were appended.
+                pending.sort_by_key(|&(seq, r)| (seq.is_none(), seq, r));
+                let recipients = pending
+                    .into_iter()
+                    .map(|(_, r)| {
                         let out = self.outcome(msg, r, None, FinalStatus::Queued);
                         let address = out.recipient.to_string();
-                        let why = rc.last_cause.map(|c| {
-                            let server = self
-                                .first_hosts
-                                .get(rc.dest as usize)
-                                .and_then(|h| h.as_ref())
-                                .map(|(n, a)| (n.as_str(), a.as_str()));
-                            crate::output::mailq::defer_reason(
-                                c,
-                                rc.last_suspended,
-                                &address,
-                                out.destination,
-                                server,
-                            )
+                        let why = msg.recipients[r].defer_log.map(|d| match d.why {
+                            message::DeferWhy::Reply { cause, host } => {
+                                crate::output::maillog::reason(
+                                    cause,
+                                    &address,
+                                    self.host_text(host),
+                                    out.destination,
+                                )
+                            }
+                            message::DeferWhy::Saved { text } => self.saved_text(text).to_string(),
                         });
                         (address, why)
                     })
@@ -703,7 +785,7 @@ impl Mta {
             if !queues.contains(&name) {
                 continue;
             }
-            let b = crate::output::qshape::bucket(now - msg.arrival);
+            let b = crate::output::qshape::bucket(now, msg.arrival);
             for r in msg
                 .recipients
                 .iter()
@@ -726,8 +808,8 @@ impl Mta {
             }
             rows.push((self.domains[d].clone(), sum, counts));
         }
-        rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        rows.insert(0, ("TOTAL".into(), total.iter().sum(), total));
+        rows.push(("TOTAL".into(), total.iter().sum(), total));
+        crate::output::qshape::sort_rows(&mut rows);
         rows
     }
 
@@ -817,6 +899,7 @@ impl Mta {
         world: &mut World,
         obs: &mut dyn Observer,
     ) {
+        self.qmgr.now = now;
         match event {
             Event::Arrival { .. } => {}
             Event::Resubmit { slot } => self.resubmit(slot, now, events),
@@ -914,9 +997,46 @@ impl Mta {
         delay_s: i64,
         now: Time,
         events: &mut EventQueue<Event>,
-    ) {
+    ) -> Time {
         let due = self.qmgr.event_loop.request(timer, delay_s, now);
         events.schedule(due, Event::QmgrTimer);
+        due
+    }
+
+    /// Destination `d` may have become dead or alive for qmgr (its queue or its
+    /// transport): tells the observer when that changed (delay attribution, `explain`).
+    /// Per-recipient queues are not followed.
+    pub(crate) fn sync_dead(&mut self, d: u32, why: notes::DeadNote) {
+        if !self.record_notes {
+            return;
+        }
+        let (Some(&was), Some(&t)) = (
+            self.dest_dead.get(d as usize),
+            self.qmgr.dest_transport.get(d as usize),
+        ) else {
+            return;
+        };
+        let q = &self.qmgr.queues[d as usize];
+        let dead = self.qmgr.transports[t as usize].dead || (q.exists && q.win.is_dead());
+        if dead != was {
+            self.dest_dead[d as usize] = dead;
+            let now = self.qmgr.now;
+            self.note(
+                now,
+                0,
+                0,
+                notes::NoteKind::DestinationState { dest: d, dead, why },
+            );
+        }
+    }
+
+    /// [`Mta::sync_dead`] for every destination of transport `t`.
+    pub(crate) fn sync_dead_transport(&mut self, t: usize, why: notes::DeadNote) {
+        for d in 0..self.qmgr.dest_transport.len() {
+            if self.qmgr.dest_transport[d] as usize == t {
+                self.sync_dead(d as u32, why);
+            }
+        }
     }
 }
 

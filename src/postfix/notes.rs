@@ -6,7 +6,7 @@
 use super::Mta;
 use crate::engine::time::Time;
 use crate::observe::{
-    Address, Agent, Cause, Event, Happening, Observer, RecipientStatus, Status, Via,
+    Address, Agent, Cause, DeadWhy, Event, Happening, Observer, RecipientStatus, Status, Via,
 };
 use crate::world::World;
 
@@ -28,7 +28,14 @@ pub(crate) struct RecipientNote {
     pub notice_to: Option<u16>,
     pub status: Status,
     pub cause: Option<Cause>,
+    /// For a deferral by qmgr through the retry service: the saved reason's cause (its DSN)
+    /// and text (`Mta::saved_text`).
     pub suspended_by: Option<Cause>,
+    pub saved_text: Option<u32>,
+    /// The server named in the reason ([`crate::postfix::message::NO_HOST`] if none).
+    pub server: u32,
+    /// The agent's process id.
+    pub pid: u32,
     pub agent: AgentNote,
     pub relay: Option<u32>,
     pub tried: Option<u32>,
@@ -38,6 +45,10 @@ pub(crate) struct RecipientNote {
     pub setup_done: Option<Time>,
     pub conn_use: u32,
     pub to_filter: bool,
+    /// Of the wait from activation to hand-off, the part the queue's window caused.
+    pub window_wait: Time,
+    /// The agent's DNS time.
+    pub dns: Time,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -70,14 +81,57 @@ pub(crate) enum NoteKind {
     Admin {
         what: &'static str,
     },
-    ConnectFailed {
+    /// An agent's info line about a server it gave up on (`crate::world::ConnectFailure`).
+    ServerFailed {
         host: u32,
         cause: Cause,
+        kind: crate::world::FailureKind,
+        pid: u32,
+        dest: u32,
+        transport: u16,
+        notice_to: Option<u16>,
     },
     DeferredScan,
     AgentWarning {
         text: &'static str,
     },
+    /// Destination `dest` became dead for qmgr, or alive again.
+    DestinationState {
+        dest: u32,
+        dead: bool,
+        why: DeadNote,
+    },
+    /// qmgr let go of a file an admin command renamed or removed while it was active.
+    LeftActive {
+        to: &'static str,
+        deferred: bool,
+    },
+    /// qmgr's warning that destination `dest` clogs the active queue.
+    ClogWarning {
+        dest: u32,
+        transport: u16,
+        entries: u64,
+        messages: u64,
+        active_limit: u64,
+        advice: crate::observe::ClogAdvice,
+    },
+    /// An admin command that acts on qmgr (`postqueue -f`, `postfix reload`, …); a new
+    /// qmgr reads configuration `config` (an index into the scenario's reconfigurations).
+    Command {
+        what: &'static str,
+        config: Option<usize>,
+    },
+}
+
+/// Why a destination died or revived (see [`crate::observe::DeadWhy`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum DeadNote {
+    QueueDied { text: u32, until: Time },
+    TransportDied { until: Time },
+    Timer,
+    Delivery,
+    Flush,
+    QmgrRestart,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -105,13 +159,7 @@ impl Mta {
     pub fn record_events(&mut self, on: bool, world: &mut World) {
         self.record_notes = on;
         world.keep_notes = on;
-        self.first_hosts = (0..self.domains.len())
-            .map(|d| {
-                world
-                    .first_host(d)
-                    .map(|(n, a)| (n.to_string(), a.to_string()))
-            })
-            .collect();
+        self.learn_hosts(world);
     }
 
     /// Hands the recorded notes up to `now` (and the agents' failed connects) to `obs`, in
@@ -119,17 +167,6 @@ impl Mta {
     pub fn flush_notes(&mut self, now: Time, world: &mut World, obs: &mut dyn Observer) {
         if !self.record_notes {
             return;
-        }
-        for f in world.connect_failures.drain(..) {
-            self.notes.push(Note {
-                t: f.t,
-                id: 0,
-                origin: 0,
-                kind: NoteKind::ConnectFailed {
-                    host: f.host,
-                    cause: f.cause,
-                },
-            });
         }
         for (t, text) in world.agent_warnings.drain(..) {
             self.notes.push(Note {
@@ -186,6 +223,8 @@ impl Mta {
                         status: r.status,
                         cause: r.cause,
                         suspended_by: r.suspended_by,
+                        saved: r.saved_text.map(|t| self.saved_text(t)),
+                        server: self.host_text(r.server),
                         agent: match r.agent {
                             AgentNote::Smtp(t) => Agent::Smtp(
                                 self.transport_names
@@ -206,6 +245,9 @@ impl Mta {
                         done: n.t,
                         index: r.index,
                         to_filter: r.to_filter,
+                        pid: r.pid,
+                        window_wait: r.window_wait,
+                        dns: r.dns,
                     })
                 }
                 NoteKind::Deferred { mtime } => Happening::Deferred { mtime },
@@ -223,16 +265,112 @@ impl Mta {
                 },
                 NoteKind::Skipped => Happening::Skipped,
                 NoteKind::Admin { what } => Happening::Admin { what },
-                NoteKind::ConnectFailed { host, cause } => {
+                NoteKind::ServerFailed {
+                    host,
+                    cause,
+                    kind,
+                    pid,
+                    dest,
+                    transport,
+                    notice_to,
+                } => {
                     let (host, address) = world.host(host);
-                    Happening::ConnectFailed {
-                        host,
-                        address,
-                        cause,
+                    let transport = self
+                        .transport_names
+                        .get(transport as usize)
+                        .map(String::as_str)
+                        .unwrap_or("smtp");
+                    let destination = self
+                        .domains
+                        .get(dest as usize)
+                        .map(String::as_str)
+                        .unwrap_or("?");
+                    match kind {
+                        crate::world::FailureKind::Connect => Happening::ConnectFailed {
+                            host,
+                            address,
+                            cause,
+                            pid,
+                            transport,
+                        },
+                        crate::world::FailureKind::Session => Happening::ServerSkipped {
+                            host,
+                            address,
+                            cause,
+                            pid,
+                            recipient: None,
+                            destination,
+                            transport,
+                        },
+                        crate::world::FailureKind::Recipient(index) => {
+                            let recipient = match notice_to {
+                                Some(stream) => {
+                                    Address::Literal(self.sender_text(u32::from(stream)))
+                                }
+                                None => Address::Generated {
+                                    message: n.origin,
+                                    index,
+                                    domain: destination,
+                                },
+                            };
+                            Happening::ServerSkipped {
+                                host,
+                                address,
+                                cause,
+                                pid,
+                                recipient: Some(recipient),
+                                destination,
+                                transport,
+                            }
+                        }
                     }
                 }
                 NoteKind::DeferredScan => Happening::DeferredScan,
                 NoteKind::AgentWarning { text } => Happening::AgentWarning { text },
+                NoteKind::DestinationState { dest, dead, why } => Happening::DestinationState {
+                    destination: self
+                        .domains
+                        .get(dest as usize)
+                        .map(String::as_str)
+                        .unwrap_or("?"),
+                    dead,
+                    why: match why {
+                        DeadNote::QueueDied { text, until } => DeadWhy::QueueDied {
+                            reason: self.saved_text(text),
+                            until,
+                        },
+                        DeadNote::TransportDied { until } => DeadWhy::TransportDied { until },
+                        DeadNote::Timer => DeadWhy::Timer,
+                        DeadNote::Delivery => DeadWhy::Delivery,
+                        DeadNote::Flush => DeadWhy::Flush,
+                        DeadNote::QmgrRestart => DeadWhy::QmgrRestart,
+                    },
+                },
+                NoteKind::LeftActive { to, deferred } => Happening::LeftActive { to, deferred },
+                NoteKind::Command { what, config } => Happening::Command { what, config },
+                NoteKind::ClogWarning {
+                    dest,
+                    transport,
+                    entries,
+                    messages,
+                    active_limit,
+                    advice,
+                } => Happening::ClogWarning {
+                    destination: self
+                        .domains
+                        .get(dest as usize)
+                        .map(String::as_str)
+                        .unwrap_or("?"),
+                    transport: self
+                        .transport_names
+                        .get(transport as usize)
+                        .map(String::as_str)
+                        .unwrap_or("smtp"),
+                    entries,
+                    messages,
+                    active_limit,
+                    advice,
+                },
             };
             obs.event(&Event {
                 t: n.t,

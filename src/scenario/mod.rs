@@ -78,6 +78,8 @@ pub struct PostfixConfig {
     pub message_size_limit: u64,
     /// Seconds (0 = off).
     pub in_flow_delay: i64,
+    /// Seconds between a queue's clog warnings (0 = none).
+    pub qmgr_clog_warn_time: i64,
 }
 
 /// One delivery transport (a master.cf service used by qmgr) with its resolved
@@ -651,6 +653,7 @@ impl Resolver<'_> {
             queue_minfree: u64::try_from(int("queue_minfree")).unwrap_or(0),
             message_size_limit: u64::try_from(int("message_size_limit")).unwrap_or(0),
             in_flow_delay: secs("in_flow_delay"),
+            qmgr_clog_warn_time: secs("qmgr_clog_warn_time"),
         }
     }
 

@@ -48,7 +48,6 @@ pub const ACCEPTED_NOT_MODELLED: &[&str] = &[
     "default_transport_rate_delay",
     "defer_transports",
     "confirm_delay_cleared",
-    "qmgr_clog_warn_time",
     "notify_classes",
     "service_throttle_time",
     "enable_long_queue_ids",
@@ -68,6 +67,7 @@ pub const GLOBAL: &[(&str, Kind, &str)] = &[
     ("smtp_data_done_timeout", time('s', 1, MAX_TIME), "600s"),
     ("queue_minfree", int(0, i64::MAX), "0"),
     ("in_flow_delay", time('s', 0, 10), "1s"),
+    ("qmgr_clog_warn_time", time('s', 0, MAX_TIME), "300s"),
     ("message_size_limit", int(0, i64::MAX), "10240000"),
     (
         "qmgr_message_active_limit",

@@ -22,47 +22,65 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 pub use spec::{SweepSpec, parse_set};
 
-/// The metrics of one run, in [`METRICS`] order (`None`: not defined for this run, e.g. no
-/// delay when nothing was delivered).
+/// The metrics of one run, in the order of [`SweepState::metrics`] (`None`: not defined
+/// for this run, e.g. no delay when nothing was delivered).
 pub type Metrics = Vec<Option<f64>>;
 
-/// Reads one metric from a run's summary.
-pub type MetricFn = fn(&Summary) -> Option<f64>;
-
-/// Summary values every run reports, by column name.
-pub const METRICS: &[(&str, MetricFn)] = &[
-    // The scan clock's phase first: with qmgr_start = "random" it is what a replication's
-    // timing depends on.
-    ("qmgr_start_s", |s| Some(s.qmgr_start_s)),
-    ("messages", |s| Some(s.messages as f64)),
-    ("recipients", |s| Some(s.recipients as f64)),
-    ("sent", |s| Some(s.sent as f64)),
-    ("bounced", |s| Some(s.bounced as f64)),
-    ("expired", |s| Some(s.expired as f64)),
-    ("deleted", |s| Some(s.deleted as f64)),
-    ("queued_at_end", |s| Some(s.queued_at_end as f64)),
-    ("attempts", |s| Some(s.attempts as f64)),
-    ("deferrals", |s| Some(s.deferrals as f64)),
-    ("suspended_deferrals", |s| {
-        Some(s.suspended_deferrals as f64)
-    }),
-    ("refused_disk_full", |s| Some(s.refused_disk_full as f64)),
-    ("not_accepted", |s| Some(s.not_accepted as f64)),
-    ("drain_time_s", |s| s.drain_time_s),
-    ("delay_mean_s", |s| s.delay_s.mean),
-    ("delay_p50_s", |s| s.delay_s.p50),
-    ("delay_p95_s", |s| s.delay_s.p95),
-    ("delay_p99_s", |s| s.delay_s.p99),
-    ("delay_max_s", |s| s.delay_s.max),
-    ("peak_incoming", |s| Some(s.peak.incoming as f64)),
-    ("peak_active", |s| Some(s.peak.active as f64)),
-    ("peak_deferred", |s| Some(s.peak.deferred as f64)),
-    ("peak_hold", |s| Some(s.peak.hold as f64)),
-    ("end_time_s", |s| Some(s.end_time_s)),
-    ("events", |s| Some(s.events as f64)),
-    ("smtp_connections", |s| Some(s.smtp_connections as f64)),
-    ("smtp_reused", |s| Some(s.smtp_reused as f64)),
+/// The metric columns of sweep states written before every summary value was one: the
+/// scalar ones, which still come first.
+pub const LEGACY_METRICS: &[&str] = &[
+    "messages",
+    "recipients",
+    "sent",
+    "bounced",
+    "expired",
+    "deleted",
+    "queued_at_end",
+    "attempts",
+    "deferrals",
+    "suspended_deferrals",
+    "refused_disk_full",
+    "not_accepted",
+    "drain_time_s",
+    "delay_mean_s",
+    "delay_p50_s",
+    "delay_p95_s",
+    "delay_p99_s",
+    "delay_max_s",
+    "peak_incoming",
+    "peak_active",
+    "peak_deferred",
+    "peak_hold",
+    "end_time_s",
+    "events",
 ];
+
+fn legacy_metrics() -> Vec<String> {
+    LEGACY_METRICS.iter().map(|m| m.to_string()).collect()
+}
+
+/// Memory one finished run takes in a sweep's state: its row of metrics.
+fn bytes_per_run(metrics: usize) -> u64 {
+    64 + 16 * metrics as u64
+}
+
+/// A stable fingerprint (FNV-1a, 64 bits) of what makes a sweep: the scenario text, the
+/// swept values and the mailsim version, so shards of different sweeps are not merged.
+pub fn fingerprint(scenario_text: &str, sets: &[String]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+        h = (h ^ 0xff).wrapping_mul(0x100_0000_01b3);
+    };
+    eat(env!("CARGO_PKG_VERSION").as_bytes());
+    eat(scenario_text.as_bytes());
+    for set in sets {
+        eat(set.as_bytes());
+    }
+    format!("{h:016x}")
+}
 
 /// Queue curves aggregated per point: incoming, active, deferred, hold, and all of them.
 pub const CURVES: [&str; 5] = ["incoming", "active", "deferred", "hold", "total"];
@@ -199,6 +217,13 @@ impl CurveSums {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct SweepState {
     pub scenario: String,
+    /// [`fingerprint`] of the scenario text, the swept values and the version.
+    #[serde(default)]
+    pub fingerprint: String,
+    /// The metric columns, in [`RunRow::metrics`] order: every value of the summary
+    /// ([`Summary::columns`]).
+    #[serde(default = "legacy_metrics")]
+    pub metrics: Vec<String>,
     pub axes: Vec<(String, Vec<String>)>,
     pub replications: u32,
     pub total_runs: u64,
@@ -263,6 +288,11 @@ pub struct SweepOptions {
     pub checkpoint: Option<(std::path::PathBuf, SweepRecipe)>,
     /// The runs of an interrupted sweep to continue from.
     pub resume: Option<SweepState>,
+    /// [`fingerprint`] of what makes this sweep.
+    pub fingerprint: String,
+    /// Stop as if interrupted once this many runs are done (deterministic tests of
+    /// `--resume`, which a signal's timing would not be).
+    pub stop_after_runs: Option<u64>,
 }
 
 /// Runs the sweep and returns its state.
@@ -274,18 +304,53 @@ pub fn run(spec: &SweepSpec, opts: &SweepOptions) -> Result<SweepState, Error> {
     let scenarios: Vec<spec::Point> = (0..points)
         .map(|p| spec.point(p))
         .collect::<Result<_, _>>()?;
-    let indices: Vec<u64> = (0..total)
-        .filter(|i| match opts.shard {
-            Some((k, n)) => i % n == k - 1,
-            None => true,
-        })
-        .collect();
+    // The columns every run reports: the same for every point (they depend on the
+    // destinations, which sweeps do not add or remove).
+    let metric_names: Vec<String> = crate::run::summarize(
+        &scenarios[0].scenario,
+        0,
+        &crate::run::RunReport::empty(),
+        &crate::output::summary::DelayCollector::default(),
+    )
+    .columns()
+    .into_iter()
+    .map(|(name, _)| name)
+    .collect();
+    let mine = match opts.shard {
+        Some((k, n)) => total / n + u64::from(total % n >= k),
+        None => total,
+    };
+    // Results stay in memory until the sweep is written: refuse a sweep whose rows alone
+    // would not fit, like a run the memory estimate refuses (exit 2).
+    let need = mine.saturating_mul(bytes_per_run(metric_names.len()));
+    if need > crate::guard::MEMORY_LIMIT {
+        return Err(Error::Input(crate::error::InputError::new(
+            &spec.base_scenario.name,
+            None,
+            Some("replications"),
+            format!(
+                "{mine} runs ({points} points × {reps} replications{}) would keep about {:.1} GiB of results in memory (the limit is {} GiB); use fewer replications or points, or --shard K/N to split the sweep over machines",
+                if opts.shard.is_some() {
+                    ", this shard's share"
+                } else {
+                    ""
+                },
+                need as f64 / f64::from(1u32 << 30),
+                crate::guard::MEMORY_LIMIT >> 30
+            ),
+        )));
+    }
+    let shard_filter = opts.shard;
+    let indices = (0..total).filter(move |i| match shard_filter {
+        Some((k, n)) => i % n == k - 1,
+        None => true,
+    });
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.unwrap_or(0))
         .build()
         .map_err(|e| Error::Runtime(format!("cannot start worker threads: {e}")))?;
     let bar = if opts.progress {
-        let bar = indicatif::ProgressBar::new(indices.len() as u64);
+        let bar = indicatif::ProgressBar::new(mine);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "{bar:40} {pos}/{len} runs, {elapsed_precise} elapsed, ETA {eta}",
@@ -308,20 +373,27 @@ pub fn run(spec: &SweepSpec, opts: &SweepOptions) -> Result<SweepState, Error> {
                 )
             })
             .collect(),
+        fingerprint: opts.fingerprint.clone(),
+        metrics: metric_names,
         replications: reps,
         total_runs: total,
         shard: opts.shard,
-        rows: Vec::with_capacity(indices.len()),
+        rows: Vec::new(),
         curves: vec![CurveSums::default(); points],
     };
     let mut state = match &opts.resume {
         Some(done) => {
             if done.scenario != fresh.scenario
+                || done.fingerprint != fresh.fingerprint
+                || done.metrics != fresh.metrics
                 || done.axes != fresh.axes
                 || done.replications != fresh.replications
                 || done.total_runs != fresh.total_runs
                 || done.shard != fresh.shard
-                || done.rows.iter().any(|r| r.metrics.len() != METRICS.len())
+                || done
+                    .rows
+                    .iter()
+                    .any(|r| r.metrics.len() != fresh.metrics.len())
             {
                 return Err(Error::Runtime(
                     "the checkpoint belongs to a different sweep (or was written by a mailsim with other metrics)".into(),
@@ -332,9 +404,15 @@ pub fn run(spec: &SweepSpec, opts: &SweepOptions) -> Result<SweepState, Error> {
         None => fresh,
     };
     let done: std::collections::HashSet<u64> = state.rows.iter().map(|r| r.run).collect();
-    let indices: Vec<u64> = indices.into_iter().filter(|i| !done.contains(i)).collect();
+    let mut indices = indices.filter(|i| !done.contains(i));
     let chunk = (pool.current_num_threads() * 4).max(1);
-    for batch in indices.chunks(chunk) {
+    let mut batch: Vec<u64> = Vec::with_capacity(chunk);
+    loop {
+        batch.clear();
+        batch.extend(indices.by_ref().take(chunk));
+        if batch.is_empty() {
+            break;
+        }
         let results: Vec<Result<(u64, u64, Summary, QueueSeries), Error>> = pool.install(|| {
             batch
                 .par_iter()
@@ -369,13 +447,16 @@ pub fn run(spec: &SweepSpec, opts: &SweepOptions) -> Result<SweepState, Error> {
             state.rows.push(RunRow {
                 run: i,
                 seed,
-                metrics: METRICS.iter().map(|(_, f)| f(&summary)).collect(),
+                metrics: summary.columns().into_iter().map(|(_, v)| v).collect(),
             });
             if let Some(bar) = &bar {
                 bar.inc(1);
             }
         }
-        if crate::guard::interrupted() {
+        let stop_here = opts
+            .stop_after_runs
+            .is_some_and(|n| state.rows.len() as u64 >= n);
+        if crate::guard::interrupted() || stop_here {
             if let Some(bar) = &bar {
                 bar.abandon();
             }
@@ -389,9 +470,8 @@ pub fn run(spec: &SweepSpec, opts: &SweepOptions) -> Result<SweepState, Error> {
                     }
                     .write(dir)?;
                     Error::Interrupted(format!(
-                        "sweep interrupted after {} of {} runs; `mailsim sweep --resume {}` continues it",
+                        "sweep interrupted after {} of {mine} runs; `mailsim sweep --resume {}` continues it",
                         state.rows.len(),
-                        indices.len() + done.len(),
                         dir.display()
                     ))
                 }
@@ -420,11 +500,27 @@ impl SweepState {
                 || p.axes != first.axes
                 || p.replications != first.replications
                 || p.total_runs != first.total_runs
-                || p.rows.iter().any(|r| r.metrics.len() != METRICS.len())
+                || p.metrics != first.metrics
             {
                 return Err(format!(
                     "shards of different sweeps: `{}` and `{}` (scenario, swept values and replications must match, and the metrics of the mailsim that wrote them)",
                     first.scenario, p.scenario
+                ));
+            }
+            if p.fingerprint != first.fingerprint {
+                return Err(format!(
+                    "shards of different sweeps of `{}`: they were made from different scenario texts, --set values or mailsim versions (fingerprints {} and {}); run every shard from the same file and command",
+                    first.scenario,
+                    if first.fingerprint.is_empty() {
+                        "none"
+                    } else {
+                        &first.fingerprint
+                    },
+                    if p.fingerprint.is_empty() {
+                        "none"
+                    } else {
+                        &p.fingerprint
+                    }
                 ));
             }
         }

@@ -3,7 +3,7 @@
 //! and `sweep-state.json`, the exact state a later `mailsim merge` or `mailsim plot` reads.
 
 use super::stats::Estimate;
-use super::{CURVES, METRICS, SweepState};
+use super::{CURVES, SweepState};
 use crate::engine::time::{SECOND, Time, write_seconds};
 use crate::error::Error;
 use crate::output::queues::QueueSeries;
@@ -63,9 +63,9 @@ impl SweepState {
         let mut s = String::from("run,point");
         self.axis_header(&mut s);
         s.push_str(",replication,seed");
-        for (m, _) in METRICS {
+        for m in &self.metrics {
             s.push(',');
-            s.push_str(m);
+            text_cell(&mut s, m);
         }
         s.push('\n');
         let reps = u64::from(self.replications.max(1));
@@ -102,24 +102,34 @@ impl SweepState {
     pub fn points_csv(&self) -> String {
         let mut s = String::from("point");
         self.axis_header(&mut s);
-        s.push_str(",runs");
-        for (m, _) in METRICS {
-            let _ = write!(s, ",{m}_mean,{m}_sd,{m}_ci_low,{m}_ci_high");
+        // `undrained`: runs that ended with mail still queued (their drain_time_s is
+        // empty, and the point's drain-time statistics leave them out).
+        s.push_str(",runs,undrained");
+        for m in &self.metrics {
+            for stat in ["mean", "sd", "ci_low", "ci_high"] {
+                s.push(',');
+                text_cell(&mut s, &format!("{m}_{stat}"));
+            }
         }
         s.push('\n');
-        let per_metric: Vec<Vec<Option<Estimate>>> = (0..METRICS.len())
+        let per_metric: Vec<Vec<Option<Estimate>>> = (0..self.metrics.len())
             .map(|m| self.metric_estimates(m))
             .collect();
+        let queued = self.metrics.iter().position(|m| m == "queued_at_end");
         let reps = u64::from(self.replications.max(1));
         for p in 0..self.curves.len() {
-            let runs = self
-                .rows
-                .iter()
-                .filter(|r| (r.run / reps) as usize == p)
+            let mine = || self.rows.iter().filter(|r| (r.run / reps) as usize == p);
+            let runs = mine().count();
+            let undrained = mine()
+                .filter(|r| {
+                    queued
+                        .and_then(|q| r.metrics.get(q).copied().flatten())
+                        .is_some_and(|n| n > 0.0)
+                })
                 .count();
             let _ = write!(s, "{p}");
             self.axis_cells(&mut s, p);
-            let _ = write!(s, ",{runs}");
+            let _ = write!(s, ",{runs},{undrained}");
             for estimates in &per_metric {
                 match estimates[p] {
                     Some(e) => {

@@ -75,15 +75,32 @@ pub enum Step {
         /// `conn_use=`: how many deliveries the last session has made, this one included,
         /// when it came from the connection cache; 0 for a new connection.
         conn_use: u32,
+        /// Time spent in DNS lookups (part of `delays=` c).
+        dns: Time,
     },
 }
 
-/// Something an agent saw that Postfix logs without a queue ID.
+/// A server an agent gave up on and Postfix logs an info line for: a failed connect (no
+/// queue ID), or a soft error at a server that is not the last one to try, which leaves
+/// the recipients for the next (`QID: host … said: …`, `smtp_trouble.c`).
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectFailure {
     pub t: Time,
     pub host: u32,
     pub cause: crate::observe::Cause,
+    pub kind: FailureKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// `connect to …` (`smtp_connect_addr`).
+    Connect,
+    /// The whole session failed at a non-final server (`smtp_bulk_fail`: greeting, MAIL,
+    /// end of DATA, a lost session): one line per request.
+    Session,
+    /// RCPT TO of the recipient with this original index failed at a non-final server
+    /// (`smtp_rcpt_fail`).
+    Recipient(u32),
 }
 
 /// A mail server host (one address).
@@ -340,12 +357,9 @@ impl World {
             .fold((0, 0), |(n, p), (a, b)| (n + a, p + b))
     }
 
-    /// The preferred host of destination `d` (its first MX), for texts that name one.
-    pub fn first_host(&self, d: usize) -> Option<(&str, &str)> {
-        self.mx
-            .get(d)
-            .and_then(|l| l.first())
-            .map(|&(_, h)| self.host(h))
+    /// Number of server hosts (ids `0..host_count()`).
+    pub fn host_count(&self) -> u32 {
+        u32::try_from(self.host_names.len()).unwrap_or(u32::MAX)
     }
 
     /// Host `h`'s name and address.
@@ -435,6 +449,7 @@ impl World {
                 setup_done: None,
                 tried: None,
                 conn_use: 0,
+                dns: 0,
             };
         }
         let agent = match self.free_clients.pop() {

@@ -91,6 +91,8 @@ pub(super) struct Client {
     cache_used: Vec<u32>,
     /// `conn_use=` of the last session (0: a new connection).
     conn_use: u32,
+    /// Time spent waiting for DNS answers.
+    dns_time: Time,
 }
 
 impl Client {
@@ -366,6 +368,7 @@ impl World {
             c.cache = c.policy;
             c.nexthop_key = c.cache.load || c.cache.store;
         }
+        c.dns_time += delay.max(0);
         c.phase = Phase::Connect;
         if c.cache.load {
             // Addresses whose cached sessions this request used are not visited again.
@@ -692,14 +695,26 @@ impl World {
             (None, Some(s), Some(slots)) => slots.hold(s, end),
             _ => {}
         }
-        if let HostOutcome::ConnectFailed(cause) = outcome
-            && self.keep_notes
-        {
-            self.connect_failures.push(super::ConnectFailure {
-                t: end,
-                host,
-                cause,
-            });
+        if self.keep_notes {
+            let kind = match outcome {
+                HostOutcome::ConnectFailed(_) => Some(super::FailureKind::Connect),
+                HostOutcome::HandshakeFailed(_) if !final_server => {
+                    Some(super::FailureKind::Session)
+                }
+                _ => None,
+            };
+            if let (
+                Some(kind),
+                HostOutcome::ConnectFailed(cause) | HostOutcome::HandshakeFailed(cause),
+            ) = (kind, &outcome)
+            {
+                self.connect_failures.push(super::ConnectFailure {
+                    t: end,
+                    host,
+                    cause: *cause,
+                    kind,
+                });
+            }
         }
         let c = &mut self.clients[e];
         if cached.is_some() {
@@ -719,6 +734,7 @@ impl World {
                 if turn.final_server {
                     for r in req.recipients.iter_mut().filter(|r| r.is_left()) {
                         r.reply = Reply::Deferred(cause);
+                        r.reply_host = host;
                     }
                     if !c.complete_session {
                         c.hop_failure = true;
@@ -791,6 +807,7 @@ impl World {
         };
         if let Some(cause) = mail_refusal {
             t += self.servers[owner].rcpt_time();
+            self.note_skip(t, host, cause, None, final_server);
             for i in 0..req.recipients.len() {
                 if req.recipients[i].is_left() {
                     self.reject(e, host, req, i, cause, final_server);
@@ -825,7 +842,11 @@ impl World {
             };
             match reply {
                 None => accepted.push(i),
-                Some(cause) => self.reject(e, host, req, i, cause, final_server),
+                Some(cause) => {
+                    let index = req.recipients[i].orig_index;
+                    self.note_skip(t, host, cause, Some(index), final_server);
+                    self.reject(e, host, req, i, cause, final_server);
+                }
             }
         }
         if !accepted.is_empty() {
@@ -855,6 +876,9 @@ impl World {
                 Some(FaultKind::Reject(Stage::Data)) => Some(Cause::DataRejected),
                 _ => self.servers[owner].end_of_data(),
             };
+            if let Some(cause) = verdict {
+                self.note_skip(t, host, cause, None, final_server);
+            }
             for &i in &accepted {
                 match verdict {
                     None => {
@@ -867,6 +891,30 @@ impl World {
         }
         self.accepted = accepted;
         TransactionEnd::Done(t)
+    }
+
+    /// A soft error at a server that is not the final one is only logged, and the
+    /// recipients wait for the next server: `QID: <reason>` (`smtp_rcpt_fail` for one
+    /// recipient, `smtp_bulk_fail` once for the session).
+    fn note_skip(
+        &mut self,
+        t: Time,
+        host: u32,
+        cause: Cause,
+        rcpt: Option<u32>,
+        final_server: bool,
+    ) {
+        if self.keep_notes && cause.is_soft() && !final_server {
+            self.connect_failures.push(super::ConnectFailure {
+                t,
+                host,
+                cause,
+                kind: match rcpt {
+                    Some(i) => super::FailureKind::Recipient(i),
+                    None => super::FailureKind::Session,
+                },
+            });
+        }
     }
 
     /// A 4xx or 5xx for recipient `i` from `host` (`smtp_rcpt_fail`): 5xx bounces; 4xx
@@ -884,9 +932,11 @@ impl World {
             self.clients[e].last_cause = Some(cause);
             if final_server {
                 req.recipients[i].reply = Reply::Deferred(cause);
+                req.recipients[i].reply_host = host;
             }
         } else {
             req.recipients[i].reply = Reply::Bounced(cause);
+            req.recipients[i].reply_host = host;
             self.forget_final(host, req, i);
         }
     }
@@ -934,8 +984,11 @@ impl World {
         }
         let c = &self.clients[e];
         let mut any_left = false;
+        // The last error's server: the last host tried (DNS errors name none).
+        let host = c.tried.unwrap_or(crate::postfix::message::NO_HOST);
         for r in req.recipients.iter_mut().filter(|r| r.is_left()) {
             any_left = true;
+            r.reply_host = host;
             r.reply = if cause.is_soft() {
                 Reply::Deferred(cause)
             } else {
@@ -950,6 +1003,7 @@ impl World {
             setup_done: c.setup_done,
             tried,
             conn_use: c.conn_use,
+            dns: c.dns_time,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use super::{Entry, Queue};
 use crate::engine::time::{Time, whole_seconds};
+use crate::observe::ClogAdvice;
 use crate::observe::Observer;
 use crate::postfix::Mta;
 use crate::postfix::message::{LeaveAction, Location, RcptStatus};
@@ -28,7 +29,8 @@ impl Mta {
             let msg = self.messages.get_mut(m);
             msg.active_at = now;
             let (id, origin, size, sender) = (msg.id, msg.origin_id, msg.size, msg.sender_key());
-            let nrcpt = msg.pending_recipients() as u32;
+            // The size record's count, not the recipients still to go (§4.5).
+            let nrcpt = msg.nrcpt;
             self.note(
                 now,
                 id,
@@ -39,6 +41,14 @@ impl Mta {
                     sender,
                 },
             );
+        }
+        if !self.messages.get(m).force_expired {
+            // qmgr removes the defer log when it reads the file (`qmgr_message_alloc`), so
+            // mailq shows no reasons for it until this round defers someone (§4.5). A
+            // force-expired file keeps its log: its notice is made from it.
+            for r in self.messages.get_mut(m).recipients.iter_mut() {
+                r.defer_log = None;
+            }
         }
         if self.messages.get(m).force_expired {
             // §4.3: an administratively expired message is returned without an attempt.
@@ -119,8 +129,10 @@ impl Mta {
                 // A new in-core queue (qmgr_queue_create): no delivery history.
                 queue.last_done = i64::MIN;
                 queue.cache = crate::world::CacheFlags::default();
+                queue.clog_time_to_warn = 0;
             }
         }
+        self.qmgr.touch_window(q);
         let dead_cause = if self.qmgr.transports[transport].dead {
             Some(crate::observe::Cause::TransportUnavailable)
         } else if self.qmgr.queues[q as usize].win.is_dead() {
@@ -129,11 +141,12 @@ impl Mta {
             None
         };
         if let Some(cause) = dead_cause {
-            // Recipients go to the retry service: deferred without a connection.
-            let suspended_by = self.qmgr.queues[q as usize].dead_cause;
+            // Recipients go to the retry service: deferred without a connection, with the
+            // reason qmgr saved (`qmgr_message_resolve`).
+            let saved = self.saved_reason(q, cause);
             for r in lo..hi {
                 if self.messages.get(m).recipients[r].status == RcptStatus::Pending {
-                    self.retry_deferral(m, r, cause, suspended_by, now);
+                    self.retry_deferral(m, r, cause, saved, 0, now);
                 }
             }
             return;
@@ -170,14 +183,71 @@ impl Mta {
                     setup_done: None,
                     tried: None,
                     conn_use: 0,
+                    pid: 0,
+                    blocked_at_queueing: self.qmgr.blocked_clock(q),
+                    window_wait: 0,
+                    dns: 0,
                 };
                 let e = self.qmgr.alloc_entry(entry);
                 self.qmgr.queues[q as usize].todo.push_back(e);
                 self.messages.get_mut(m).refcount += 1;
+                self.clog_warning(q, now);
                 self.qmgr.offer(q);
             }
             start = end;
         }
+    }
+
+    /// `qmgr_entry_create`'s warning when one destination takes up more than a fifth of
+    /// the active queue's entries, at most every qmgr_clog_warn_time (§9.6).
+    fn clog_warning(&mut self, q: u32, now: Time) {
+        let warn_every = self.cfg.qmgr_clog_warn_time;
+        if !self.record_notes || warn_every <= 0 {
+            return;
+        }
+        let now_s = whole_seconds(now);
+        let queue = &self.qmgr.queues[q as usize];
+        let length = queue.todo.len() as u64 + u64::from(queue.busy);
+        if length <= (self.qmgr.active_limit / 5) as u64 || now_s < queue.clog_time_to_warn {
+            return;
+        }
+        let messages = self.counts.active.max(1);
+        let share = length as f64 / messages as f64;
+        let t = queue.transport as usize;
+        let limit = self.qmgr.transports[t].rules.limit;
+        // `queue->peers`: more than one message has entries for this queue.
+        let first = queue
+            .todo
+            .front()
+            .map(|&e| self.qmgr.entries[e as usize].msg);
+        let several = queue
+            .todo
+            .iter()
+            .any(|&e| Some(self.qmgr.entries[e as usize].msg) != first);
+        let advice = if limit > 0 && limit as i64 <= i64::from(queue.busy) + 1 {
+            ClogAdvice::ConcurrencyLimit(limit)
+        } else if f64::from(queue.win.window) > self.qmgr.active_limit as f64 * share {
+            ClogAdvice::ActiveLimit
+        } else if several {
+            ClogAdvice::SeparateTransport
+        } else {
+            ClogAdvice::Timeouts
+        };
+        self.qmgr.queues[q as usize].clog_time_to_warn = now_s + warn_every;
+        let dest = self.qmgr.queues[q as usize].dest;
+        self.note(
+            now,
+            0,
+            0,
+            NoteKind::ClogWarning {
+                dest,
+                transport: self.qmgr.queues[q as usize].transport,
+                entries: length,
+                messages,
+                active_limit: self.qmgr.active_limit as u64,
+                advice,
+            },
+        );
     }
 
     fn queue_for_recipient(&mut self, dest: u32, key: u64) -> u32 {

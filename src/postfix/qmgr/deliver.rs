@@ -8,12 +8,13 @@
 //! positive feedback that also revives a dead queue.
 
 use super::event_loop::Timer;
-use super::{Entry, NOT_QUEUED, Qmgr};
+use super::{Entry, FIRST_AGENT_PID, NOT_QUEUED, Qmgr};
 use crate::engine::EventQueue;
 use crate::engine::time::{Time, whole_seconds};
 use crate::observe::Cause;
 use crate::observe::Observer;
-use crate::postfix::message::{Location, RcptStatus, Reply};
+use crate::postfix::message::{DeferWhy, Location, NO_HOST, RcptStatus, Reply};
+use crate::postfix::notes::DeadNote;
 use crate::postfix::{Event, Mta};
 use crate::world::{Request, Step, World};
 use std::cmp::Reverse;
@@ -29,6 +30,22 @@ impl Qmgr {
                 self.entries.push(entry);
                 (self.entries.len() - 1) as u32
             }
+        }
+    }
+
+    /// An idle agent process (the most recently freed), or a new one.
+    pub(super) fn alloc_pid(&mut self) -> u32 {
+        self.free_pids.pop().unwrap_or_else(|| {
+            let pid = self.next_pid;
+            self.next_pid = self.next_pid.wrapping_add(1).max(FIRST_AGENT_PID);
+            pid
+        })
+    }
+
+    /// Agent process `pid` is idle again.
+    pub(super) fn free_pid(&mut self, pid: u32) {
+        if pid != 0 {
+            self.free_pids.push(pid);
         }
     }
 
@@ -66,6 +83,7 @@ impl Qmgr {
             let e = queue.todo.pop_front()?;
             queue.busy += 1;
             queue.update_cache_flags(whole_seconds(now));
+            self.touch_window(q);
             self.offer(q);
             return Some(e);
         }
@@ -98,7 +116,9 @@ impl Mta {
                 if self.transport_is_down(t, now) {
                     // No agent answers: the request and every queued one of the transport
                     // are deferred, and the transport is dead for transport_retry_time.
-                    self.qmgr.queues[self.qmgr.entries[e as usize].queue as usize].busy -= 1;
+                    let q = self.qmgr.entries[e as usize].queue;
+                    self.qmgr.queues[q as usize].busy -= 1;
+                    self.qmgr.touch_window(q);
                     self.defer_entry(e, Cause::TransportUnavailable, now, events, obs);
                     self.throttle_transport(t, now, events, obs);
                     started = true;
@@ -145,8 +165,18 @@ impl Mta {
             recipients: count,
         });
         self.qmgr.entries[e as usize].handoff = now;
+        self.qmgr.entries[e as usize].pid = self.qmgr.alloc_pid();
+        self.note_window_wait(e);
         let step = world.start(now, self.request(e));
+        self.take_server_notes(e, world);
         self.schedule_step(e, now, step, events);
+    }
+
+    /// How much of request `e`'s wait since it was queued its queue's window caused.
+    fn note_window_wait(&mut self, e: u32) {
+        let entry = self.qmgr.entries[e as usize];
+        let blocked = self.qmgr.blocked_clock(entry.queue) - entry.blocked_at_queueing;
+        self.qmgr.entries[e as usize].window_wait = blocked.max(0);
     }
 
     /// The delivery request `e` as its agent sees it.
@@ -177,6 +207,7 @@ impl Mta {
                 setup_done,
                 tried,
                 conn_use,
+                dns,
             } => {
                 let entry = &mut self.qmgr.entries[e as usize];
                 entry.site_failure = site_failure;
@@ -184,6 +215,7 @@ impl Mta {
                 entry.setup_done = setup_done;
                 entry.tried = tried;
                 entry.conn_use = conn_use;
+                entry.dns = dns;
                 events.schedule(at.max(now), Event::DeliveryDone { entry: e });
             }
         }
@@ -201,7 +233,43 @@ impl Mta {
             return;
         };
         let step = world.resume(agent, now, self.request(e));
+        self.take_server_notes(e, world);
         self.schedule_step(e, now, step, events);
+    }
+
+    /// The info lines the agent of request `e` logged while working (failed connects, soft
+    /// errors at servers it then skipped), with its queue file and process id.
+    fn take_server_notes(&mut self, e: u32, world: &mut World) {
+        if world.connect_failures.is_empty() {
+            return;
+        }
+        let entry = self.qmgr.entries[e as usize];
+        let msg = self.messages.get(entry.msg);
+        let (id, origin) = (msg.id, msg.origin_id);
+        let notice_to = match msg.origin {
+            crate::postfix::message::Origin::Notice(s) => Some(s),
+            _ => None,
+        };
+        let dest = self.qmgr.queues[entry.queue as usize].dest;
+        let transport = self.qmgr.queues[entry.queue as usize].transport;
+        let failures: Vec<crate::world::ConnectFailure> =
+            world.connect_failures.drain(..).collect();
+        for f in failures {
+            self.note(
+                f.t,
+                id,
+                origin,
+                crate::postfix::notes::NoteKind::ServerFailed {
+                    host: f.host,
+                    cause: f.cause,
+                    kind: f.kind,
+                    pid: entry.pid,
+                    dest,
+                    transport,
+                    notice_to,
+                },
+            );
+        }
     }
 
     /// `qmgr_deliver_update` then `qmgr_entry_done`: the agent's reply for request `e`.
@@ -224,7 +292,7 @@ impl Mta {
             });
         let mut any_deferred = false;
         let mut any_filtered = false;
-        let mut first_deferral = None;
+        let mut first_deferral: Option<(Cause, usize, u32)> = None;
         for r in entry.lo as usize..entry.hi as usize {
             let rc = self.messages.get(m).recipients[r];
             if rc.status != RcptStatus::Pending {
@@ -248,16 +316,23 @@ impl Mta {
                     any_deferred = true;
                     self.totals.deferrals += 1;
                     self.totals.deferred_by_cause.add(cause);
-                    first_deferral.get_or_insert(cause);
-                    let rc = &mut self.messages.get_mut(m).recipients[r];
-                    rc.last_cause = Some(cause);
-                    rc.last_suspended = false;
+                    first_deferral.get_or_insert((cause, r, rc.reply_host));
+                    let why = DeferWhy::Reply {
+                        cause,
+                        host: rc.reply_host,
+                    };
+                    self.defer_log_append(m, r, why);
                 }
                 Reply::None => {
                     // The client always answers for every recipient it was given.
                     any_deferred = true;
                     self.totals.deferrals += 1;
                     self.totals.deferred_by_cause.add(Cause::Unavailable);
+                    let why = DeferWhy::Reply {
+                        cause: Cause::Unavailable,
+                        host: NO_HOST,
+                    };
+                    self.defer_log_append(m, r, why);
                 }
             }
             self.messages.get_mut(m).recipients[r].reply = Reply::None;
@@ -274,19 +349,32 @@ impl Mta {
         if any_deferred && entry.site_failure && self.qmgr.queues[q as usize].win.is_ready() {
             let died = self.qmgr.queues[q as usize].win.throttle(&rules);
             if died {
-                self.qmgr.queues[q as usize].dead_cause = first_deferral;
+                // qmgr saves the failure's reason, prefixed, as the dead queue's reason
+                // (`qmgr_deliver_update`: `vstring_prepend(…, "delivery temporarily
+                // suspended: ")` then `qmgr_queue_throttle`).
+                let (cause, r, host) = first_deferral.unwrap_or((Cause::Unavailable, 0, NO_HOST));
+                let text = format!(
+                    "delivery temporarily suspended: {}",
+                    self.reply_text(m, r, cause, host)
+                );
+                let text = self.save_text(text);
+                self.qmgr.queues[q as usize].dead_reason = Some((cause, text));
                 self.declare_dead(q, now, events, obs);
             }
         }
         // Any normal reply proves the agents work (`qmgr_deliver_update`).
-        self.unthrottle_transport(t);
+        if self.unthrottle_transport(t) {
+            self.sync_dead_transport(t, DeadNote::Delivery);
+        }
         if !entry.site_failure {
             let queue = &mut self.qmgr.queues[q as usize];
             let busy = queue.busy;
             if queue.win.unthrottle(&rules, busy) {
                 queue.timer_generation += 1; // cancel the revival timer
+                self.sync_dead(q, DeadNote::Delivery);
             }
         }
+        self.qmgr.touch_window(q);
         self.qmgr.transports[t].busy_agents -= 1;
         self.entry_done(e, true, now, events, obs);
     }
@@ -313,7 +401,11 @@ impl Mta {
                 Reply::Deferred(cause) => {
                     self.totals.deferrals += 1;
                     self.totals.deferred_by_cause.add(cause);
-                    self.messages.get_mut(m).recipients[r].last_cause = Some(cause);
+                    let why = DeferWhy::Reply {
+                        cause,
+                        host: rc.reply_host,
+                    };
+                    self.defer_log_append(m, r, why);
                 }
                 Reply::None => {}
             }
@@ -323,6 +415,7 @@ impl Mta {
         if let Some(transport) = self.qmgr.transports.get_mut(t) {
             transport.busy_agents = transport.busy_agents.saturating_sub(1);
         }
+        self.qmgr.free_pid(entry.pid);
         self.qmgr.free_entries.push(e);
         let msg = self.messages.get_mut(m);
         msg.locked = msg.locked.saturating_sub(1);
@@ -358,6 +451,9 @@ impl Mta {
             status,
             cause,
             suspended_by: None,
+            saved_text: None,
+            server: rc.reply_host,
+            pid: entry.pid,
             agent: if local {
                 crate::postfix::notes::AgentNote::Local
             } else {
@@ -370,6 +466,8 @@ impl Mta {
             handoff: Some(entry.handoff),
             setup_done: entry.setup_done,
             conn_use: entry.conn_use,
+            window_wait: entry.window_wait,
+            dns: entry.dns,
             to_filter: msg.filter_pass
                 && self
                     .content_filter
@@ -384,23 +482,43 @@ impl Mta {
         );
     }
 
+    /// The reason qmgr hands the retry service for queue `q` when it is dead (`cause` =
+    /// `Suspended`) or its transport is (`TransportUnavailable`): the DSN's cause and the
+    /// saved text.
+    pub(crate) fn saved_reason(&mut self, q: u32, cause: Cause) -> (Cause, u32) {
+        match (cause, self.qmgr.queues[q as usize].dead_reason) {
+            (Cause::Suspended, Some(saved)) => saved,
+            (Cause::Suspended, None) => {
+                let text = format!(
+                    "delivery temporarily suspended: {}",
+                    crate::output::maillog::reason(Cause::Unavailable, "", None, "")
+                );
+                (Cause::Unavailable, self.save_text(text))
+            }
+            // qmgr_deliver.c: `qmgr_transport_throttle(…, "4.3.0", "mail transport
+            // unavailable")`.
+            _ => (
+                Cause::TransportUnavailable,
+                self.save_text("mail transport unavailable".into()),
+            ),
+        }
+    }
+
     /// qmgr defers recipient `r` through the retry service, without an attempt (a dead
-    /// destination or transport).
+    /// destination or transport), with the saved reason `(dsn cause, text)`.
     pub(crate) fn retry_deferral(
         &mut self,
         m: u32,
         r: usize,
         cause: Cause,
-        suspended_by: Option<Cause>,
+        saved: (Cause, u32),
+        window_wait: Time,
         now: Time,
     ) {
         self.totals.suspended_deferrals += 1;
         self.totals.deferred_by_cause.add(cause);
-        let msg = self.messages.get_mut(m);
-        msg.deferred_this_round = true;
-        let rc = &mut msg.recipients[r];
-        rc.last_cause = Some(suspended_by.unwrap_or(cause));
-        rc.last_suspended = cause == Cause::Suspended;
+        self.messages.get_mut(m).deferred_this_round = true;
+        self.defer_log_append(m, r, DeferWhy::Saved { text: saved.1 });
         if !self.record_notes {
             return;
         }
@@ -415,7 +533,11 @@ impl Mta {
             },
             status: crate::observe::Status::Deferred,
             cause: Some(cause),
-            suspended_by,
+            suspended_by: Some(saved.0),
+            saved_text: Some(saved.1),
+            server: NO_HOST,
+            // An error(8) process of the retry service.
+            pid: 2700 + (crate::engine::rng::splitmix64(msg.id ^ msg.activation) % 97) as u32,
             agent: crate::postfix::notes::AgentNote::Retry,
             relay: None,
             tried: None,
@@ -425,6 +547,8 @@ impl Mta {
             setup_done: None,
             conn_use: 0,
             to_filter: false,
+            window_wait,
+            dns: 0,
         };
         let (id, origin) = (msg.id, msg.origin_id);
         self.note(
@@ -494,7 +618,9 @@ impl Mta {
     /// `qmgr_enable_all` (`postqueue -f`, `-s`): every dead transport and queue comes back.
     pub(crate) fn enable_all(&mut self) {
         for t in 0..self.qmgr.transports.len() {
-            self.unthrottle_transport(t);
+            if self.unthrottle_transport(t) {
+                self.sync_dead_transport(t, DeadNote::Flush);
+            }
         }
         for q in 0..self.qmgr.queues.len() as u32 {
             self.enable_queue(q);
@@ -513,7 +639,9 @@ impl Mta {
             let busy = queue.busy;
             queue.win.unthrottle(&rules, busy);
             queue.timer_generation += 1;
+            self.sync_dead(q, DeadNote::Flush);
         }
+        self.qmgr.touch_window(q);
         let queue = &self.qmgr.queues[q as usize];
         if queue.win.is_ready() && queue.todo.is_empty() && queue.busy == 0 {
             self.delete_queue(q);
@@ -536,7 +664,7 @@ impl Mta {
         queue.cache = crate::world::CacheFlags::default();
         queue.timer_generation += 1;
         let generation = queue.timer_generation;
-        self.request_timer(
+        let until = self.request_timer(
             Timer::QueueRevive {
                 queue: q,
                 generation,
@@ -545,6 +673,10 @@ impl Mta {
             now,
             events,
         );
+        let text = self.qmgr.queues[q as usize]
+            .dead_reason
+            .map_or(0, |(_, t)| t);
+        self.sync_dead(q, DeadNote::QueueDied { text, until });
         self.defer_todo(q, Cause::Suspended, now, events, obs);
     }
 
@@ -571,11 +703,12 @@ impl Mta {
         events: &mut EventQueue<Event>,
         obs: &mut dyn Observer,
     ) {
+        self.note_window_wait(e);
         let entry = self.qmgr.entries[e as usize];
-        let suspended_by = self.qmgr.queues[entry.queue as usize].dead_cause;
+        let saved = self.saved_reason(entry.queue, cause);
         for r in entry.lo as usize..entry.hi as usize {
             if self.messages.get(entry.msg).recipients[r].status == RcptStatus::Pending {
-                self.retry_deferral(entry.msg, r, cause, suspended_by, now);
+                self.retry_deferral(entry.msg, r, cause, saved, entry.window_wait, now);
             }
         }
         // The message may finish here (and expire): its outcomes go to the observer.
@@ -605,7 +738,7 @@ impl Mta {
         transport.dead = true;
         transport.timer_generation += 1;
         let generation = transport.timer_generation;
-        self.request_timer(
+        let until = self.request_timer(
             Timer::TransportRevive {
                 transport: u16::try_from(t).unwrap_or(u16::MAX),
                 generation,
@@ -614,6 +747,7 @@ impl Mta {
             now,
             events,
         );
+        self.sync_dead_transport(t, DeadNote::TransportDied { until });
         for q in 0..self.qmgr.queues.len() as u32 {
             if self.qmgr.queues[q as usize].transport as usize == t
                 && self.qmgr.queues[q as usize].exists
@@ -624,13 +758,16 @@ impl Mta {
     }
 
     /// `qmgr_transport_unthrottle`: by the timer, a normal delivery completion, or a flush.
-    pub(crate) fn unthrottle_transport(&mut self, t: usize) {
+    /// Returns whether the transport was dead.
+    pub(crate) fn unthrottle_transport(&mut self, t: usize) -> bool {
         if let Some(transport) = self.qmgr.transports.get_mut(t)
             && transport.dead
         {
             transport.dead = false;
             transport.timer_generation += 1;
+            return true;
         }
+        false
     }
 
     pub(crate) fn transport_revive_timer(&mut self, t: usize, generation: u32) {
@@ -639,8 +776,9 @@ impl Mta {
             .transports
             .get(t)
             .is_some_and(|tr| tr.timer_generation == generation)
+            && self.unthrottle_transport(t)
         {
-            self.unthrottle_transport(t);
+            self.sync_dead_transport(t, DeadNote::Timer);
         }
     }
 
@@ -657,6 +795,7 @@ impl Mta {
     ) {
         let entry = self.qmgr.entries[e as usize];
         self.qmgr.free_entries.push(e);
+        self.qmgr.free_pid(entry.pid);
         let q = entry.queue;
         let t = self.qmgr.queues[q as usize].transport as usize;
         let rate_delay = self.qmgr.transports[t].rate_delay;
@@ -670,7 +809,9 @@ impl Mta {
                 if queue.win.is_dead() {
                     queue.win.unthrottle(&rules, queue.busy);
                     queue.timer_generation += 1;
+                    self.sync_dead(q, DeadNote::Delivery);
                 }
+                let queue = &mut self.qmgr.queues[q as usize];
                 if queue.win.is_ready() {
                     queue.win.window = super::feedback::SUSPENDED;
                     queue.timer_generation += 1;
@@ -687,6 +828,7 @@ impl Mta {
                 }
             }
         }
+        self.qmgr.touch_window(q);
         let queue = &self.qmgr.queues[q as usize];
         if queue.todo.is_empty() && queue.busy == 0 {
             if queue.win.is_ready() {
@@ -726,6 +868,9 @@ impl Mta {
         let rules = self.qmgr.transports[t].rules;
         let busy = queue.busy;
         queue.win.unthrottle(&rules, busy);
+        self.sync_dead(q, DeadNote::Timer);
+        self.qmgr.touch_window(q);
+        let queue = &self.qmgr.queues[q as usize];
         if queue.todo.is_empty() && queue.busy == 0 {
             self.delete_queue(q);
         } else {
@@ -743,6 +888,8 @@ impl Mta {
             return;
         }
         queue.win.window = 1;
+        self.qmgr.touch_window(q);
+        let queue = &self.qmgr.queues[q as usize];
         if queue.todo.is_empty() && queue.busy == 0 {
             self.delete_queue(q);
         } else {

@@ -31,6 +31,9 @@ use feedback::{FeedbackRules, Window};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
+/// Delivery agents' process ids start here (clear of the fixed ones in mail.log).
+const FIRST_AGENT_PID: u32 = 10_000;
+
 /// Marks "not in the ready heap".
 const NOT_QUEUED: u64 = u64::MAX;
 
@@ -55,8 +58,16 @@ pub(crate) struct Queue {
     pub cache: crate::world::CacheFlags,
     /// For a per-recipient queue, its key in `per_recipient_queues`.
     pub recipient_key: Option<u64>,
-    /// Why the queue was declared dead (the text of `delivery temporarily suspended: …`).
-    pub dead_cause: Option<crate::observe::Cause>,
+    /// How long the queue has had no room for another delivery (window full, dead or
+    /// suspended) in all: closed periods, and the start of the current one.
+    pub blocked_total: crate::engine::time::Time,
+    /// When this queue may warn about clogging the active queue again (whole seconds;
+    /// `qmgr_entry_create`).
+    pub clog_time_to_warn: i64,
+    pub blocked_since: Option<crate::engine::time::Time>,
+    /// Why the queue was declared dead: the failure's cause (its DSN) and the text qmgr
+    /// saved from it, `delivery temporarily suspended: <reason>` (`qmgr_deliver_update`).
+    pub dead_reason: Option<(crate::observe::Cause, u32)>,
 }
 
 /// One master.cf delivery service as qmgr sees it.
@@ -99,6 +110,15 @@ pub(crate) struct Entry {
     pub tried: Option<u32>,
     /// `conn_use=` of the session that delivered it (0: a new connection).
     pub conn_use: u32,
+    /// The process id of the agent working on it (0 until an agent takes it): every log
+    /// line of the request carries it, as one smtp process logs them all.
+    pub pid: u32,
+    /// Its queue's blocked clock ([`Qmgr::blocked_clock`]) when it was queued, and the part
+    /// of its wait for an agent that the queue's window (not the agents) caused.
+    pub blocked_at_queueing: crate::engine::time::Time,
+    pub window_wait: crate::engine::time::Time,
+    /// The agent's time in DNS lookups.
+    pub dns: crate::engine::time::Time,
 }
 
 /// Which directory scan.
@@ -143,11 +163,16 @@ pub(crate) struct Qmgr {
     pub free_entries: Vec<u32>,
     pub next_entry_order: u64,
     pub next_activation: u64,
+    /// Process ids of idle delivery agents, and the next new one.
+    pub free_pids: Vec<u32>,
+    pub next_pid: u32,
     /// qmgr's timers and the instant it last woke (`events.c`).
     pub event_loop: event_loop::EventLoop,
     /// An I/O trigger (cleanup's `W`, master's wakeup, postqueue) woke qmgr since its
     /// timers last ran: they run before the next `qmgr_loop`.
     pub triggered: bool,
+    /// The instant qmgr is working at (for the queues' blocked clocks).
+    pub now: crate::engine::time::Time,
 }
 
 fn transports_from(configs: &[TransportConfig]) -> Vec<Transport> {
@@ -198,8 +223,11 @@ impl Qmgr {
             free_entries: Vec::new(),
             next_entry_order: 0,
             next_activation: 0,
+            free_pids: Vec::new(),
+            next_pid: FIRST_AGENT_PID,
             event_loop: event_loop::EventLoop::new(0),
             triggered: false,
+            now: 0,
         };
         qmgr.fresh_queues();
         qmgr
@@ -275,7 +303,37 @@ impl Qmgr {
     }
 }
 
+impl Qmgr {
+    /// Queue `q`'s window or busy count may have changed: keeps its blocked clock, the
+    /// time its queued requests could not get an agent because of the window (full,
+    /// dead or suspended) rather than for want of a free agent (delay attribution, §9.4–5).
+    pub(crate) fn touch_window(&mut self, q: u32) {
+        let now = self.now;
+        let queue = &mut self.queues[q as usize];
+        let blocked = !queue.has_room();
+        match (queue.blocked_since, blocked) {
+            (None, true) => queue.blocked_since = Some(now),
+            (Some(since), false) => {
+                queue.blocked_total += now - since;
+                queue.blocked_since = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// Queue `q`'s blocked time up to now.
+    pub(crate) fn blocked_clock(&self, q: u32) -> crate::engine::time::Time {
+        let queue = &self.queues[q as usize];
+        queue.blocked_total + queue.blocked_since.map_or(0, |s| self.now - s)
+    }
+}
+
 impl Queue {
+    /// Room for another delivery in the window.
+    fn has_room(&self) -> bool {
+        self.win.is_ready() && self.win.window > self.busy as i32
+    }
+
     pub(super) fn new(transport: u16, dest: u32, rules: &FeedbackRules) -> Self {
         Queue {
             transport,
@@ -289,7 +347,10 @@ impl Queue {
             last_done: i64::MIN,
             cache: crate::world::CacheFlags::default(),
             recipient_key: None,
-            dead_cause: None,
+            dead_reason: None,
+            blocked_total: 0,
+            blocked_since: None,
+            clog_time_to_warn: 0,
         }
     }
 

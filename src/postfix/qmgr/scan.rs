@@ -27,6 +27,7 @@ impl Mta {
         world: &mut World,
         obs: &mut dyn Observer,
     ) {
+        self.qmgr.now = now;
         if !self.running {
             return;
         }
