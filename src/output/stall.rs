@@ -11,10 +11,11 @@
 //! add up exactly to its delay; the totals count every recipient's time up to its last
 //! attempt, delivered or not.
 
+use crate::engine::hash::IdMap;
 use crate::engine::time::Time;
 use crate::observe::{Agent, Cause, Event, Happening, Observer, RecipientOutcome, Status};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 /// The causes, in report order.
 pub const CAUSES: [&str; 11] = [
@@ -84,14 +85,14 @@ struct Rcpt {
 pub struct StallAttribution {
     /// Time (µs) per cause over every recipient, up to its last attempt.
     pub totals: [i64; 11],
-    files: HashMap<u64, File>,
-    rcpts: HashMap<(u64, u32), Rcpt>,
+    files: IdMap<u64, File>,
+    rcpts: IdMap<(u64, u32), Rcpt>,
     /// Waiting recipients per cause now (incoming, active, backoff, dead, scan, hold).
     now_counts: [i64; 11],
     /// Deferred files whose time stamp comes due: (mtime µs, id, generation).
     due: BinaryHeap<Reverse<(i64, u64, u32)>>,
     /// Parts of recipients not delivered yet.
-    pending: HashMap<(u64, u32), [i64; 11]>,
+    pending: IdMap<(u64, u32), [i64; 11]>,
     pub csv: String,
     /// With `keep_each`: every delivered recipient's parts, by (message id, index).
     pub keep_each: bool,
