@@ -53,21 +53,43 @@ enum FileState {
     Hold { mtime: i64, dead: bool },
 }
 
+/// One queue file. Kept small (48 bytes): a run whose queue grows to millions of files
+/// holds one per file (BENCHMARKS.md, "memory").
 #[derive(Clone, Copy, Debug)]
 struct File {
     state: FileState,
-    nrcpt: u64,
     /// When it last moved to deferred (for the split of the gap before its next attempt).
     deferred_at: Time,
+    /// The time stamp of the last deferral (seconds).
+    last_mtime: i64,
+    nrcpt: u32,
+    generation: u32,
+    /// Times it was deferred.
+    deferrals: u32,
     /// The last round deferred some recipient through the retry service.
     dead_round: bool,
-    hold_since: Option<Time>,
-    /// Time on hold since it was last deferred.
-    held: Time,
-    generation: u32,
-    /// Times it was deferred, and the time stamp of the last deferral (seconds).
-    deferrals: u32,
-    last_mtime: i64,
+}
+
+impl File {
+    fn new(state: FileState, nrcpt: u32, t: Time) -> Self {
+        File {
+            state,
+            deferred_at: t,
+            last_mtime: 0,
+            nrcpt,
+            generation: 0,
+            deferrals: 0,
+            dead_round: false,
+        }
+    }
+}
+
+/// Time on hold of a file that has been on hold since it was last deferred (rare, so
+/// kept beside [`File`] rather than in it).
+#[derive(Clone, Copy, Debug, Default)]
+struct Held {
+    since: Option<Time>,
+    total: Time,
 }
 
 /// Where a recipient's accounted time ends, and why it was last waiting.
@@ -86,6 +108,7 @@ pub struct StallAttribution {
     /// Time (µs) per cause over every recipient, up to its last attempt.
     pub totals: [i64; 11],
     files: IdMap<u64, File>,
+    held: IdMap<u64, Held>,
     rcpts: IdMap<(u64, u32), Rcpt>,
     /// Waiting recipients per cause now (incoming, active, backoff, dead, scan, hold).
     now_counts: [i64; 11],
@@ -103,6 +126,50 @@ fn secs(t: i64) -> Time {
     t * crate::engine::time::SECOND
 }
 
+/// Adds `sign × n` recipients to the count of what a file in `state` waits for at `now`.
+fn count(counts: &mut [i64; 11], state: FileState, n: u32, sign: i64, now: Time) {
+    let slot = match state {
+        FileState::Incoming => INCOMING,
+        FileState::Active => AGENT,
+        FileState::Deferred { mtime, dead } => {
+            if secs(mtime) <= now {
+                SCAN
+            } else if dead {
+                DEAD
+            } else {
+                BACKOFF
+            }
+        }
+        FileState::Hold { .. } => HOLD,
+    };
+    counts[slot] += sign * i64::from(n);
+}
+
+/// The gap before an attempt starting at `active`, from where the recipient's time was
+/// accounted to, split by what its file was doing (`held`: its time on hold since its last
+/// deferral).
+fn account_gap(file: Option<File>, held: Time, rcpt: Rcpt, active: Time, parts: &mut [i64; 11]) {
+    let from = rcpt.accounted_to;
+    if active <= from {
+        return;
+    }
+    let Some(f) = file.filter(|f| f.deferrals > rcpt.rounds_seen) else {
+        // Not deferred since: waiting in incoming (first activation, or after a
+        // content-filter pass or a requeue).
+        parts[INCOMING] += active - from;
+        return;
+    };
+    // [from, deferred_at): the rest of the message's delivery round.
+    parts[OTHERS] += f.deferred_at - from;
+    let gap = active - f.deferred_at;
+    let held = held.min(gap);
+    parts[HOLD] += held;
+    let mtime = secs(f.last_mtime);
+    let waiting = (mtime - f.deferred_at).clamp(0, gap - held);
+    parts[if rcpt.dead { DEAD } else { BACKOFF }] += waiting;
+    parts[SCAN] += gap - held - waiting;
+}
+
 impl StallAttribution {
     pub fn new() -> Self {
         let mut s = StallAttribution::default();
@@ -111,52 +178,29 @@ impl StallAttribution {
         s
     }
 
-    fn count(&mut self, state: FileState, n: u64, sign: i64, now: Time) {
-        let slot = match state {
-            FileState::Incoming => INCOMING,
-            FileState::Active => AGENT,
-            FileState::Deferred { mtime, dead } => {
-                if secs(mtime) <= now {
-                    SCAN
-                } else if dead {
-                    DEAD
-                } else {
-                    BACKOFF
+    /// File `id` is now in `state` (with `nrcpt` recipients, if given): one map look-up.
+    fn set_state(&mut self, id: u64, state: FileState, nrcpt: Option<u32>, t: Time) -> &mut File {
+        let counts = &mut self.now_counts;
+        let f = match self.files.entry(id) {
+            std::collections::hash_map::Entry::Occupied(o) => {
+                let f = o.into_mut();
+                count(counts, f.state, f.nrcpt, -1, t);
+                if let Some(n) = nrcpt {
+                    f.nrcpt = n;
                 }
+                f
             }
-            FileState::Hold { .. } => HOLD,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(File::new(state, nrcpt.unwrap_or(0), t))
+            }
         };
-        self.now_counts[slot] += sign * n as i64;
-    }
-
-    fn set_state(&mut self, id: u64, state: FileState, nrcpt: Option<u64>, t: Time) {
-        let (old, n) = match self.files.get(&id) {
-            Some(f) => (Some(f.state), nrcpt.unwrap_or(f.nrcpt)),
-            None => (None, nrcpt.unwrap_or(0)),
-        };
-        if let (Some(old), Some(f)) = (old, self.files.get(&id)) {
-            let old_n = f.nrcpt;
-            self.count(old, old_n, -1, t);
-        }
-        self.count(state, n, 1, t);
-        let f = self.files.entry(id).or_insert(File {
-            state,
-            nrcpt: n,
-            deferred_at: t,
-            dead_round: false,
-            hold_since: None,
-            held: 0,
-            generation: 0,
-            deferrals: 0,
-            last_mtime: 0,
-        });
+        count(counts, state, f.nrcpt, 1, t);
         f.state = state;
-        f.nrcpt = n;
         f.generation += 1;
         if let FileState::Deferred { mtime, .. } = state {
-            let g = f.generation;
-            self.due.push(Reverse((secs(mtime), id, g)));
+            self.due.push(Reverse((secs(mtime), id, f.generation)));
         }
+        f
     }
 
     /// Deferred files whose time has come move from backoff to waiting for the scan.
@@ -171,40 +215,27 @@ impl StallAttribution {
                 && let FileState::Deferred { dead, .. } = f.state
             {
                 let from = if dead { DEAD } else { BACKOFF };
-                self.now_counts[from] -= f.nrcpt as i64;
-                self.now_counts[SCAN] += f.nrcpt as i64;
+                self.now_counts[from] -= i64::from(f.nrcpt);
+                self.now_counts[SCAN] += i64::from(f.nrcpt);
             }
         }
     }
 
     fn remove_file(&mut self, id: u64, t: Time) {
         if let Some(f) = self.files.remove(&id) {
-            self.count(f.state, f.nrcpt, -1, t);
+            count(&mut self.now_counts, f.state, f.nrcpt, -1, t);
+        }
+        if !self.held.is_empty() {
+            self.held.remove(&id);
         }
     }
 
-    /// The gap before this attempt, from where the recipient's time was accounted to, split
-    /// by what its file was doing.
-    fn account_gap(&mut self, file: Option<File>, rcpt: Rcpt, active: Time, parts: &mut [i64; 11]) {
-        let from = rcpt.accounted_to;
-        if active <= from {
-            return;
+    /// Time on hold of file `id` since its last deferral.
+    fn held_time(&self, id: u64) -> Time {
+        if self.held.is_empty() {
+            return 0;
         }
-        let Some(f) = file.filter(|f| f.deferrals > rcpt.rounds_seen) else {
-            // Not deferred since: waiting in incoming (first activation, or after a
-            // content-filter pass or a requeue).
-            parts[INCOMING] += active - from;
-            return;
-        };
-        // [from, deferred_at): the rest of the message's delivery round.
-        parts[OTHERS] += f.deferred_at - from;
-        let gap = active - f.deferred_at;
-        let held = f.held.min(gap);
-        parts[HOLD] += held;
-        let mtime = secs(f.last_mtime);
-        let waiting = (mtime - f.deferred_at).clamp(0, gap - held);
-        parts[if rcpt.dead { DEAD } else { BACKOFF }] += waiting;
-        parts[SCAN] += gap - held - waiting;
+        self.held.get(&id).map_or(0, |h| h.total)
     }
 
     /// The totals by cause name, in seconds (`summary.json`'s `stall_s`).
@@ -287,23 +318,20 @@ impl Observer for StallAttribution {
         self.advance(e.t);
         match e.what {
             Happening::Received { nrcpt, .. } => {
-                self.set_state(e.id, FileState::Incoming, Some(u64::from(nrcpt)), e.t);
+                self.set_state(e.id, FileState::Incoming, Some(nrcpt), e.t);
             }
             Happening::Activated { nrcpt, .. } => {
-                if let Some(f) = self.files.get_mut(&e.id) {
-                    f.dead_round = false;
-                }
-                self.set_state(e.id, FileState::Active, Some(u64::from(nrcpt)), e.t);
+                self.set_state(e.id, FileState::Active, Some(nrcpt), e.t)
+                    .dead_round = false;
             }
             Happening::Deferred { mtime } => {
                 let dead = self.files.get(&e.id).is_some_and(|f| f.dead_round);
-                let pending = self.files.get(&e.id).map(|f| f.nrcpt);
-                self.set_state(e.id, FileState::Deferred { mtime, dead }, pending, e.t);
-                if let Some(f) = self.files.get_mut(&e.id) {
-                    f.deferred_at = e.t;
-                    f.held = 0;
-                    f.deferrals += 1;
-                    f.last_mtime = mtime;
+                let f = self.set_state(e.id, FileState::Deferred { mtime, dead }, None, e.t);
+                f.deferred_at = e.t;
+                f.deferrals += 1;
+                f.last_mtime = mtime;
+                if !self.held.is_empty() {
+                    self.held.remove(&e.id);
                 }
             }
             Happening::Admin { what } => {
@@ -311,9 +339,7 @@ impl Observer for StallAttribution {
                 match (what, state) {
                     ("placed on hold", Some(FileState::Deferred { mtime, dead })) => {
                         self.set_state(e.id, FileState::Hold { mtime, dead }, None, e.t);
-                        if let Some(f) = self.files.get_mut(&e.id) {
-                            f.hold_since = Some(e.t);
-                        }
+                        self.held.entry(e.id).or_default().since = Some(e.t);
                     }
                     ("placed on hold", Some(_)) => {
                         self.set_state(
@@ -324,18 +350,16 @@ impl Observer for StallAttribution {
                             },
                             None,
                             e.t,
-                        );
-                        if let Some(f) = self.files.get_mut(&e.id) {
-                            f.hold_since = Some(e.t);
-                            f.deferred_at = e.t;
-                        }
+                        )
+                        .deferred_at = e.t;
+                        self.held.entry(e.id).or_default().since = Some(e.t);
                     }
                     ("released from hold", Some(FileState::Hold { mtime, dead })) => {
                         self.set_state(e.id, FileState::Deferred { mtime, dead }, None, e.t);
-                        if let Some(f) = self.files.get_mut(&e.id)
-                            && let Some(since) = f.hold_since.take()
+                        if let Some(h) = self.held.get_mut(&e.id)
+                            && let Some(since) = h.since.take()
                         {
-                            f.held += e.t - since;
+                            h.total += e.t - since;
                         }
                     }
                     ("removed", _) => self.remove_file(e.id, e.t),
@@ -343,93 +367,108 @@ impl Observer for StallAttribution {
                 }
             }
             Happening::Removed | Happening::Expired { .. } => self.remove_file(e.id, e.t),
-            Happening::Recipient(r) => {
-                let key = (e.origin, r.index);
-                let rcpt = self.rcpts.get(&key).copied().unwrap_or(Rcpt {
-                    accounted_to: r.arrival,
-                    dead: false,
-                    rounds_seen: 0,
-                });
-                let file = self.files.get(&e.id).copied();
-                let mut parts = [0i64; 11];
-                if r.to_filter {
-                    // Everything up to the filter's answer is the filter's (§7.3).
-                    parts[FILTER] += r.done - rcpt.accounted_to;
-                } else {
-                    self.account_gap(file, rcpt, r.active, &mut parts);
-                    let start = r.active.max(rcpt.accounted_to);
-                    let handoff = r.handoff.unwrap_or(r.done).clamp(start, r.done);
-                    parts[AGENT] += handoff - start;
-                    let timeout = matches!(
-                        r.cause,
-                        Some(
-                            Cause::ConnectionTimedOut
-                                | Cause::GreetingTimedOut
-                                | Cause::DataTimedOut
-                                | Cause::DnsTempfail
-                        )
-                    ) && r.status == Status::Deferred;
-                    let (setup, transfer) = match (r.setup_done, r.agent) {
-                        (Some(s), Agent::Smtp(_)) => {
-                            let s = s.clamp(handoff, r.done);
-                            (s - handoff, r.done - s)
-                        }
-                        (None, Agent::Smtp(_)) => (r.done - handoff, 0),
-                        _ => (0, r.done - handoff),
-                    };
-                    if timeout {
-                        parts[TIMEOUTS] += setup + transfer;
-                    } else {
-                        parts[SETUP] += setup;
-                        parts[TRANSFER] += transfer;
-                    }
+            Happening::Recipient(r) => self.recipient_status(e, &r),
+            _ => {}
+        }
+    }
+}
+
+impl StallAttribution {
+    /// One status line: this attempt's parts go to the totals, and the recipient's account
+    /// moves on (or closes, when it is delivered or bounced). One look-up in each map.
+    fn recipient_status(&mut self, e: &Event<'_>, r: &crate::observe::RecipientStatus<'_>) {
+        use std::collections::hash_map::Entry;
+        let key = (e.origin, r.index);
+        let held = self.held_time(e.id);
+        let slot = self.rcpts.entry(key);
+        let rcpt = match &slot {
+            Entry::Occupied(o) => *o.get(),
+            Entry::Vacant(_) => Rcpt {
+                accounted_to: r.arrival,
+                dead: false,
+                rounds_seen: 0,
+            },
+        };
+        let mut file = self.files.get_mut(&e.id);
+        let mut parts = [0i64; 11];
+        if r.to_filter {
+            // Everything up to the filter's answer is the filter's (§7.3).
+            parts[FILTER] += r.done - rcpt.accounted_to;
+        } else {
+            account_gap(file.as_deref().copied(), held, rcpt, r.active, &mut parts);
+            let start = r.active.max(rcpt.accounted_to);
+            let handoff = r.handoff.unwrap_or(r.done).clamp(start, r.done);
+            parts[AGENT] += handoff - start;
+            let timeout = matches!(
+                r.cause,
+                Some(
+                    Cause::ConnectionTimedOut
+                        | Cause::GreetingTimedOut
+                        | Cause::DataTimedOut
+                        | Cause::DnsTempfail
+                )
+            ) && r.status == Status::Deferred;
+            let (setup, transfer) = match (r.setup_done, r.agent) {
+                (Some(s), Agent::Smtp(_)) => {
+                    let s = s.clamp(handoff, r.done);
+                    (s - handoff, r.done - s)
                 }
-                // Every attempt's time counts, whether or not the recipient is ever delivered.
-                for (t, p) in self.totals.iter_mut().zip(parts) {
-                    *t += p;
-                }
-                let done_for_good =
-                    matches!(r.status, Status::Sent | Status::Bounced) && !r.to_filter;
-                if done_for_good {
-                    self.rcpts.remove(&key);
-                    if let Some(f) = self.files.get_mut(&e.id) {
-                        let state = f.state;
-                        f.nrcpt = f.nrcpt.saturating_sub(1);
-                        self.count(state, 1, -1, e.t);
-                    }
-                } else {
-                    let dead = r.agent == Agent::Retry;
-                    if dead && let Some(f) = self.files.get_mut(&e.id) {
-                        f.dead_round = true;
-                    }
-                    if self.keep_each {
-                        // Carry this attempt's parts to the recipient's final account.
-                        let entry = self.pending.entry(key).or_insert([0; 11]);
-                        for (a, p) in entry.iter_mut().zip(parts) {
-                            *a += p;
-                        }
-                    }
-                    let rounds_seen = self.files.get(&e.id).map_or(0, |f| f.deferrals);
-                    self.rcpts.insert(
-                        key,
-                        Rcpt {
-                            accounted_to: r.done,
-                            dead,
-                            rounds_seen,
-                        },
-                    );
-                }
-                if done_for_good && self.keep_each {
-                    let mut all = parts;
-                    if let Some(carried) = self.pending.remove(&key) {
-                        for (a, p) in all.iter_mut().zip(carried) {
-                            *a += p;
-                        }
-                    }
-                    self.each.push((key, all));
+                (None, Agent::Smtp(_)) => (r.done - handoff, 0),
+                _ => (0, r.done - handoff),
+            };
+            if timeout {
+                parts[TIMEOUTS] += setup + transfer;
+            } else {
+                parts[SETUP] += setup;
+                parts[TRANSFER] += transfer;
+            }
+        }
+        // Every attempt's time counts, whether or not the recipient is ever delivered.
+        for (t, p) in self.totals.iter_mut().zip(parts) {
+            *t += p;
+        }
+        let done_for_good = matches!(r.status, Status::Sent | Status::Bounced) && !r.to_filter;
+        if done_for_good {
+            if let Entry::Occupied(o) = slot {
+                o.remove();
+            }
+            if let Some(f) = file {
+                let state = f.state;
+                f.nrcpt = f.nrcpt.saturating_sub(1);
+                count(&mut self.now_counts, state, 1, -1, e.t);
+            }
+        } else {
+            let dead = r.agent == Agent::Retry;
+            if dead && let Some(f) = file.as_deref_mut() {
+                f.dead_round = true;
+            }
+            if self.keep_each {
+                // Carry this attempt's parts to the recipient's final account.
+                let entry = self.pending.entry(key).or_insert([0; 11]);
+                for (a, p) in entry.iter_mut().zip(parts) {
+                    *a += p;
                 }
             }
-            _ => {}
+            let next = Rcpt {
+                accounted_to: r.done,
+                dead,
+                rounds_seen: file.map_or(0, |f| f.deferrals),
+            };
+            match slot {
+                Entry::Occupied(mut o) => *o.get_mut() = next,
+                Entry::Vacant(v) => {
+                    v.insert(next);
+                }
+            }
+        }
+        if done_for_good && self.keep_each {
+            let mut all = parts;
+            if let Some(carried) = self.pending.remove(&key) {
+                for (a, p) in all.iter_mut().zip(carried) {
+                    *a += p;
+                }
+            }
+            self.each.push((key, all));
         }
     }
 }

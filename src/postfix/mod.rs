@@ -425,7 +425,7 @@ impl Mta {
         origin: Origin,
         null_sender: bool,
         size: u64,
-        fill: impl FnOnce(&mut Vec<Recipient>),
+        fill: impl FnOnce(&mut message::Recipients),
     ) -> u32 {
         let id = self.next_message_id;
         self.next_message_id += 1;
@@ -450,7 +450,6 @@ impl Mta {
                 warn_time,
                 location: Location::Gone,
                 move_stamp: 0,
-                activation: 0,
                 active_at: 0,
                 refcount: 0,
                 deferred_this_round: false,

@@ -50,11 +50,8 @@ impl Mta {
         if std::mem::take(&mut self.messages.get_mut(m).flush_bit) {
             self.unthrottle_destinations_of(m);
         }
-        let activation = self.qmgr.next_activation;
-        self.qmgr.next_activation += 1;
         let keys = {
             let msg = self.messages.get_mut(m);
-            msg.activation = activation;
             msg.deferred_this_round = false;
             msg.refcount = 0;
             msg.recipient_keys()

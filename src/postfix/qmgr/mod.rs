@@ -134,7 +134,6 @@ pub(crate) struct Qmgr {
     pub entries: Vec<Entry>,
     pub free_entries: Vec<u32>,
     pub next_entry_order: u64,
-    pub next_activation: u64,
 }
 
 fn transports_from(configs: &[TransportConfig]) -> Vec<Transport> {
@@ -184,7 +183,6 @@ impl Qmgr {
             entries: Vec::new(),
             free_entries: Vec::new(),
             next_entry_order: 0,
-            next_activation: 0,
         };
         qmgr.fresh_queues();
         qmgr
