@@ -38,6 +38,12 @@ const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
 6061626364656667686970717273747576777879\
 8081828384858687888990919293949596979899";
 
+/// The two digits of `n` (< 100).
+pub fn two_digits(n: u64) -> [u8; 2] {
+    let i = (n % 100) as usize * 2;
+    [PAIRS[i], PAIRS[i + 1]]
+}
+
 /// Appends `v` in decimal, as `write!(out, "{v}")` would.
 pub fn push_decimal<S: Ascii + ?Sized>(out: &mut S, mut v: u64) {
     let mut buf = [0u8; 20];

@@ -3,7 +3,7 @@
 //! Integers keep the event order exact and identical on every machine; a microsecond is fine
 //! enough for SMTP phase timings and coarse enough for 290 000 years of `i64`.
 
-use crate::text::{Ascii, push_decimal};
+use crate::text::{Ascii, push_decimal, two_digits};
 
 /// Simulated time in microseconds since the start of the run (may be negative for instants
 /// before the run started, such as a qmgr that was started earlier).
@@ -32,13 +32,12 @@ pub fn write_seconds<S: Ascii + ?Sized>(out: &mut S, t: Time) {
     }
     let abs = t.unsigned_abs();
     push_decimal(out, abs / SECOND as u64);
-    let mut frac = abs % SECOND as u64;
+    let frac = abs % SECOND as u64;
     if frac != 0 {
         let mut digits = *b".000000";
-        for d in digits[1..].iter_mut().rev() {
-            *d = b'0' + (frac % 10) as u8;
-            frac /= 10;
-        }
+        digits[1..3].copy_from_slice(&two_digits(frac / 10_000));
+        digits[3..5].copy_from_slice(&two_digits(frac / 100));
+        digits[5..7].copy_from_slice(&two_digits(frac));
         let mut len = digits.len();
         while digits[len - 1] == b'0' {
             len -= 1;
