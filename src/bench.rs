@@ -76,6 +76,9 @@ pub struct BenchReport {
     pub messages: u64,
     pub median_seconds: f64,
     pub runs: Vec<f64>,
+    /// Median CPU seconds of a run (when `/proc/self/stat` is readable): on a busy machine
+    /// wall time includes waiting for a core, CPU time much less so.
+    pub median_cpu_seconds: Option<f64>,
 }
 
 impl std::fmt::Display for BenchReport {
@@ -90,16 +93,27 @@ impl std::fmt::Display for BenchReport {
             runs_text(&self.runs),
             self.events as f64 / self.median_seconds / 1e6,
             self.messages as f64 / self.median_seconds / 1e3
-        )
+        )?;
+        if let Some(cpu) = self.median_cpu_seconds.filter(|&c| c > 0.0) {
+            write!(
+                f,
+                "; median {cpu:.2} s CPU: {:.2} M events/s, {:.0} k messages/s per CPU second",
+                self.events as f64 / cpu / 1e6,
+                self.messages as f64 / cpu / 1e3
+            )?;
+        }
+        Ok(())
     }
 }
 
 /// `model`: the simulation alone (no observer, no files).
 pub fn measure(scenario: &Scenario, repeat: u32) -> Result<BenchReport, Error> {
     let mut runs = Vec::new();
+    let mut cpu = Vec::new();
     let mut events = 0;
     let mut messages = 0;
     for _ in 0..repeat {
+        let cpu_before = cpu_seconds();
         let started = Instant::now();
         let report = simulate(
             scenario,
@@ -108,6 +122,9 @@ pub fn measure(scenario: &Scenario, repeat: u32) -> Result<BenchReport, Error> {
             &mut QueueSeries::default(),
         )?;
         runs.push(started.elapsed().as_secs_f64());
+        if let (Some(a), Some(b)) = (cpu_before, cpu_seconds()) {
+            cpu.push(b - a);
+        }
         events = report.events;
         messages = report.mta_totals.messages;
     }
@@ -115,6 +132,7 @@ pub fn measure(scenario: &Scenario, repeat: u32) -> Result<BenchReport, Error> {
         events,
         messages,
         median_seconds: median(&runs),
+        median_cpu_seconds: (cpu.len() == runs.len()).then(|| median(&cpu)),
         runs,
     })
 }
@@ -159,6 +177,8 @@ pub fn measure_run(scenario: &Scenario, repeat: u32) -> Result<String, Error> {
     let dir = std::env::temp_dir().join(format!("mailsim-bench-{}", std::process::id()));
     let mut with = Vec::new();
     let mut without = Vec::new();
+    let mut cpu_with = Vec::new();
+    let mut cpu_without = Vec::new();
     let mut events = 0;
     let mut messages = 0;
     for _ in 0..repeat.max(1) {
@@ -169,37 +189,60 @@ pub fn measure_run(scenario: &Scenario, repeat: u32) -> Result<String, Error> {
                 plots: false,
                 ..Default::default()
             };
+            let cpu_before = cpu_seconds();
             let started = Instant::now();
             let (summary, _) = crate::run::run_to_dir(scenario, &opts)?;
             let t = started.elapsed().as_secs_f64();
+            let c = match (cpu_before, cpu_seconds()) {
+                (Some(a), Some(b)) => b - a,
+                _ => f64::NAN,
+            };
             events = summary.events;
             messages = summary.messages;
             if deliveries {
                 with.push(t);
+                cpu_with.push(c);
             } else {
                 without.push(t);
+                cpu_without.push(c);
             }
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
     let (w, wo) = (median(&with), median(&without));
+    let (cw, cwo) = (median(&cpu_with), median(&cpu_without));
     Ok(format!(
         "{messages} messages, {events} events per run\n\
-         with deliveries.csv:  median {w:.3} s [{}]: {:.2} M events/s, {:.0} k messages/s\n\
-         --no-deliveries:      median {wo:.3} s [{}]: {:.2} M events/s, {:.0} k messages/s\n\
-         deliveries.csv adds {:.1} % to the run time",
+         with deliveries.csv:  median {w:.3} s wall [{}], {cw:.2} s CPU: {:.2} M events/s, {:.0} k messages/s (wall)\n\
+         --no-deliveries:      median {wo:.3} s wall [{}], {cwo:.2} s CPU: {:.2} M events/s, {:.0} k messages/s (wall)\n\
+         deliveries.csv adds {:.1} % to the wall time, {:.1} % to the CPU time",
         runs_text(&with),
         events as f64 / w / 1e6,
         messages as f64 / w / 1e3,
         runs_text(&without),
         events as f64 / wo / 1e6,
         messages as f64 / wo / 1e3,
-        (w / wo - 1.0) * 100.0
+        (w / wo - 1.0) * 100.0,
+        (cw / cwo - 1.0) * 100.0
     ))
 }
 
+/// CPU time this process has used, all threads (user + system, from `/proc/self/stat`, in
+/// USER_HZ = 100 ticks per second, Linux only).
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 /// `sweep`: `replications` runs of `text` as one sweep (in memory, no files) on 1 and on 2
-/// threads, alternating. Returns the report text.
+/// threads, alternating. Wall-clock speed-up needs two idle cores; the CPU time each sweep
+/// used shows whether parallel runs slow each other down whatever else the machine does.
+/// Returns the report text.
 pub fn measure_sweep(
     text: &str,
     label: &str,
@@ -208,6 +251,7 @@ pub fn measure_sweep(
 ) -> Result<String, Error> {
     let spec = crate::sweep::SweepSpec::new(text, label, &[], Some(replications.max(1)))?;
     let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut cpu: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     for _ in 0..repeat.max(1) {
         for (slot, jobs) in [1usize, 2].into_iter().enumerate() {
             let opts = crate::sweep::SweepOptions {
@@ -218,22 +262,28 @@ pub fn measure_sweep(
                 checkpoint: None,
                 resume: None,
             };
+            let cpu_before = cpu_seconds();
             let started = Instant::now();
             crate::sweep::run(&spec, &opts)?;
             times[slot].push(started.elapsed().as_secs_f64());
+            if let (Some(a), Some(b)) = (cpu_before, cpu_seconds()) {
+                cpu[slot].push(b - a);
+            }
         }
     }
     let (t1, t2) = (median(&times[0]), median(&times[1]));
+    let (c1, c2) = (median(&cpu[0]), median(&cpu[1]));
     let runs = spec.point_count() as u64 * u64::from(spec.replications);
     Ok(format!(
         "{runs} runs of {label}\n\
-         1 thread:  median {t1:.3} s [{}]\n\
-         2 threads: median {t2:.3} s [{}]\n\
-         speed-up {:.2}, efficiency {:.0} % (speed-up / threads)",
+         1 thread:  median {t1:.3} s wall [{}], {c1:.2} s CPU\n\
+         2 threads: median {t2:.3} s wall [{}], {c2:.2} s CPU\n\
+         wall speed-up {:.2}, efficiency {:.0} % (speed-up / threads); CPU per unit of work on 2 threads vs 1: {:.2}",
         runs_text(&times[0]),
         runs_text(&times[1]),
         t1 / t2,
-        t1 / t2 / 2.0 * 100.0
+        t1 / t2 / 2.0 * 100.0,
+        if c1 > 0.0 { c2 / c1 } else { f64::NAN }
     ))
 }
 
