@@ -18,8 +18,9 @@ use std::collections::{BTreeMap, VecDeque};
 /// Files with one time stamp, by move stamp: (move stamp, slot).
 type Bucket = VecDeque<(u64, u32)>;
 
-/// Seconds the ring may cover (its memory: 32 bytes per second while it is that wide).
-const SPAN: i128 = 1 << 16;
+/// Seconds the ring may cover: 4.5 h, four times the default `maximal_backoff_time`
+/// (its memory: 32 bytes per second of its width; emptying it walks that width).
+const SPAN: i128 = 1 << 14;
 /// How far before the ring's first second a stamp may be and still widen it.
 const WIDEN_BACK: i128 = 4096;
 /// Emptied buckets kept for reuse (with their capacity), at most this many.
@@ -212,7 +213,7 @@ mod tests {
             1 => i64::from(round) * 7_919,
             2 => i64::MAX - rng.random_range(0..3),
             3 => i64::MIN + rng.random_range(0..3),
-            _ => i64::from(round / 4) + rng.random_range(-5_000..70_000),
+            _ => i64::from(round / 4) + rng.random_range(-5_000..20_000),
         });
     }
 }
