@@ -179,6 +179,9 @@ pub enum Command {
         /// Pops per queue size (engine).
         #[arg(long, default_value_t = 20_000_000)]
         events: u64,
+        /// Queue sizes (engine) [default: 100, 10000, 1000000].
+        #[arg(long, value_delimiter = ',')]
+        pending: Vec<usize>,
         /// Runs in the sweep (sweep).
         #[arg(long, default_value_t = 8)]
         replications: u32,

@@ -344,6 +344,7 @@ fn execute(command: Command) -> Result<(), Error> {
             repeat,
             scenario: path,
             events,
+            pending,
             replications,
             full,
             child,
@@ -382,7 +383,12 @@ fn execute(command: Command) -> Result<(), Error> {
             match what {
                 BenchWhat::Model => println!("{}", bench::measure(&sc, repeat)?),
                 BenchWhat::Engine => {
-                    for pending in [100, 10_000, 1_000_000] {
+                    let sizes = if pending.is_empty() {
+                        vec![100, 10_000, 1_000_000]
+                    } else {
+                        pending
+                    };
+                    for pending in sizes {
                         let (median, runs) = bench::engine_hold(pending, events, repeat);
                         let runs: Vec<String> = runs.iter().map(|r| format!("{r:.3}")).collect();
                         println!(
