@@ -112,8 +112,14 @@ pub struct StallAttribution {
     rcpts: IdMap<(u64, u32), Rcpt>,
     /// Waiting recipients per cause now (incoming, active, backoff, dead, scan, hold).
     now_counts: [i64; 11],
-    /// Deferred files whose time stamp comes due: (mtime µs, id, generation).
-    due: BinaryHeap<Reverse<(i64, u64, u32)>>,
+    /// Deferred files by the second their time stamp comes due: (id, generation), and
+    /// those seconds in order. A heap of every deferral was most of this observer's cost
+    /// in the backlog benchmark (BENCHMARKS.md); the files of one second move together,
+    /// in any order (each move only adds to counts).
+    due: IdMap<i64, Vec<(u64, u32)>>,
+    due_seconds: BinaryHeap<Reverse<i64>>,
+    /// Emptied `due` lists, kept for reuse.
+    spare: Vec<Vec<(u64, u32)>>,
     /// Parts of recipients not delivered yet.
     pending: IdMap<(u64, u32), [i64; 11]>,
     pub csv: String,
@@ -198,25 +204,41 @@ impl StallAttribution {
         f.state = state;
         f.generation += 1;
         if let FileState::Deferred { mtime, .. } = state {
-            self.due.push(Reverse((secs(mtime), id, f.generation)));
+            let (seconds, spare) = (&mut self.due_seconds, &mut self.spare);
+            self.due
+                .entry(mtime)
+                .or_insert_with(|| {
+                    seconds.push(Reverse(mtime));
+                    spare.pop().unwrap_or_default()
+                })
+                .push((id, f.generation));
         }
         f
     }
 
     /// Deferred files whose time has come move from backoff to waiting for the scan.
     fn advance(&mut self, t: Time) {
-        while let Some(&Reverse((due, id, g))) = self.due.peek() {
-            if due > t {
+        while let Some(&Reverse(second)) = self.due_seconds.peek() {
+            if secs(second) > t {
                 break;
             }
-            self.due.pop();
-            if let Some(f) = self.files.get(&id)
-                && f.generation == g
-                && let FileState::Deferred { dead, .. } = f.state
-            {
-                let from = if dead { DEAD } else { BACKOFF };
-                self.now_counts[from] -= i64::from(f.nrcpt);
-                self.now_counts[SCAN] += i64::from(f.nrcpt);
+            self.due_seconds.pop();
+            let Some(mut list) = self.due.remove(&second) else {
+                continue;
+            };
+            for &(id, g) in &list {
+                if let Some(f) = self.files.get(&id)
+                    && f.generation == g
+                    && let FileState::Deferred { dead, .. } = f.state
+                {
+                    let from = if dead { DEAD } else { BACKOFF };
+                    self.now_counts[from] -= i64::from(f.nrcpt);
+                    self.now_counts[SCAN] += i64::from(f.nrcpt);
+                }
+            }
+            list.clear();
+            if self.spare.len() < 64 {
+                self.spare.push(list);
             }
         }
     }
