@@ -203,7 +203,12 @@ impl StallAttribution {
         count(counts, state, f.nrcpt, 1, t);
         f.state = state;
         f.generation += 1;
-        if let FileState::Deferred { mtime, .. } = state {
+        // A file whose time stamp has passed was counted as waiting for the scan above and
+        // has nothing more to come due (held mail released after its time stamp: counting
+        // it again when "due" made it wait for the scan twice).
+        if let FileState::Deferred { mtime, .. } = state
+            && secs(mtime) > t
+        {
             let (seconds, spare) = (&mut self.due_seconds, &mut self.spare);
             self.due
                 .entry(mtime)
