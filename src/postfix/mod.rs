@@ -846,5 +846,6 @@ impl Mta {
     }
 }
 
-/// qmgr's index of the deferred directory.
+/// qmgr's index of the deferred directory (named when it was a heap; the name stays so that
+/// `qmgr/` reads as before).
 pub(crate) type DeferredHeap = deferred_index::DeferredIndex;
