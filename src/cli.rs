@@ -177,16 +177,49 @@ pub enum Command {
         #[arg(long)]
         no_plots: bool,
     },
-    /// Measure simulation speed (events per second) on a generated large run.
+    /// Measure simulation speed and memory (BENCHMARKS.md has the figures and commands).
+    ///
+    /// An event is one pop from the event queue. Wall-clock medians depend on the machine and
+    /// its load; nothing here is a pass/fail test.
     Bench {
-        /// Messages in the benchmark run.
-        #[arg(long, default_value_t = 1_000_000)]
-        messages: u64,
+        /// What to measure: model (the simulation alone), engine (schedule/pop), run (all of
+        /// `mailsim run`, with and without deliveries.csv), sweep (1 vs 2 threads), memory
+        /// (peak RSS of 10 M-message runs).
+        #[arg(value_enum, default_value_t = BenchWhat::Model)]
+        what: BenchWhat,
+        /// Messages in the built-in reference model [default: 1000000; sweep: 200000 per
+        /// run; memory: 10000000].
+        #[arg(long)]
+        messages: Option<u64>,
         /// Repetitions; the median is reported.
         #[arg(long, default_value_t = 5)]
         repeat: u32,
-        /// A scenario to time instead of the built-in one.
+        /// A scenario to time instead of the built-in reference model (model, run, sweep).
         #[arg(long)]
         scenario: Option<PathBuf>,
+        /// Pops per queue size (engine).
+        #[arg(long, default_value_t = 20_000_000)]
+        events: u64,
+        /// Queue sizes (engine) [default: 100, 10000, 1000000].
+        #[arg(long, value_delimiter = ',')]
+        pending: Vec<usize>,
+        /// Runs in the sweep (sweep).
+        #[arg(long, default_value_t = 8)]
+        replications: u32,
+        /// Measure `mailsim run` rather than the model alone (memory).
+        #[arg(long)]
+        full: bool,
+        /// Internal: run one memory case in this process and print its figures.
+        #[arg(long, hide = true)]
+        child: Option<String>,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchWhat {
+    Model,
+    Engine,
+    Run,
+    Sweep,
+    Memory,
 }

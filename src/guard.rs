@@ -11,8 +11,9 @@ use crate::scenario::{ArrivalProcess, Scenario};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Memory per queued message: the queue file's record, its slot in the arena (which grows by
-/// doubling) and its entries in the directory indexes. Measured at about 200 bytes with all
-/// messages deferred; doubled for the arena's growth.
+/// doubling) and its entries in the directory indexes. Measured (`mailsim bench memory`,
+/// BENCHMARKS.md): 174 bytes for the model, 279 with `mailsim run`'s delay attribution;
+/// rounded up for the arena's growth.
 pub const BYTES_PER_MESSAGE: u64 = 400;
 /// Memory per recipient of a queued message (measured: about 8–16).
 pub const BYTES_PER_RECIPIENT: u64 = 24;

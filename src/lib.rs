@@ -15,4 +15,5 @@ pub mod postfix;
 pub mod run;
 pub mod scenario;
 pub mod sweep;
+pub mod text;
 pub mod world;

@@ -383,17 +383,77 @@ fn execute(command: Command) -> Result<(), Error> {
             Ok(())
         }
         Command::Bench {
+            what,
             messages,
             repeat,
             scenario: path,
+            events,
+            pending,
+            replications,
+            full,
+            child,
         } => {
-            let sc = match path {
-                Some(p) => scenario::load(&p)?,
-                None => bench::reference_scenario(messages)?,
+            use cli::BenchWhat;
+            let messages = messages.unwrap_or(match what {
+                BenchWhat::Sweep => 200_000,
+                BenchWhat::Memory => 10_000_000,
+                _ => 1_000_000,
+            });
+            if let Some(case) = child {
+                println!("{}", bench::memory_child(&case, messages, full)?);
+                return Ok(());
+            }
+            let (sc, text, label) = match &path {
+                Some(p) => {
+                    let label = p.display().to_string();
+                    let text = std::fs::read_to_string(p).map_err(|e| {
+                        Error::Input(mailsim::error::InputError::new(
+                            &label,
+                            None,
+                            None,
+                            format!("cannot read the scenario file: {e}"),
+                        ))
+                    })?;
+                    (scenario::load(p)?, text, label)
+                }
+                None => (
+                    bench::reference_scenario(messages)?,
+                    bench::reference_text(messages, 20),
+                    format!("the reference model with {messages} messages"),
+                ),
             };
             guard::install_interrupt_handler()?;
-            let report = bench::measure(&sc, repeat.max(1))?;
-            println!("{report}");
+            let repeat = repeat.max(1);
+            match what {
+                BenchWhat::Model => println!("{}", bench::measure(&sc, repeat)?),
+                BenchWhat::Engine => {
+                    let sizes = if pending.is_empty() {
+                        vec![100, 10_000, 1_000_000]
+                    } else {
+                        pending
+                    };
+                    for pending in sizes {
+                        let (median, runs) = bench::engine_hold(pending, events, repeat);
+                        let runs: Vec<String> = runs.iter().map(|r| format!("{r:.3}")).collect();
+                        println!(
+                            "{pending:>9} pending: {events} schedule+pop pairs, median {median:.3} s [{}]: {:.1} M events/s",
+                            runs.join(", "),
+                            events as f64 / median / 1e6
+                        );
+                    }
+                }
+                BenchWhat::Run => println!("{}", bench::measure_run(&sc, repeat)?),
+                BenchWhat::Sweep => println!(
+                    "{}",
+                    bench::measure_sweep(&text, &label, replications, repeat)?
+                ),
+                BenchWhat::Memory => {
+                    let exe = std::env::current_exe().map_err(|e| {
+                        Error::Runtime(format!("cannot find the mailsim executable: {e}"))
+                    })?;
+                    println!("{}", bench::measure_memory(&exe, messages, full)?);
+                }
+            }
             Ok(())
         }
     }

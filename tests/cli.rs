@@ -266,3 +266,97 @@ fn a_domain_that_would_break_csv_is_rejected() {
     assert_eq!(code, 2);
     assert!(err.contains("domain"), "{err}");
 }
+
+/// The number just before the word `word` in `text` (`"… 4030 events per run …"`).
+fn number_before(text: &str, word: &str) -> Option<u64> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words
+        .windows(2)
+        .find(|w| w[1].trim_end_matches(',') == word)
+        .and_then(|w| w[0].parse().ok())
+}
+
+#[test]
+fn bench_counts_the_events_of_the_run_it_times() {
+    // Wall times are printed, never checked; what the benchmark ran must be the scenario.
+    let out = mailsim()
+        .args([
+            "bench",
+            "--scenario",
+            "scenarios/baseline.toml",
+            "--repeat",
+            "1",
+        ])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dir = temp_dir("bench-baseline");
+    run_baseline(&dir, None);
+    let summary = String::from_utf8_lossy(&read(&dir.join("summary.json"))).into_owned();
+    let json: serde_json::Value = serde_json::from_str(&summary).expect("json");
+    assert_eq!(number_before(&text, "messages"), json["messages"].as_u64());
+    assert_eq!(number_before(&text, "events"), json["events"].as_u64());
+
+    let out = mailsim()
+        .args([
+            "bench",
+            "engine",
+            "--pending",
+            "10,20",
+            "--events",
+            "1000",
+            "--repeat",
+            "1",
+        ])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert_eq!(number_before(&text, "pending:"), Some(10), "{text}");
+}
+
+#[test]
+fn bench_memory_child_reports_its_case() {
+    // The parent reads `peak_kib peak_queued messages events seconds` from each child.
+    let out = mailsim()
+        .args([
+            "bench",
+            "memory",
+            "--child",
+            "growing-queue",
+            "--messages",
+            "3000",
+        ])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fields: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|f| f.parse().expect("number"))
+        .collect();
+    assert_eq!(fields.len(), 5);
+    assert!(fields[0] > 0.0, "peak RSS in KiB");
+    assert!(
+        fields[1] > 0.0 && fields[1] <= 3000.0,
+        "queue files at a sample"
+    );
+    assert_eq!(fields[2], 3000.0, "messages");
+    let bad = mailsim()
+        .args([
+            "bench",
+            "memory",
+            "--child",
+            "no-such-case",
+            "--messages",
+            "10",
+        ])
+        .output()
+        .expect("runs");
+    assert_ne!(bad.status.code(), Some(0));
+}

@@ -449,3 +449,34 @@ command = "postsuper -H ALL"
         ]
     );
 }
+
+#[test]
+fn stall_csv_counts_each_queued_recipient_once() {
+    // One recipient per message in these scenarios, so the recipients waiting (the sum of
+    // a stall.csv row) are the queue files at that sample. Releasing held mail whose time
+    // stamp has passed once counted it twice as waiting for the scan.
+    for path in [
+        "scenarios/hold-and-release.toml",
+        "scenarios/remote-outage.toml",
+        "scenarios/greylisting.toml",
+    ] {
+        let sc = mailsim::scenario::load(std::path::Path::new(path)).expect("scenario");
+        let mut stall = StallAttribution::new();
+        let mut series = mailsim::output::queues::QueueSeries::default();
+        mailsim::run::simulate(&sc, sc.seed, &mut stall, &mut series).expect("runs");
+        let rows: Vec<&str> = stall.csv.lines().skip(1).collect();
+        assert_eq!(rows.len(), series.points.len(), "{path}");
+        for (row, (t, counts)) in rows.iter().zip(&series.points) {
+            let waiting: u64 = row
+                .split(',')
+                .skip(1)
+                .map(|v| v.parse::<u64>().expect("count"))
+                .sum();
+            assert_eq!(
+                waiting,
+                counts.total() - counts.maildrop,
+                "{path} at {t} µs: {row} vs {counts:?}"
+            );
+        }
+    }
+}

@@ -8,14 +8,14 @@ use super::{AtomicFile, Staged};
 use crate::engine::time::write_seconds;
 use crate::error::Error;
 use crate::observe::{Observer, RecipientOutcome};
-use std::fmt::Write;
+use crate::text::{Ascii, push_decimal};
 
 pub const HEADER: &str =
     "message_id,recipient,destination,arrival_s,finished_s,delay_s,attempts,status\n";
 
 pub struct DeliveriesCsv {
     file: AtomicFile,
-    line: String,
+    line: Vec<u8>,
     /// The first write error, reported when the run ends (an observer cannot fail mid-run).
     error: Option<Error>,
 }
@@ -24,7 +24,7 @@ impl DeliveriesCsv {
     pub fn create(file: AtomicFile) -> Result<Self, Error> {
         let mut d = DeliveriesCsv {
             file,
-            line: String::with_capacity(256),
+            line: Vec::with_capacity(256),
             error: None,
         };
         d.file.write_all(HEADER.as_bytes())?;
@@ -45,20 +45,30 @@ impl Observer for DeliveriesCsv {
         if self.error.is_some() {
             return;
         }
+        // Built by hand rather than with `write!`: this runs once per recipient.
         let l = &mut self.line;
         l.clear();
-        let _ = write!(l, "{},{},{},", o.message_id, o.recipient, o.destination);
+        push_decimal(l, o.message_id);
+        l.push(b',');
+        o.recipient.push_to(l);
+        l.push(b',');
+        l.push_text(o.destination);
+        l.push(b',');
         write_seconds(l, o.arrival);
-        l.push(',');
+        l.push(b',');
         if let Some(f) = o.finished {
             write_seconds(l, f);
-            l.push(',');
+            l.push(b',');
             write_seconds(l, f - o.arrival);
         } else {
-            l.push(',');
+            l.push(b',');
         }
-        let _ = writeln!(l, ",{},{}", o.attempts, o.status.as_str());
-        if let Err(e) = self.file.write_all(l.as_bytes()) {
+        l.push(b',');
+        push_decimal(l, u64::from(o.attempts));
+        l.push(b',');
+        l.push_text(o.status.as_str());
+        l.push(b'\n');
+        if let Err(e) = self.file.write_all(l) {
             self.error = Some(e);
         }
     }

@@ -20,6 +20,7 @@
 //! The parts of every delivered recipient add up exactly to its delay; the totals count
 //! every recipient's time up to its last attempt, delivered or not.
 
+use crate::engine::hash::IdMap;
 use crate::engine::time::Time;
 use crate::observe::{Agent, Cause, Event, Happening, Observer, RecipientOutcome, Status};
 use std::cmp::Reverse;
@@ -138,8 +139,8 @@ impl DeadClock {
 pub struct StallAttribution {
     /// Time (µs) per cause over every recipient, up to its last attempt.
     pub totals: [i64; N],
-    files: HashMap<u64, File>,
-    rcpts: HashMap<(u64, u32), Rcpt>,
+    files: IdMap<u64, File>,
+    rcpts: IdMap<(u64, u32), Rcpt>,
     /// Recipients per stall.csv slot now (by [`Slot`] order).
     slots: [i64; 5],
     /// Recipients in backoff now, per destination (the dead ones are stall.csv's
@@ -150,7 +151,7 @@ pub struct StallAttribution {
     /// Deferred files whose time stamp comes due: (mtime µs, id, generation).
     due: BinaryHeap<Reverse<(i64, u64, u32)>>,
     /// Parts of recipients not delivered yet (with `keep_each`).
-    pending: HashMap<(u64, u32), [i64; N]>,
+    pending: IdMap<(u64, u32), [i64; N]>,
     pub csv: String,
     /// With `keep_each`: every delivered recipient's parts, by (message id, index).
     pub keep_each: bool,

@@ -158,7 +158,75 @@ pub struct Message {
     /// Deliveries still running in agents of a qmgr that has exited (reload, stop): the
     /// file is locked and the new qmgr skips it (`skipped, still being delivered`).
     pub locked: u32,
-    pub recipients: Vec<Recipient>,
+    pub recipients: Recipients,
+}
+
+/// A queue file's recipients, sorted by destination. The first is kept in place: most
+/// messages have one, and a heap vector per message cost an allocation and 32 bytes of
+/// memory per queued message (BENCHMARKS.md, "memory"). Reads as a slice.
+#[derive(Clone, Debug)]
+pub enum Recipients {
+    /// None or one.
+    One(Option<Recipient>),
+    /// Two or more (or fewer, in a reused slot that keeps its vector's capacity).
+    Many(Vec<Recipient>),
+}
+
+impl Default for Recipients {
+    fn default() -> Self {
+        Recipients::One(None)
+    }
+}
+
+impl Recipients {
+    pub fn push(&mut self, r: Recipient) {
+        match self {
+            Recipients::One(None) => *self = Recipients::One(Some(r)),
+            Recipients::One(Some(first)) => *self = Recipients::Many(vec![*first, r]),
+            Recipients::Many(v) => v.push(r),
+        }
+    }
+
+    /// Empties the list, keeping a vector's capacity for the slot's next file.
+    pub fn clear(&mut self) {
+        match self {
+            Recipients::One(r) => *r = None,
+            Recipients::Many(v) => v.clear(),
+        }
+    }
+
+    pub fn extend_from_slice(&mut self, rs: &[Recipient]) {
+        self.extend(rs.iter().copied());
+    }
+}
+
+impl Extend<Recipient> for Recipients {
+    fn extend<I: IntoIterator<Item = Recipient>>(&mut self, iter: I) {
+        for r in iter {
+            self.push(r);
+        }
+    }
+}
+
+impl std::ops::Deref for Recipients {
+    type Target = [Recipient];
+    fn deref(&self) -> &[Recipient] {
+        match self {
+            Recipients::One(Some(r)) => std::slice::from_ref(r),
+            Recipients::One(None) => &[],
+            Recipients::Many(v) => v,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Recipients {
+    fn deref_mut(&mut self) -> &mut [Recipient] {
+        match self {
+            Recipients::One(Some(r)) => std::slice::from_mut(r),
+            Recipients::One(None) => &mut [],
+            Recipients::Many(v) => v,
+        }
+    }
 }
 
 /// Identifies a recipient address across queue files, so the remote side recognises the
@@ -222,7 +290,7 @@ pub struct Arena {
 
 impl Arena {
     /// A fresh slot; the caller fills every field it needs (recipients come back empty).
-    pub fn alloc(&mut self, template: impl FnOnce(Vec<Recipient>) -> Message) -> u32 {
+    pub fn alloc(&mut self, template: impl FnOnce(Recipients) -> Message) -> u32 {
         self.live += 1;
         if let Some(i) = self.free.pop() {
             let slot = &mut self.slots[i as usize];
@@ -231,7 +299,7 @@ impl Arena {
             *slot = template(rcpts);
             i
         } else {
-            self.slots.push(template(Vec::new()));
+            self.slots.push(template(Recipients::default()));
             u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
         }
     }
@@ -267,5 +335,48 @@ impl Arena {
     /// Every live message (for end-of-run accounting).
     pub fn iter_live(&self) -> impl Iterator<Item = &Message> {
         self.slots.iter().filter(|m| m.location != Location::Gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rcpt(dest: u32) -> Recipient {
+        Recipient {
+            dest,
+            status: RcptStatus::Pending,
+            attempts: 0,
+            reply: Reply::None,
+            reply_host: NO_HOST,
+            orig_index: 0,
+            defer_log: None,
+        }
+    }
+
+    #[test]
+    fn recipients_read_as_the_slice_of_what_was_pushed() {
+        let mut rs = Recipients::default();
+        assert!(rs.is_empty());
+        rs.push(rcpt(3));
+        assert!(matches!(rs, Recipients::One(Some(_))));
+        assert_eq!(rs.iter().map(|r| r.dest).collect::<Vec<_>>(), [3]);
+        rs.extend([rcpt(1), rcpt(2)]);
+        rs.sort_by_key(|r| r.dest);
+        rs[0].attempts = 5;
+        assert_eq!(rs.iter().map(|r| r.dest).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(rs[0].attempts, 5);
+        assert_eq!(rs[1..].len(), 2);
+        rs.clear();
+        assert!(rs.is_empty());
+        rs.extend_from_slice(&[rcpt(9)]);
+        assert_eq!(rs.len(), 1);
+        assert_eq!(rs[0].dest, 9);
+    }
+
+    #[test]
+    fn a_one_recipient_file_has_no_heap_vector() {
+        // The point of the type: no allocation, and no bigger than the vector it replaced.
+        assert!(std::mem::size_of::<Recipients>() <= std::mem::size_of::<Vec<Recipient>>() + 8);
     }
 }

@@ -9,6 +9,7 @@
 //! Postfix it is CPU-bound and microseconds long next to delivery and retry times.
 
 mod admin;
+mod deferred_index;
 mod inbound;
 pub mod message;
 mod notes;
@@ -21,7 +22,7 @@ use crate::scenario::{PostfixConfig, Scenario};
 use crate::world::World;
 use message::{Arena, LeaveAction, Location, Message, Origin, RcptStatus, Recipient, Reply};
 use qmgr::event_loop::Timer;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 
 /// Everything that can happen to the mail system at a scheduled time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,14 +74,6 @@ impl QueueCounts {
 
     pub fn total(&self) -> u64 {
         self.maildrop + self.incoming + self.active + self.deferred + self.hold
-    }
-
-    fn raise_to(&mut self, other: &QueueCounts) {
-        self.maildrop = self.maildrop.max(other.maildrop);
-        self.incoming = self.incoming.max(other.incoming);
-        self.active = self.active.max(other.active);
-        self.deferred = self.deferred.max(other.deferred);
-        self.hold = self.hold.max(other.hold);
     }
 }
 
@@ -363,12 +356,15 @@ impl Mta {
         }
         if let Some(c) = self.counts.slot(to) {
             *c += 1;
+            // Only `to` grew, so only its peak can move.
+            let count = *c;
+            if let Some(p) = self.peaks.slot(to) {
+                *p = (*p).max(count);
+            }
         }
         if (from == Location::Deferred) != (to == Location::Deferred) {
             self.count_deferred_destinations(m, to == Location::Deferred);
         }
-        let counts = self.counts;
-        self.peaks.raise_to(&counts);
         stamp
     }
 
@@ -495,7 +491,7 @@ impl Mta {
         origin: Origin,
         null_sender: bool,
         size: u64,
-        fill: impl FnOnce(&mut Vec<Recipient>),
+        fill: impl FnOnce(&mut message::Recipients),
     ) -> u32 {
         let id = self.next_message_id;
         self.next_message_id += 1;
@@ -1040,6 +1036,6 @@ impl Mta {
     }
 }
 
-/// Heap item of the deferred directory: (mtime, move stamp, message slot).
-type DeferredItem = std::cmp::Reverse<(i64, u64, u32)>;
-pub(crate) type DeferredHeap = BinaryHeap<DeferredItem>;
+/// qmgr's index of the deferred directory (named when it was a heap; the name stays so that
+/// `qmgr/` reads as before).
+pub(crate) type DeferredHeap = deferred_index::DeferredIndex;

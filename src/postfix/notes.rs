@@ -165,7 +165,7 @@ impl Mta {
     /// Hands the recorded notes up to `now` (and the agents' failed connects) to `obs`, in
     /// time order; notes about later instants (a conversation's planned end) wait.
     pub fn flush_notes(&mut self, now: Time, world: &mut World, obs: &mut dyn Observer) {
-        if !self.record_notes {
+        if !self.record_notes || (self.notes.is_empty() && world.connect_failures.is_empty()) {
             return;
         }
         for (t, text) in world.agent_warnings.drain(..) {
@@ -176,12 +176,15 @@ impl Mta {
                 kind: NoteKind::AgentWarning { text },
             });
         }
-        // Stable: notes of the same instant keep the order they happened in.
-        self.notes.sort_by_key(|n| n.t);
+        // Stable: notes of the same instant keep the order they happened in. They are
+        // usually in order already, and this runs after every event.
+        if !self.notes.is_sorted_by_key(|n| n.t) {
+            self.notes.sort_by_key(|n| n.t);
+        }
         let split = self.notes.partition_point(|n| n.t <= now);
-        let later: Vec<Note> = self.notes.split_off(split);
-        let notes = std::mem::replace(&mut self.notes, later);
-        for n in &notes {
+        // The buffer goes back after the loop, so no event allocates.
+        let mut notes = std::mem::take(&mut self.notes);
+        for n in &notes[..split] {
             let what = match n.kind {
                 NoteKind::Received {
                     via,
@@ -379,6 +382,8 @@ impl Mta {
                 what,
             });
         }
+        notes.drain(..split);
+        self.notes = notes;
     }
 
     fn sender_text(&self, sender: u32) -> &str {

@@ -209,7 +209,7 @@ impl Qmgr {
             active_limit: scenario.postfix.qmgr_message_active_limit,
             incoming: VecDeque::new(),
             incoming_later: Vec::new(),
-            deferred: BinaryHeap::new(),
+            deferred: DeferredHeap::default(),
             held_back: Vec::new(),
             incoming_scan: Scan::default(),
             deferred_scan: Scan::default(),

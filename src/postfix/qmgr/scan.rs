@@ -141,7 +141,7 @@ impl Mta {
     }
 
     fn next_deferred(&mut self, now_s: i64, start_stamp: u64, all: bool) -> Option<u32> {
-        while let Some(&Reverse((mtime, stamp, m))) = self.qmgr.deferred.peek() {
+        while let Some((mtime, stamp, m)) = self.qmgr.deferred.peek() {
             let msg = self.messages.get(m);
             if msg.location != Location::Deferred || msg.move_stamp != stamp {
                 self.qmgr.deferred.pop();
