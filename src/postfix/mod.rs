@@ -47,6 +47,8 @@ pub enum Event {
     SmtpStep { entry: u32 },
     /// A delivery agent finished the request `entry`.
     DeliveryDone { entry: u32 },
+    /// An agent of `transport` that qmgr asked for is ready for a request.
+    AgentReady { transport: u16, generation: u32 },
 }
 
 /// Number of queue files per directory.
@@ -141,7 +143,7 @@ pub struct Mta {
     /// Postfix is up (`postfix stop` makes it false until `postfix start`).
     running: bool,
     /// Counts qmgr processes, so the timers of an exited one are ignored.
-    qmgr_generation: u32,
+    pub(crate) qmgr_generation: u32,
     qmgr_started_at: Time,
     /// When the master started its services (`qmgr_start`): the phase of pickup's wakeups.
     master_started_at: Time,
@@ -168,6 +170,8 @@ pub struct Mta {
     local_transport: Option<u16>,
     /// Per destination: its first MX host's name and address (for mailq's reasons).
     first_hosts: Vec<Option<(String, String)>>,
+    /// `[host]`: how long qmgr's hand-offs to and from the agents take.
+    host: crate::scenario::HostSpeed,
 }
 
 impl Mta {
@@ -233,6 +237,7 @@ impl Mta {
                 .position(|t| t.name == "local")
                 .and_then(|i| u16::try_from(i).ok()),
             first_hosts: Vec::new(),
+            host: scenario.host,
         }
     }
 
@@ -853,8 +858,17 @@ impl Mta {
                 self.run_due_timers(now, events);
                 self.delivery_done(entry, now, events, obs)
             }
+            Event::AgentReady {
+                transport,
+                generation,
+            } => {
+                self.run_due_timers(now, events);
+                if generation == self.qmgr_generation {
+                    self.agent_ready(usize::from(transport), now, events, world, obs);
+                }
+            }
         }
-        self.run_qmgr(now, events, world, obs);
+        self.run_qmgr(now, events, obs);
     }
 
     /// One wakeup of qmgr's event loop at `now`: every timer that is due runs, in order,

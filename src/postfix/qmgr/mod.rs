@@ -64,6 +64,8 @@ pub(crate) struct Queue {
 pub(crate) struct Transport {
     pub maxproc: u32,
     pub busy_agents: u32,
+    /// Agent allocations under way (`pending`, at most 2).
+    pub pending: u32,
     pub rules: FeedbackRules,
     pub recipient_limit: u32,
     pub rate_delay: i64,
@@ -156,6 +158,7 @@ fn transports_from(configs: &[TransportConfig]) -> Vec<Transport> {
         .map(|t| Transport {
             maxproc: t.maxproc,
             busy_agents: 0,
+            pending: 0,
             rules: FeedbackRules {
                 limit: t.dest_concurrency_limit,
                 initial: t.initial_concurrency,
@@ -313,7 +316,7 @@ impl Queue {
     }
 
     /// Can an agent take an entry from this queue now?
-    fn selectable(&self) -> bool {
+    pub(super) fn selectable(&self) -> bool {
         self.exists
             && self.win.is_ready()
             && self.win.window > self.busy as i32

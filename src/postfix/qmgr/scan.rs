@@ -15,18 +15,11 @@ use crate::engine::time::{Time, whole_seconds};
 use crate::observe::Observer;
 use crate::postfix::message::Location;
 use crate::postfix::{Event, Mta};
-use crate::world::World;
 use std::cmp::Reverse;
 
 impl Mta {
-    /// Plays qmgr's main loop until there is nothing left to import or hand to an agent.
-    pub fn run_qmgr(
-        &mut self,
-        now: Time,
-        events: &mut EventQueue<Event>,
-        world: &mut World,
-        obs: &mut dyn Observer,
-    ) {
+    /// Plays qmgr's main loop until there is nothing left to import, then asks for agents.
+    pub fn run_qmgr(&mut self, now: Time, events: &mut EventQueue<Event>, obs: &mut dyn Observer) {
         if !self.running {
             return;
         }
@@ -66,7 +59,7 @@ impl Mta {
                 self.qmgr.first = Dir::Incoming;
             }
             self.in_flow_refill(from_incoming);
-            let started = self.drain(now, events, world, obs);
+            let started = self.drain(now, events);
             // Finishing messages (e.g. all recipients deferred without an attempt) frees
             // active slots; loop until a pass changes nothing.
             if !imported && !started {
