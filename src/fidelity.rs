@@ -254,6 +254,9 @@ pub struct Comparison {
     /// Recipients with as many attempts on both sides, of those found on both.
     pub same_attempts: usize,
     pub matched: usize,
+    /// How many of the recipients found on both sides needed 1, 2, 3, … attempts
+    /// (index = attempts), on each side.
+    pub attempts_histogram: (Vec<usize>, Vec<usize>),
     /// Median and 90th percentile of |finished_sim − finished_real| (s), recipients final on
     /// both sides.
     pub finish_error_p50: f64,
@@ -269,6 +272,23 @@ impl Comparison {
         } else {
             self.same_attempts as f64 / self.matched as f64
         }
+    }
+
+    /// The total variation distance between the two distributions of attempts per
+    /// recipient: the share of recipients that would have to change their count for the
+    /// histograms to agree (0 = the same histogram, whichever recipients make it up).
+    pub fn attempts_distribution_distance(&self) -> f64 {
+        let (real, sim) = &self.attempts_histogram;
+        if self.matched == 0 {
+            return 0.0;
+        }
+        let n = real.len().max(sim.len());
+        let at = |h: &Vec<usize>, i: usize| h.get(i).copied().unwrap_or(0) as f64;
+        (0..n)
+            .map(|i| (at(real, i) - at(sim, i)).abs())
+            .sum::<f64>()
+            / 2.0
+            / self.matched as f64
     }
 }
 
@@ -374,9 +394,19 @@ fn compare_outcomes(
     let mut matched = 0;
     let mut same_attempts = 0;
     let mut finish_errors = Vec::new();
+    let mut histogram = (Vec::new(), Vec::new());
+    let tally = |h: &mut Vec<usize>, attempts: u32| {
+        let i = attempts as usize;
+        if h.len() <= i {
+            h.resize(i + 1, 0);
+        }
+        h[i] += 1;
+    };
     for (address, r) in real {
         let Some(s) = sim.get(address) else { continue };
         matched += 1;
+        tally(&mut histogram.0, r.attempts);
+        tally(&mut histogram.1, s.attempts);
         if r.attempts == s.attempts {
             same_attempts += 1;
         }
@@ -440,6 +470,7 @@ fn compare_outcomes(
         deferred: curve(|c| c.deferred),
         same_attempts,
         matched,
+        attempts_histogram: histogram,
         finish_error_p50: quantile(0.5),
         finish_error_p90: quantile(0.9),
         samples,
@@ -494,6 +525,21 @@ impl fmt::Display for Comparison {
             self.same_attempts,
             self.matched,
             100.0 * self.same_attempts_share()
+        )?;
+        let histogram = |h: &Vec<usize>| {
+            h.iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(a, n)| format!("{a}:{n}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        writeln!(
+            f,
+            "  attempts per recipient: real {}, mailsim {} ({:.1}% would have to change)",
+            histogram(&self.attempts_histogram.0),
+            histogram(&self.attempts_histogram.1),
+            100.0 * self.attempts_distribution_distance()
         )?;
         write!(
             f,
@@ -577,5 +623,63 @@ latency = "1s"
         let c = compare(&sc, &trace).expect("runs");
         assert_eq!((c.matched, c.same_attempts), (3, 3));
         assert!(c.finish_error_p90 < 1e-6, "{c}");
+        assert_eq!(c.attempts_histogram, (vec![0, 3], vec![0, 3]));
+        assert_eq!(c.attempts_distribution_distance(), 0.0);
+    }
+
+    #[test]
+    fn the_attempts_distance_counts_the_recipients_that_would_have_to_change() {
+        // Real 1:6 2:3 3:1, simulated 1:5 2:5: one recipient from 1 to 2 and one from 3 to 2
+        // make them agree, 2 of 10.
+        let c = Comparison {
+            name: String::new(),
+            postfix_version: None,
+            recipients: 10,
+            sent: Pair {
+                real: 0.0,
+                sim: 0.0,
+            },
+            bounced: Pair {
+                real: 0.0,
+                sim: 0.0,
+            },
+            expired: Pair {
+                real: 0.0,
+                sim: 0.0,
+            },
+            queued: Pair {
+                real: 0.0,
+                sim: 0.0,
+            },
+            attempts: Pair {
+                real: 0.0,
+                sim: 0.0,
+            },
+            drain: Pair {
+                real: 0.0,
+                sim: 0.0,
+            },
+            active: Curve {
+                peak: Pair {
+                    real: 0.0,
+                    sim: 0.0,
+                },
+                mean_abs_diff: 0.0,
+            },
+            deferred: Curve {
+                peak: Pair {
+                    real: 0.0,
+                    sim: 0.0,
+                },
+                mean_abs_diff: 0.0,
+            },
+            same_attempts: 0,
+            matched: 10,
+            attempts_histogram: (vec![0, 6, 3, 1], vec![0, 5, 5]),
+            finish_error_p50: 0.0,
+            finish_error_p90: 0.0,
+            samples: Vec::new(),
+        };
+        assert!((c.attempts_distribution_distance() - 0.2).abs() < 1e-12);
     }
 }
