@@ -310,7 +310,7 @@ pub fn simulate_with(
                     None => streams_open -= 1,
                 }
                 mta.arrive(now, stream, &dests, size, &mut events);
-                mta.run_qmgr(now, &mut events, &mut world, observer);
+                mta.run_qmgr(now, &mut events, observer);
             }
             other => {
                 if let Event::Admin { .. } = other {

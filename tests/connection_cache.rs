@@ -96,19 +96,20 @@ fn done_ms(lines: &[Line]) -> Vec<i64> {
 
 #[test]
 fn a_burst_pays_connection_setup_once_per_session() {
-    // 20 messages at 0, window 5 (+1 per success). Wave 1 (5) starts with no delivery done
-    // yet: not back to back, nothing cached; done at 0.38, window 10. Wave 2 (10) is
-    // selected at second 0 after a completion in second 0: store + reuse; 10 new
-    // connections, parked at 0.76. Wave 3 (the last 5) reuses 5 of them: done at
-    // 0.76 + 0.25 = 1.01 s. 15 connections, 5 reuses.
+    // 20 messages at 0, window 5. Wave 1 (5) starts with no delivery done yet: not back to
+    // back, nothing cached; done together at 0.38. qmgr reads the five replies before an
+    // agent picks a request (qmgr_deliver.c), so the window grows only while window < busy
+    // + 5 with busy falling: 5 → 8. Wave 2 (8) is selected at second 0 after a completion
+    // in second 0: store + reuse; 8 new connections, parked at 0.76. Wave 3 (the last 7)
+    // reuses 7 of them: done at 0.76 + 0.25 = 1.01 s. 13 connections, 7 reuses.
     let (lines, report) = run(&to_one_server("", 20, r#"arrivals = "burst""#, ""));
-    assert_eq!((report.smtp_connections, report.smtp_reused), (15, 5));
-    let mut expected_use = vec![0; 15];
-    expected_use.extend([2; 5]);
+    assert_eq!((report.smtp_connections, report.smtp_reused), (13, 7));
+    let mut expected_use = vec![0; 13];
+    expected_use.extend([2; 7]);
     assert_eq!(conn_uses(&lines), expected_use);
     let mut expected_done = vec![380; 5];
-    expected_done.extend([760; 10]);
-    expected_done.extend([1010; 5]);
+    expected_done.extend([760; 8]);
+    expected_done.extend([1010; 7]);
     assert_eq!(done_ms(&lines), expected_done);
     assert_eq!(report.last_final, Some(ms(1010)));
 
@@ -126,18 +127,21 @@ fn a_burst_pays_connection_setup_once_per_session() {
 
 #[test]
 fn sessions_are_reused_again_while_the_backlog_lasts() {
-    // 40 messages: waves 1 and 2 as above (5 + 10 new). At 0.76 the window is 20: 20
-    // requests look up the cache at 0.77; 10 take the sessions parked at 0.76 (conn_use 2,
-    // done 1.01), 10 open new ones (done 1.14). At 1.01 the last 5 take the sessions just
-    // parked again (conn_use 3, done 1.26).
+    // 40 messages: waves 1 and 2 as above (5 + 8 new). At 0.76 the eight replies raise the
+    // window to 11 (8 → 9, 10, 11 while busy falls 8 → 5): 8 requests take the sessions
+    // parked at 0.76 (conn_use 2, done 1.01), 3 open new ones (done 1.14). At 1.01 the 8
+    // reused ones reply together, 3 still busy: window 14, so 8 take the sessions just
+    // parked again (conn_use 3, done 1.26) and 3 open new ones (done 1.39). At 1.14 the
+    // window is 17 and the last 5 go: 3 over the sessions parked at 1.14 (conn_use 2, done
+    // 1.39), 2 new (done 1.52). 21 connections, 19 reuses.
     let (lines, report) = run(&to_one_server("", 40, r#"arrivals = "burst""#, ""));
-    assert_eq!((report.smtp_connections, report.smtp_reused), (25, 15));
+    assert_eq!((report.smtp_connections, report.smtp_reused), (21, 19));
     let count = |u: u32| lines.iter().filter(|l| l.conn_use == u).count();
-    assert_eq!((count(0), count(2), count(3)), (25, 10, 5));
+    assert_eq!((count(0), count(2), count(3)), (21, 11, 8));
     let finished_at = |t: i64| lines.iter().filter(|l| l.done == ms(t)).count();
     assert_eq!(
-        [380, 760, 1010, 1140, 1260].map(finished_at),
-        [5, 10, 10, 10, 5]
+        [380, 760, 1010, 1140, 1260, 1390, 1520].map(finished_at),
+        [5, 8, 8, 3, 8, 6, 2]
     );
     assert!(
         lines
@@ -397,13 +401,13 @@ fn the_counters_do_not_depend_on_recording_events() {
     let sc = scenario(&to_one_server("", 20, r#"arrivals = "burst""#, ""));
     let report = simulate(&sc, sc.seed, &mut NullObserver, &mut QueueSeries::default())
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((report.smtp_connections, report.smtp_reused), (15, 5));
+    assert_eq!((report.smtp_connections, report.smtp_reused), (13, 7));
 }
 
 #[test]
 fn mail_log_shows_conn_use_after_the_relay_and_summary_counts_connections() {
     // The burst above through `mailsim run --maillog`: log_adhoc puts `conn_use=N` after
-    // `relay=` for the 5 deliveries over cached sessions (c = DNS + RSET = 0.03 s).
+    // `relay=` for the 7 deliveries over cached sessions (c = DNS + RSET = 0.03 s).
     let dir = std::env::temp_dir().join(format!("mailsim-cache-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -429,7 +433,7 @@ fn mail_log_shows_conn_use_after_the_relay_and_summary_counts_connections() {
     let sent: Vec<&str> = text.lines().filter(|l| l.contains("status=sent")).collect();
     assert_eq!(sent.len(), 20);
     let reused: Vec<&&str> = sent.iter().filter(|l| l.contains("conn_use=")).collect();
-    assert_eq!(reused.len(), 5);
+    assert_eq!(reused.len(), 7);
     for l in reused {
         assert!(
             l.contains(
@@ -442,8 +446,8 @@ fn mail_log_shows_conn_use_after_the_relay_and_summary_counts_connections() {
         &std::fs::read_to_string(dir.join("out").join("summary.json")).expect("summary"),
     )
     .expect("json");
-    assert_eq!(summary["smtp_connections"], 15);
-    assert_eq!(summary["smtp_reused"], 5);
+    assert_eq!(summary["smtp_connections"], 13);
+    assert_eq!(summary["smtp_reused"], 7);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

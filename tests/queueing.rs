@@ -84,9 +84,14 @@ latency = "1s"
 }
 
 #[test]
-fn window_grows_by_one_per_success_from_initial_concurrency() {
-    // Burst of 100, limit 20, initial 5, fixed 1 s: completions at t = 1 s raise the window
-    // to 10 (5 successes, window < busy + 5 holds), so 10 start at 1 s, and so on.
+fn window_grows_by_three_per_lock_step_wave_from_initial_concurrency() {
+    // Burst of 100, limit 20, initial 5, fixed 1 s: the deliveries run in lock-step waves.
+    // qmgr reads all the replies of a wave before an agent picks the next request
+    // (qmgr_deliver.c selects at the agent's "ready"), and each reply grows the window only
+    // while window < busy + initial (qmgr_queue_unthrottle), with busy falling by one per
+    // reply: W, W+1, W+2, W+3, then W+3 < (W−3) + 5 fails. So +3 per wave: 5, 8, 11, 14,
+    // 17, then 20 (the limit). The Postfix 3.7.11 recording of rate-limit-421 shows it: five
+    // replies read together at 35.467 s, then eight new connections; those eight, then 11.
     let text = r#"
 name = "slow-start"
 [[traffic]]
@@ -99,10 +104,37 @@ latency = "1s"
 "#;
     let (rec, _, _) = run(text);
     let started_at = |t: i64| rec.attempts.iter().filter(|a| a.1 == t * 1_000_000).count();
-    assert_eq!(started_at(0), 5);
-    assert_eq!(started_at(1), 10);
-    assert_eq!(started_at(2), 20);
-    assert_eq!(started_at(3), 20);
+    let waves: Vec<usize> = (0..8).map(started_at).collect();
+    // 5 + 8 + 11 + 14 + 17 = 55, then 20, 20, and the last 5.
+    assert_eq!(waves, [5, 8, 11, 14, 17, 20, 20, 5]);
+}
+
+#[test]
+fn an_agent_takes_its_request_when_ready_at_most_two_under_way() {
+    // agent_handoff 10 ms: qmgr has at most two agent requests under way per transport
+    // (QMGR_TRANSPORT_MAX_PEND, qmgr_transport.c), and picks each request only when its
+    // agent is ready. A burst of 5 at 0 (window 5) starts in pairs: 10, 10, 20, 20, 30 ms.
+    // agent_report 5 ms: the first reply reaches qmgr at 10 + 1000 + 5 ms, when the window
+    // grows and two more agents are asked for (ready 10 ms later).
+    let text = r#"
+name = "handoff"
+[host]
+agent_handoff = "10ms"
+agent_report = "5ms"
+[[traffic]]
+to = "w.test"
+messages = 7
+arrivals = "burst"
+[[destination]]
+domain = "w.test"
+latency = "1s"
+"#;
+    let (rec, report, _) = run(text);
+    let mut starts: Vec<i64> = rec.attempts.iter().map(|a| a.1 / 1000).collect();
+    starts.sort_unstable();
+    assert_eq!(starts, [10, 10, 20, 20, 30, 1025, 1025]);
+    // The last two: delivered at 2025 ms, their replies read 5 ms later.
+    assert_eq!(report.last_final, Some(2_030_000));
 }
 
 #[test]

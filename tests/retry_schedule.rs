@@ -290,3 +290,75 @@ fn explain_states_the_scan_clock_and_the_scans_that_passed_the_file_over() {
         "{story}"
     );
 }
+
+/// Activations of queue files: (time, message id).
+#[derive(Default)]
+struct Activations(Vec<(i64, u64)>);
+
+impl mailsim::observe::Observer for Activations {
+    fn recipient_outcome(&mut self, _: &mailsim::observe::RecipientOutcome<'_>) {}
+    fn wants_events(&self) -> bool {
+        true
+    }
+    fn event(&mut self, e: &mailsim::observe::Event<'_>) {
+        if let mailsim::observe::Happening::Activated { .. } = e.what {
+            self.0.push((e.t, e.id));
+        }
+    }
+}
+
+#[test]
+fn the_deferred_scan_reads_files_in_one_fixed_directory_order() {
+    // Eight messages at once to a host refusing connections until 25 s: the first attempt
+    // kills the queue, the rest are deferred through the retry service, all with mtime 10.
+    // The scans at 10 and 20 s find all eight due and read them in deferred/'s readdir
+    // order: fixed for each file (its place in the hashed directory), the same in both
+    // scans, not the order of their deferral (the Postfix 3.7.11 recording of
+    // rate-limit-421 reads its files in one relative order in all seven retry scans).
+    let text = r#"
+name = "readdir"
+qmgr_start = "0s"
+[postfix]
+queue_run_delay = "10s"
+minimal_backoff_time = "10s"
+maximal_backoff_time = "10s"
+[[traffic]]
+to = "r.test"
+messages = 8
+arrivals = "burst"
+[[destination]]
+domain = "r.test"
+[[fault]]
+kind = "refuse"
+target = "r.test"
+at = "0s"
+for = "25s"
+"#;
+    let sc = common::scenario(text);
+    let mut seen = Activations::default();
+    mailsim::run::simulate(
+        &sc,
+        sc.seed,
+        &mut seen,
+        &mut mailsim::output::queues::QueueSeries::default(),
+    )
+    .expect("runs");
+    let mut expected: Vec<u64> = (1..=8).collect();
+    expected.sort_by_key(|&id| mailsim::postfix::qmgr::readdir_key(id));
+    // The directory order is not the deferral order (ids 1..8), or this proves nothing.
+    assert_ne!(expected, (1..=8).collect::<Vec<u64>>());
+    let scan = |t: i64| -> Vec<u64> {
+        seen.0
+            .iter()
+            .filter(|a| a.0 == t * 1_000_000)
+            .map(|a| a.1)
+            .collect()
+    };
+    assert_eq!(
+        scan(0),
+        (1..=8).collect::<Vec<u64>>(),
+        "new mail in arrival order"
+    );
+    assert_eq!(scan(10), expected);
+    assert_eq!(scan(20), expected);
+}

@@ -48,6 +48,8 @@ pub enum Event {
     SmtpStep { entry: u32 },
     /// A delivery agent finished the request `entry`.
     DeliveryDone { entry: u32 },
+    /// An agent of `transport` that qmgr asked for is ready for a request.
+    AgentReady { transport: u16, generation: u32 },
 }
 
 /// Number of queue files per directory.
@@ -134,7 +136,7 @@ pub struct Mta {
     /// Postfix is up (`postfix stop` makes it false until `postfix start`).
     running: bool,
     /// Counts qmgr processes, so the timers of an exited one are ignored.
-    qmgr_generation: u32,
+    pub(crate) qmgr_generation: u32,
     qmgr_started_at: Time,
     /// When the master started its services (`qmgr_start`): the phase of pickup's wakeups.
     master_started_at: Time,
@@ -169,6 +171,8 @@ pub struct Mta {
     defer_seq: u64,
     /// Per destination: dead for qmgr as last told to the observer.
     dest_dead: Vec<bool>,
+    /// `[host]`: how long qmgr's hand-offs to and from the agents take.
+    host: crate::scenario::HostSpeed,
 }
 
 impl Mta {
@@ -238,6 +242,7 @@ impl Mta {
             saved_text_ids: std::collections::HashMap::new(),
             defer_seq: 0,
             dest_dead: vec![false; scenario.destinations.len()],
+            host: scenario.host,
         }
     }
 
@@ -932,8 +937,17 @@ impl Mta {
                 self.run_due_timers(now, events);
                 self.delivery_done(entry, now, events, obs)
             }
+            Event::AgentReady {
+                transport,
+                generation,
+            } => {
+                self.run_due_timers(now, events);
+                if generation == self.qmgr_generation {
+                    self.agent_ready(usize::from(transport), now, events, world, obs);
+                }
+            }
         }
-        self.run_qmgr(now, events, world, obs);
+        self.run_qmgr(now, events, obs);
     }
 
     /// One wakeup of qmgr's event loop at `now`: every timer that is due runs, in order,

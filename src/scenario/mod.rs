@@ -22,7 +22,7 @@ pub use admin::{AdminAction, AdminCommand, QueueSet, Selection};
 use params::{Feedback, Kind, Value};
 pub use remote::{
     ConnectionCacheConfig, ContentFilter, DiskSpec, Excess, FaultKind, FaultSpec, FaultTarget,
-    GreylistSpec, MaxConnectionsSpec, MxHost, Phases, RateLimitSpec, RateReply, Site,
+    GreylistSpec, HostSpeed, MaxConnectionsSpec, MxHost, Phases, RateLimitSpec, RateReply, Site,
     SmtpClientConfig, SpamSpec, Stage, TcpStack,
 };
 pub use resolve_admin::Reconfiguration;
@@ -206,6 +206,8 @@ pub struct Scenario {
     pub disk: Option<DiskSpec>,
     /// `[kernel]`: our TCP stack's SYN retransmissions.
     pub tcp: TcpStack,
+    /// `[host]`: how long Postfix's own hand-offs take.
+    pub host: HostSpeed,
     pub content_filter: Option<ContentFilter>,
     /// master.cf maxproc of smtpd (0 = unlimited).
     pub smtpd_maxproc: u32,
@@ -533,6 +535,7 @@ impl Resolver<'_> {
             None => None,
         };
         let tcp = self.kernel(raw.kernel.as_ref())?;
+        let host = self.host(raw.host.as_ref())?;
         let (admin, reconfigurations) = self.admin(
             &raw.admin,
             &resolve_admin::Context {
@@ -565,6 +568,7 @@ impl Resolver<'_> {
             reconfigurations,
             disk,
             tcp,
+            host,
             content_filter,
             smtpd_maxproc,
             warnings,

@@ -30,6 +30,7 @@ pub struct Scenario {
     pub admin: Vec<Admin>,
     pub disk: Option<Disk>,
     pub kernel: Option<Kernel>,
+    pub host: Option<Host>,
     /// Read by `mailsim sweep` (sweep/spec.rs); a plain run ignores it.
     #[serde(rename = "sweep")]
     pub _sweep: Option<toml::Value>,
@@ -127,6 +128,14 @@ pub struct Kernel {
     pub tcp_syn_linear_timeouts: Option<i64>,
 }
 
+/// How fast our host runs Postfix's own hand-offs (`[host]`).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    pub agent_handoff: Option<String>,
+    pub agent_report: Option<String>,
+}
+
 /// An administrator's command on the timeline.
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
@@ -217,7 +226,7 @@ pub fn read(text: &str, file: &str) -> Result<Scenario, InputError> {
 
 /// Tables that appear once (`[postfix]`) and lists of tables (`[[traffic]]`).
 const SINGLE_TABLES: &[&str] = &[
-    "postfix", "master", "notices", "disk", "kernel", "filter", "sweep",
+    "postfix", "master", "notices", "disk", "kernel", "host", "filter", "sweep",
 ];
 const TABLE_LISTS: &[&str] = &["traffic", "destination", "fault", "admin"];
 

@@ -273,6 +273,19 @@ impl Default for TcpStack {
     }
 }
 
+/// How long Postfix's own inter-process hand-offs take on our host (`[host]`): the model's
+/// qmgr and agents otherwise act in no time. Both default to 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostSpeed {
+    /// qmgr asks for an agent (`qmgr_transport_alloc`: a connect to the transport's socket)
+    /// → an idle agent says it is ready and qmgr picks the request for it (`qmgr_deliver`).
+    pub agent_handoff: crate::engine::time::Time,
+    /// The agent's last server reply → qmgr reads its status (`qmgr_deliver_update`): the
+    /// agent logs each recipient (deferrals through the defer service), caches the session
+    /// and writes its reply.
+    pub agent_report: crate::engine::time::Time,
+}
+
 /// The queue file system (`[disk]`): free space = size − used − queue files − fault fills.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DiskSpec {

@@ -1,12 +1,12 @@
 //! Resolving what describes our own host: the queue file system (`[disk]`), message sizes
 //! (§7.1) and the content filter (`content_filter`, `[filter]`; §7.3).
 
-use super::remote::{DiskSpec, TcpStack};
+use super::remote::{DiskSpec, HostSpeed, TcpStack};
 use super::{
     At, DestinationSpec, Latency, Phases, Resolver, did_you_mean, is_service_name, params, raw,
     units,
 };
-use crate::engine::time::SECOND;
+use crate::engine::time::{SECOND, Time};
 use crate::error::InputError;
 use std::collections::BTreeMap;
 
@@ -166,6 +166,32 @@ impl Resolver<'_> {
             tcp.syn_linear_timeouts = v;
         }
         Ok(tcp)
+    }
+
+    /// `[host]`: the durations of qmgr's hand-off to an agent and of the agent's report.
+    pub(super) fn host(&self, h: Option<&raw::Host>) -> Result<HostSpeed, InputError> {
+        let mut speed = HostSpeed::default();
+        let Some(h) = h else { return Ok(speed) };
+        let get = |key: &str, v: &Option<String>| -> Result<Option<Time>, InputError> {
+            let Some(text) = v else { return Ok(None) };
+            let at = ("host", None, key);
+            let t = self.duration(at, text, false)?;
+            // Inter-process round trips: a second is already a host in deep trouble.
+            if t > 10 * SECOND {
+                return Err(self.err(
+                    at,
+                    format!("`{text}` is more than 10s; this is a per-request hand-off between Postfix processes (typically 50us to a few ms)"),
+                ));
+            }
+            Ok(Some(t))
+        };
+        if let Some(t) = get("agent_handoff", &h.agent_handoff)? {
+            speed.agent_handoff = t;
+        }
+        if let Some(t) = get("agent_report", &h.agent_report)? {
+            speed.agent_report = t;
+        }
+        Ok(speed)
     }
 
     /// `size = "75KB"`, `size = 10000`, or a table `{ mean = "75KB", sd = "150KB" }`

@@ -115,8 +115,10 @@ def destination(d, index):
 def load(path, mailsim_deliveries):
     with open(path, "rb") as f:
         raw = tomllib.load(f)
+    # [host] tells the simulation how fast the recording host's Postfix hands requests to
+    # its agents; the real host has its own speed, so the recorder has nothing to set.
     allowed = {"name", "description", "seed", "sample", "stop", "qmgr_start", "postfix",
-               "master", "traffic", "destination", "fault"}
+               "master", "host", "traffic", "destination", "fault"}
     extra = set(raw) - allowed
     if extra:
         raise PlanError(f"{path}: the recorder cannot play {sorted(extra)}")

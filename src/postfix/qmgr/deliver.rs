@@ -1,11 +1,17 @@
 //! Handing requests to delivery agents and taking their replies (`qmgr_transport.c`,
 //! `qmgr_deliver.c`, `qmgr_entry.c`, `qmgr_queue.c`; §5.1–5.5).
 //!
-//! Each transport has `maxproc` agents. An agent that is free takes the request of the
-//! oldest activation among queues whose window has room (a ready heap keyed by the queue's
-//! oldest request). When it finishes, qmgr applies the §5.2 feedback: a site failure
-//! throttles the queue (and may kill it, deferring its queued requests), anything else is
-//! positive feedback that also revives a dead queue.
+//! Each transport has `maxproc` agents. qmgr asks for an agent while the transport's queues
+//! have room (at most two requests under way, `qmgr_transport_select`); the agent, when
+//! ready, takes the request of the oldest activation among queues whose window has room (a
+//! ready heap keyed by the queue's oldest request). When it finishes, qmgr applies the §5.2
+//! feedback: a site failure throttles the queue (and may kill it, deferring its queued
+//! requests), anything else is positive feedback that also revives a dead queue.
+//!
+//! The hand-off and the report take `[host]` `agent_handoff` and `agent_report` (0 by
+//! default). Even at 0 their order is Postfix's: replies that reach qmgr at the same
+//! instant are all counted before any agent picks a request, so the window grows with the
+//! `busy` those replies leave (`qmgr_queue_unthrottle`'s `window < busy + initial`).
 
 use super::event_loop::Timer;
 use super::{Entry, FIRST_AGENT_PID, NOT_QUEUED, Qmgr};
@@ -19,7 +25,43 @@ use crate::postfix::{Event, Mta};
 use crate::world::{Request, Step, World};
 use std::cmp::Reverse;
 
+/// `QMGR_TRANSPORT_MAX_PEND`: agent allocations one transport may have under way.
+pub(super) const MAX_PENDING: u32 = 2;
+
 impl Qmgr {
+    /// `qmgr_transport_select`'s test for transport `t`: its ready queues have room for at
+    /// least `need` more deliveries, Σ min(window − busy, todo) ≥ need (`need` is the
+    /// transport's pending allocations + 1, so 1 or 2). Entries of queues that are no longer
+    /// selectable are dropped from the heap on the way, as [`Qmgr::select`] would.
+    pub(super) fn has_slots(&mut self, t: usize, need: u32) -> bool {
+        let mut left = i64::from(need);
+        let mut set_aside = None;
+        let found = loop {
+            let Some(&Reverse((key, q))) = self.transports[t].ready.peek() else {
+                break false;
+            };
+            let queue = &mut self.queues[q as usize];
+            if queue.ready_key != key || !queue.selectable() {
+                if queue.ready_key == key {
+                    queue.ready_key = NOT_QUEUED;
+                }
+                self.transports[t].ready.pop();
+                continue;
+            }
+            let room = i64::from(queue.win.window) - i64::from(queue.busy);
+            left -= room.min(queue.todo.len() as i64);
+            if left <= 0 {
+                break true;
+            }
+            // The top queue has room for one: look at the next one (need is at most 2).
+            set_aside = self.transports[t].ready.pop();
+        };
+        if let Some(item) = set_aside {
+            self.transports[t].ready.push(item);
+        }
+        found
+    }
+
     pub(super) fn alloc_entry(&mut self, entry: Entry) -> u32 {
         match self.free_entries.pop() {
             Some(e) => {
@@ -92,44 +134,75 @@ impl Qmgr {
 }
 
 impl Mta {
-    /// `qmgr_active_drain`: gives free agents the requests that are ready. Returns whether
-    /// any delivery started.
-    pub(super) fn drain(
-        &mut self,
-        now: Time,
-        events: &mut EventQueue<Event>,
-        world: &mut World,
-        obs: &mut dyn Observer,
-    ) -> bool {
-        let mut started = false;
+    /// `qmgr_active_drain`: asks for an agent of each transport that has work for one more
+    /// (`qmgr_transport_select`), at most [`MAX_PENDING`] requests under way per transport
+    /// (`qmgr_transport_alloc`). The request for a delivery is picked only when the agent is
+    /// ready ([`Mta::agent_ready`]), so replies that reach qmgr in the meantime count first.
+    /// An agent is asked for only while a process of the transport is free (master.cf
+    /// maxproc: beyond that the connection waits until one finishes). Returns whether a
+    /// message changed state (never: agents are only asked for here).
+    pub(super) fn drain(&mut self, now: Time, events: &mut EventQueue<Event>) -> bool {
+        let handoff = self.host.agent_handoff;
         for t in 0..self.qmgr.transports.len() {
             loop {
                 let transport = &self.qmgr.transports[t];
                 if transport.dead
-                    || (transport.maxproc != 0 && transport.busy_agents >= transport.maxproc)
+                    || transport.pending >= MAX_PENDING
+                    || (transport.maxproc != 0
+                        && transport.busy_agents + transport.pending >= transport.maxproc)
                 {
                     break;
                 }
-                let Some(e) = self.qmgr.select(t, now) else {
-                    break;
-                };
-                if self.transport_is_down(t, now) {
-                    // No agent answers: the request and every queued one of the transport
-                    // are deferred, and the transport is dead for transport_retry_time.
-                    let q = self.qmgr.entries[e as usize].queue;
-                    self.qmgr.queues[q as usize].busy -= 1;
-                    self.qmgr.touch_window(q);
-                    self.defer_entry(e, Cause::TransportUnavailable, now, events, obs);
-                    self.throttle_transport(t, now, events, obs);
-                    started = true;
+                let need = transport.pending + 1;
+                if !self.qmgr.has_slots(t, need) {
                     break;
                 }
-                self.qmgr.transports[t].busy_agents += 1;
-                self.start_delivery(e, now, events, world, obs);
-                started = true;
+                self.qmgr.transports[t].pending += 1;
+                events.schedule(
+                    now + handoff,
+                    Event::AgentReady {
+                        transport: u16::try_from(t).unwrap_or(u16::MAX),
+                        generation: self.qmgr_generation,
+                    },
+                );
             }
         }
-        started
+        false
+    }
+
+    /// `qmgr_deliver`: an agent of transport `t` is ready. qmgr picks the request now; if
+    /// there is none any more (a window closed, the queue died), it lets the agent go. An
+    /// agent that cannot be reached (a `transport_down` fault) throttles the transport.
+    pub(crate) fn agent_ready(
+        &mut self,
+        t: usize,
+        now: Time,
+        events: &mut EventQueue<Event>,
+        world: &mut World,
+        obs: &mut dyn Observer,
+    ) {
+        let Some(transport) = self.qmgr.transports.get_mut(t) else {
+            return;
+        };
+        transport.pending = transport.pending.saturating_sub(1);
+        if transport.dead {
+            return;
+        }
+        let Some(e) = self.qmgr.select(t, now) else {
+            return;
+        };
+        if self.transport_is_down(t, now) {
+            // No agent answers: the request and every queued one of the transport are
+            // deferred, and the transport is dead for transport_retry_time.
+            let q = self.qmgr.entries[e as usize].queue;
+            self.qmgr.queues[q as usize].busy -= 1;
+            self.qmgr.touch_window(q);
+            self.defer_entry(e, Cause::TransportUnavailable, now, events, obs);
+            self.throttle_transport(t, now, events, obs);
+            return;
+        }
+        self.qmgr.transports[t].busy_agents += 1;
+        self.start_delivery(e, now, events, world, obs);
     }
 
     fn start_delivery(
@@ -216,7 +289,9 @@ impl Mta {
                 entry.tried = tried;
                 entry.conn_use = conn_use;
                 entry.dns = dns;
-                events.schedule(at.max(now), Event::DeliveryDone { entry: e });
+                // qmgr reads the agent's status `agent_report` after its last reply.
+                let report = self.host.agent_report;
+                events.schedule(at.max(now) + report, Event::DeliveryDone { entry: e });
             }
         }
     }

@@ -75,6 +75,8 @@ pub(crate) struct Queue {
 pub(crate) struct Transport {
     pub maxproc: u32,
     pub busy_agents: u32,
+    /// Agent allocations under way (`pending`, at most 2).
+    pub pending: u32,
     pub rules: FeedbackRules,
     pub recipient_limit: u32,
     pub rate_delay: i64,
@@ -147,7 +149,14 @@ pub(crate) struct Qmgr {
     pub incoming: VecDeque<(u32, u64)>,
     /// Incoming files this pass skipped for a future time stamp; the next pass sees them.
     pub incoming_later: Vec<(u32, u64)>,
+    /// deferred/ by time stamp: the files not yet found due.
     pub deferred: DeferredHeap,
+    /// Due files in directory order (readdir key, move stamp, slot), for the running pass.
+    pub due: BinaryHeap<Reverse<(u64, u64, u32)>>,
+    /// The running deferred pass's position in directory order (the last key it read).
+    pub deferred_cursor: u64,
+    /// Files that came due behind the cursor (mtime, stamp, slot): the next pass sees them.
+    pub behind_cursor: Vec<(i64, u64, u32)>,
     /// Due files skipped because they entered after the running scan started.
     pub held_back: Vec<(i64, u64, u32)>,
     pub incoming_scan: Scan,
@@ -175,12 +184,21 @@ pub(crate) struct Qmgr {
     pub now: crate::engine::time::Time,
 }
 
+/// Where queue file `id` lies in deferred/'s readdir order: a fixed, arbitrary place for the
+/// file's whole life (the hash of its name, as ext4's indexed directories order entries),
+/// the same in every scan and every run, whatever the seed: the order is the file system's,
+/// not a draw.
+pub fn readdir_key(id: u64) -> u64 {
+    crate::engine::rng::splitmix64(id ^ 0x7265_6164_6469_7200)
+}
+
 fn transports_from(configs: &[TransportConfig]) -> Vec<Transport> {
     configs
         .iter()
         .map(|t| Transport {
             maxproc: t.maxproc,
             busy_agents: 0,
+            pending: 0,
             rules: FeedbackRules {
                 limit: t.dest_concurrency_limit,
                 initial: t.initial_concurrency,
@@ -210,6 +228,9 @@ impl Qmgr {
             incoming: VecDeque::new(),
             incoming_later: Vec::new(),
             deferred: DeferredHeap::default(),
+            due: BinaryHeap::new(),
+            deferred_cursor: 0,
+            behind_cursor: Vec::new(),
             held_back: Vec::new(),
             incoming_scan: Scan::default(),
             deferred_scan: Scan::default(),
@@ -260,6 +281,11 @@ impl Qmgr {
         self.fresh_queues();
         self.incoming_scan = Scan::default();
         self.deferred_scan = Scan::default();
+        // A new process reads deferred/ from its start again.
+        self.deferred_cursor = 0;
+        for item in self.behind_cursor.drain(..) {
+            self.deferred.push(Reverse(item));
+        }
         self.request_scan(Dir::Incoming, u64::MAX, false);
         self.request_scan(Dir::Deferred, stamp, false);
         self.first = Dir::Incoming;
@@ -374,7 +400,7 @@ impl Queue {
     }
 
     /// Can an agent take an entry from this queue now?
-    fn selectable(&self) -> bool {
+    pub(super) fn selectable(&self) -> bool {
         self.exists
             && self.win.is_ready()
             && self.win.window > self.busy as i32
