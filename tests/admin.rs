@@ -298,3 +298,138 @@ fn pickups_wakeup_follows_the_start_of_postfix() {
     ));
     assert_eq!(attempt_seconds(&rec, 1), [0.0, 155.0]);
 }
+
+/// Three messages at 0 s for a destination taking 100 s per delivery, one at a time
+/// (concurrency 1): message 1 is with an agent from 0 s, messages 2 and 3 wait in active.
+fn one_at_a_time(admins: &str) -> String {
+    format!(
+        r#"
+name = "stopped"
+stop = "1h"
+[postfix]
+initial_destination_concurrency = 1
+default_destination_concurrency_limit = 1
+[[traffic]]
+to = "slow.test"
+messages = 3
+arrivals = "burst"
+[[destination]]
+domain = "slow.test"
+latency = "100s"
+{admins}
+"#
+    )
+}
+
+fn stop_then(at: &str, command: &str) -> String {
+    admin("10s", "postfix stop") + &admin(at, command) + &admin("30s", "postfix start")
+}
+
+#[test]
+fn postsuper_d_while_postfix_is_stopped_deletes_the_active_files() {
+    // `postfix stop; postsuper -d ALL; postfix start` empties the queue: with no qmgr,
+    // postsuper unlinks the files in active/ (postsuper.c: super() over every queue named),
+    // and the agent that had message 1 died with the stop.
+    let (rec, report, _) = run(&one_at_a_time(&stop_then("20s", "postsuper -d ALL")));
+    let t = report.mta_totals;
+    assert_eq!((t.deleted, t.deleted_messages, t.sent), (3, 3, 0));
+    for id in 1..=3 {
+        assert_eq!(outcome(&rec, id), [(FinalStatus::Deleted, Some(20.0))]);
+    }
+    assert_eq!(report.queued_at_end, 0);
+}
+
+#[test]
+fn postsuper_h_while_postfix_is_stopped_holds_the_active_files() {
+    let (rec, report, _) = run(&one_at_a_time(&stop_then("20s", "postsuper -h ALL")));
+    assert_eq!(report.peaks.hold, 3);
+    assert_eq!(report.mta_totals.sent, 0);
+    assert_eq!(report.queued_at_end, 3);
+    // Only message 1 was ever with an agent, and that one died at 10 s.
+    assert_eq!(rec.attempts.len(), 1);
+}
+
+#[test]
+fn postsuper_r_while_postfix_is_stopped_requeues_the_active_files() {
+    // Into maildrop at 20 s; `postfix start` at 30 s wakes pickup at once (master_service.c:
+    // master_wakeup_init), and the three are delivered one after another from 30 s.
+    let (rec, report, _) = run(&one_at_a_time(&stop_then("20s", "postsuper -r ALL")));
+    assert_eq!(report.mta_totals.sent, 3);
+    assert_eq!(attempt_seconds(&rec, 1), [0.0, 30.0]);
+    assert_eq!(attempt_seconds(&rec, 2), [130.0]);
+    assert_eq!(attempt_seconds(&rec, 3), [230.0]);
+    assert_eq!(outcome(&rec, 3), [(FinalStatus::Sent, Some(330.0))]);
+}
+
+#[test]
+fn postfix_stop_kills_deliveries_in_flight() {
+    // Three 100 s deliveries from 0 s; `postfix stop` at 50 s kills their agents (SIGTERM
+    // to the master's process group, master_sig.c): nothing is delivered while Postfix is
+    // down, the files stay in active/, and the qmgr started at 500 s moves them to incoming
+    // and delivers them again, done at 600 s.
+    let text = r#"
+name = "stop-inflight"
+stop = "1h"
+[[traffic]]
+to = "slow.test"
+messages = 3
+arrivals = "burst"
+[[destination]]
+domain = "slow.test"
+latency = "100s"
+[[admin]]
+at = "50s"
+command = "postfix stop"
+[[admin]]
+at = "500s"
+command = "postfix start"
+"#;
+    let (rec, report, series) = run(text);
+    for id in 1..=3 {
+        assert_eq!(attempt_seconds(&rec, id), [0.0, 500.0]);
+        assert_eq!(outcome(&rec, id), [(FinalStatus::Sent, Some(600.0))]);
+    }
+    assert_eq!(report.mta_totals.sent, 3);
+    // Still three files in active/ while Postfix is down.
+    let at = |s: i64| {
+        series
+            .points
+            .iter()
+            .find(|(t, _)| *t == s * SECOND)
+            .map(|(_, c)| c.active)
+    };
+    assert_eq!(at(400), Some(3));
+}
+
+#[test]
+fn postfix_stop_drops_smtpd_sessions_and_their_clients_retry() {
+    // Sessions of 100 s from 0 s; smtpd dies at 50 s: the three clients retry after
+    // sender_retry (350 s: still stopped, refused again; 650 s: accepted, a 100 s session
+    // again), so the mail arrives at 650 s and is delivered when its session ends, 750 s.
+    let text = r#"
+name = "stop-smtpd"
+stop = "1h"
+[[traffic]]
+to = "d.test"
+messages = 3
+arrivals = "burst"
+receive = "100s"
+sender_retry = "300s"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[admin]]
+at = "50s"
+command = "postfix stop"
+[[admin]]
+at = "500s"
+command = "postfix start"
+"#;
+    let (rec, report, _) = run(text);
+    let t = report.mta_totals;
+    assert_eq!(t.refused_stopped, 6);
+    assert_eq!((t.messages, t.sent, t.not_accepted), (3, 3, 0));
+    for id in 1..=3 {
+        assert_eq!(outcome(&rec, id), [(FinalStatus::Sent, Some(750.0))]);
+    }
+}

@@ -10,9 +10,10 @@
 //! - `postsuper -d/-h/-H/-r/-e/-f`: renames and removals. A file in the active queue is
 //!   renamed under qmgr's feet: deliveries already with an agent finish, queued ones are
 //!   dropped, and the rename shows when qmgr lets go of the message.
-//! - `postfix reload`, `stop`, `start`: qmgr exits (its agents finish their requests), and
-//!   a new one moves active files back to incoming, forgets every window and dead queue,
-//!   and starts both scans with a new scan phase.
+//! - `postfix reload`: qmgr exits (its agents finish their requests), and a new one moves
+//!   active files back to incoming, forgets every window and dead queue, and starts both
+//!   scans with a new scan phase. `postfix stop` kills the agents and smtpd instead (the
+//!   master's SIGTERM to its process group); `postfix start` is a reload after a stop.
 
 use super::message::{LeaveAction, Location, RcptStatus};
 use super::{Event, Mta};
@@ -85,7 +86,7 @@ impl Mta {
             }
             AdminCommand::Delete(selection, queues) => {
                 for m in self.select(selection, queues) {
-                    if self.messages.get(m).location == Location::Active {
+                    if self.owned_by_qmgr(m) {
                         self.messages.get_mut(m).on_leave = LeaveAction::Delete;
                         self.cancel_queued_entries(m, now, events, obs);
                     } else {
@@ -101,11 +102,12 @@ impl Mta {
                     ..queues
                 };
                 for m in self.select(selection, queues) {
-                    if self.messages.get(m).location == Location::Active {
+                    if self.owned_by_qmgr(m) {
                         self.messages.get_mut(m).on_leave = LeaveAction::Hold;
                         self.cancel_queued_entries(m, now, events, obs);
                     } else {
                         self.admin_note(m, now, "placed on hold");
+                        self.messages.get_mut(m).on_leave = LeaveAction::Normal;
                         self.relocate(m, Location::Hold);
                     }
                 }
@@ -122,11 +124,12 @@ impl Mta {
                         // A single ID also gets mtime = now (postsuper.c: requeue_one).
                         self.messages.get_mut(m).mtime = whole_seconds(now);
                     }
-                    if self.messages.get(m).location == Location::Active {
+                    if self.owned_by_qmgr(m) {
                         self.messages.get_mut(m).on_leave = LeaveAction::Requeue;
                         self.cancel_queued_entries(m, now, events, obs);
                     } else if self.messages.get(m).location != Location::Maildrop {
                         self.admin_note(m, now, "requeued");
+                        self.messages.get_mut(m).on_leave = LeaveAction::Normal;
                         self.requeue_to_maildrop(m, now, events);
                     }
                 }
@@ -146,13 +149,27 @@ impl Mta {
             }
             AdminCommand::Postconf(_) => {} // read at the next reload or start
             AdminCommand::Reload { config } => {
-                self.qmgr_exit();
+                self.qmgr_exit(now, obs);
                 self.qmgr_start(config, now, events, world);
             }
-            AdminCommand::Stop => self.qmgr_exit(),
+            AdminCommand::Stop => {
+                // SIGTERM to the whole process group (master_sig.c: `master_sigdeath`):
+                // agents and smtpd die where they are, before qmgr's state is dropped.
+                self.kill_agents(world);
+                self.smtpd_killed(now, events);
+                self.qmgr_exit(now, obs);
+            }
             AdminCommand::Start { config } => self.qmgr_start(config, now, events, world),
         }
         self.ensure_pickup_wakeup(now, events);
+    }
+
+    /// Is file `m` in a running qmgr's memory? Only then does a rename or removal wait for
+    /// qmgr to let go of it (§2.2); with Postfix stopped, postsuper's rename or unlink of a
+    /// file in active/ is all there is (postsuper.c: `delete_one`, `hold_one`, `requeue_one`
+    /// and `super()` act on any queue directory named).
+    fn owned_by_qmgr(&self, m: u32) -> bool {
+        self.running && self.messages.get(m).location == Location::Active
     }
 
     /// postsuper's log line for queue file `m`.
@@ -263,11 +280,18 @@ impl Mta {
     }
 
     /// qmgr exits (`postfix reload` or `stop`): its in-memory state is gone; agents at work
-    /// finish their requests and update the files.
-    fn qmgr_exit(&mut self) {
+    /// finish their requests and update the files. A rename or removal an admin made while
+    /// the file was in qmgr's memory already happened on disk: it shows now.
+    fn qmgr_exit(&mut self, now: Time, obs: &mut dyn Observer) {
         self.abandon_entries();
         self.running = false;
         self.qmgr_generation += 1;
+        for m in self.select(Selection::All, ACTIVE_ONLY) {
+            let action = self.messages.get(m).on_leave;
+            if action != LeaveAction::Normal {
+                self.leave_after_admin(m, action, now, obs);
+            }
+        }
     }
 
     /// A new qmgr starts with configuration `config` (`qmgr_post_init`): active files go

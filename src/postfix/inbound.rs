@@ -247,6 +247,8 @@ impl Mta {
             .get_mut(session as usize)
             .and_then(Option::take)
         else {
+            // Killed by `postfix stop`: the slot was kept until this event.
+            inbound.free_sessions.push(session);
             return;
         };
         inbound.free_sessions.push(session);
@@ -276,6 +278,25 @@ impl Mta {
                     events,
                 );
             }
+        }
+    }
+
+    /// `postfix stop`: smtpd dies with the master's SIGTERM (cleanup removes its unfinished
+    /// queue file), so every client in a session, asleep in cleanup's in_flow_delay, or in
+    /// the listen backlog sees the connection drop and tries again later, like a client
+    /// refused while Postfix is down. A killed session's slot is freed by its pending
+    /// `SmtpdDone`.
+    pub(super) fn smtpd_killed(&mut self, now: Time, events: &mut EventQueue<Event>) {
+        let mut dropped: Vec<Offered> = std::mem::take(&mut self.inbound.backlog).into();
+        for slot in &mut self.inbound.sessions {
+            if let Some(o) = slot.take() {
+                self.inbound.busy -= 1;
+                dropped.push(o);
+            }
+        }
+        for o in dropped {
+            self.totals.refused_stopped += 1;
+            self.sender_retries(now, o.stream, &o.dests, o.size, o.first_try, events);
         }
     }
 

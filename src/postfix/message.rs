@@ -132,6 +132,8 @@ pub struct Message {
     /// Deliveries still running in agents of a qmgr that has exited (reload, stop): the
     /// file is locked and the new qmgr skips it (`skipped, still being delivered`).
     pub locked: u32,
+    /// Counts the uses of this arena slot (set by [`Arena::alloc`]).
+    pub generation: u32,
     pub recipients: Vec<Recipient>,
 }
 
@@ -195,7 +197,9 @@ impl Arena {
             let slot = &mut self.slots[i as usize];
             let mut rcpts = std::mem::take(&mut slot.recipients);
             rcpts.clear();
+            let generation = slot.generation.wrapping_add(1);
             *slot = template(rcpts);
+            slot.generation = generation;
             i
         } else {
             self.slots.push(template(Vec::new()));

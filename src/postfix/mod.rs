@@ -459,6 +459,7 @@ impl Mta {
                 force_expired: false,
                 flush_bit: false,
                 locked: 0,
+                generation: 0,
                 recipients,
             }
         })

@@ -325,6 +325,13 @@ impl World {
         self.step(agent, now, req)
     }
 
+    /// `agent` was killed between steps (`postfix stop`): its client is free again. What it
+    /// had planned with the server stays decided (§ "a conversation is decided when it
+    /// starts"), so a connection slot it held is given back only at the planned end.
+    pub fn abort(&mut self, agent: AgentId) {
+        self.free_clients.push(agent.0);
+    }
+
     /// `agent` continues at `now` (after a [`Step::Wait`]).
     pub fn resume(&mut self, agent: AgentId, now: Time, req: Request<'_>) -> Step {
         self.step(agent.0, now, req)

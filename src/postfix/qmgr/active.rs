@@ -155,13 +155,17 @@ impl Mta {
                 self.qmgr.next_entry_order += 1;
                 let entry = Entry {
                     msg: m,
+                    generation: self.messages.get(m).generation,
                     queue: q,
+                    transport: transport as u16,
+                    dest: self.qmgr.queues[q as usize].dest,
                     lo: start as u32,
                     hi: end as u32,
                     order,
                     site_failure: false,
                     agent: None,
                     orphan: false,
+                    killed: false,
                     handoff: 0,
                     relay: None,
                     setup_done: None,

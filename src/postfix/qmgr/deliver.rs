@@ -117,7 +117,7 @@ impl Mta {
         obs: &mut dyn Observer,
     ) {
         let entry = self.qmgr.entries[e as usize];
-        let dest = self.qmgr.queues[entry.queue as usize].dest;
+        let dest = entry.dest;
         let msg = self.messages.get_mut(entry.msg);
         let (message_id, arrival) = (msg.origin_id, msg.origin_arrival);
         let mut count = 0;
@@ -148,7 +148,7 @@ impl Mta {
     /// The delivery request `e` as its agent sees it.
     fn request(&mut self, e: u32) -> Request<'_> {
         let entry = self.qmgr.entries[e as usize];
-        let dest = self.qmgr.queues[entry.queue as usize].dest;
+        let dest = entry.dest;
         let msg = self.messages.get_mut(entry.msg);
         Request {
             dest,
@@ -173,6 +173,7 @@ impl Mta {
                 tried,
             } => {
                 let entry = &mut self.qmgr.entries[e as usize];
+                entry.agent = None; // the world has freed the client
                 entry.site_failure = site_failure;
                 entry.relay = relay;
                 entry.setup_done = setup_done;
@@ -190,6 +191,10 @@ impl Mta {
         events: &mut EventQueue<Event>,
         world: &mut World,
     ) {
+        if self.qmgr.entries[e as usize].killed {
+            self.qmgr.free_entries.push(e);
+            return;
+        }
         let Some(agent) = self.qmgr.entries[e as usize].agent else {
             return;
         };
@@ -206,15 +211,19 @@ impl Mta {
         obs: &mut dyn Observer,
     ) {
         let entry = self.qmgr.entries[e as usize];
+        if entry.killed {
+            self.qmgr.free_entries.push(e);
+            return;
+        }
         if entry.orphan {
             self.orphan_done(e, now, obs);
             return;
         }
         let m = entry.msg;
         let to_filter = self.messages.get(m).filter_pass
-            && self.content_filter.is_some_and(|cf| {
-                cf.destination as u32 == self.qmgr.queues[entry.queue as usize].dest
-            });
+            && self
+                .content_filter
+                .is_some_and(|cf| cf.destination as u32 == entry.dest);
         let mut any_deferred = false;
         let mut any_filtered = false;
         let mut first_deferral = None;
@@ -290,6 +299,16 @@ impl Mta {
     fn orphan_done(&mut self, e: u32, now: Time, obs: &mut dyn Observer) {
         let entry = self.qmgr.entries[e as usize];
         let m = entry.msg;
+        if let Some(transport) = self.qmgr.transports.get_mut(entry.transport as usize) {
+            transport.busy_agents = transport.busy_agents.saturating_sub(1);
+        }
+        self.qmgr.free_entries.push(e);
+        let msg = self.messages.get(m);
+        if msg.generation != entry.generation || msg.location == Location::Gone {
+            // `postsuper -d` removed the file under the agent: its updates went to a
+            // deleted file, and its recipients were counted as deleted then.
+            return;
+        }
         for r in entry.lo as usize..entry.hi as usize {
             let rc = self.messages.get(m).recipients[r];
             if rc.status != RcptStatus::Pending {
@@ -312,11 +331,6 @@ impl Mta {
             }
             self.messages.get_mut(m).recipients[r].reply = Reply::None;
         }
-        let t = self.qmgr.queues[entry.queue as usize].transport as usize;
-        if let Some(transport) = self.qmgr.transports.get_mut(t) {
-            transport.busy_agents = transport.busy_agents.saturating_sub(1);
-        }
-        self.qmgr.free_entries.push(e);
         let msg = self.messages.get_mut(m);
         msg.locked = msg.locked.saturating_sub(1);
         if msg.locked == 0 && msg.location != Location::Gone && msg.pending_recipients() == 0 {
@@ -339,8 +353,7 @@ impl Mta {
             Reply::Deferred(c) => (crate::observe::Status::Deferred, Some(c)),
             Reply::None => (crate::observe::Status::Deferred, Some(Cause::Unavailable)),
         };
-        let queue = &self.qmgr.queues[entry.queue as usize];
-        let local = self.local_transport == Some(queue.transport);
+        let local = self.local_transport == Some(entry.transport);
         let note = crate::postfix::notes::RecipientNote {
             index: rc.orig_index,
             dest: rc.dest,
@@ -354,7 +367,7 @@ impl Mta {
             agent: if local {
                 crate::postfix::notes::AgentNote::Local
             } else {
-                crate::postfix::notes::AgentNote::Smtp(queue.transport)
+                crate::postfix::notes::AgentNote::Smtp(entry.transport)
             },
             relay: entry.relay,
             tried: entry.tried,
@@ -365,7 +378,7 @@ impl Mta {
             to_filter: msg.filter_pass
                 && self
                     .content_filter
-                    .is_some_and(|cf| cf.destination as u32 == queue.dest),
+                    .is_some_and(|cf| cf.destination as u32 == entry.dest),
         };
         let (id, origin) = (msg.id, msg.origin_id);
         self.note(
@@ -426,24 +439,64 @@ impl Mta {
         );
     }
 
-    /// qmgr exits: in-flight requests are orphaned, queued ones are forgotten (the file
-    /// keeps the recipients).
-    pub(crate) fn abandon_entries(&mut self) {
+    /// Requests not yet with an agent are forgotten (the files keep the recipients).
+    fn abandon_queued(&mut self) {
         for q in 0..self.qmgr.queues.len() {
             while let Some(e) = self.qmgr.queues[q].todo.pop_front() {
                 self.qmgr.free_entries.push(e);
             }
         }
+    }
+
+    /// qmgr exits: in-flight requests are orphaned, queued ones are forgotten (the file
+    /// keeps the recipients).
+    pub(crate) fn abandon_entries(&mut self) {
+        self.abandon_queued();
         let free: std::collections::HashSet<u32> = self.qmgr.free_entries.iter().copied().collect();
         for e in 0..self.qmgr.entries.len() as u32 {
             if free.contains(&e) {
                 continue;
             }
             let entry = &mut self.qmgr.entries[e as usize];
-            if !entry.orphan {
+            if !entry.orphan && !entry.killed {
                 entry.orphan = true;
                 let m = entry.msg;
                 self.messages.get_mut(m).locked += 1;
+            }
+        }
+    }
+
+    /// `postfix stop`: the master's SIGTERM to its process group kills every delivery
+    /// agent at once, those of an earlier qmgr too (master_sig.c: `master_sigdeath`; smtp(8)
+    /// and local(8) catch no SIGTERM). Their requests leave no trace: the recipients stay
+    /// pending in the files, which stay in active/ for the next qmgr, and nothing is logged.
+    /// Queued requests are forgotten as at any qmgr exit.
+    pub(crate) fn kill_agents(&mut self, world: &mut World) {
+        self.abandon_queued();
+        let free: std::collections::HashSet<u32> = self.qmgr.free_entries.iter().copied().collect();
+        for e in 0..self.qmgr.entries.len() as u32 {
+            let entry = self.qmgr.entries[e as usize];
+            if free.contains(&e) || entry.killed {
+                continue;
+            }
+            self.qmgr.entries[e as usize].killed = true;
+            if let Some(agent) = self.qmgr.entries[e as usize].agent.take() {
+                world.abort(agent);
+            }
+            if let Some(t) = self.qmgr.transports.get_mut(entry.transport as usize) {
+                t.busy_agents = t.busy_agents.saturating_sub(1);
+            }
+            let msg = self.messages.get_mut(entry.msg);
+            if msg.generation != entry.generation || msg.location == Location::Gone {
+                continue;
+            }
+            for r in &mut msg.recipients[entry.lo as usize..entry.hi as usize] {
+                if r.status == RcptStatus::Pending {
+                    r.reply = Reply::None; // what the agent had heard dies with it
+                }
+            }
+            if entry.orphan {
+                msg.locked = msg.locked.saturating_sub(1);
             }
         }
     }
