@@ -266,3 +266,82 @@ fn host_load_slows_the_content_filter() {
     let (_, report, _) = run(&filtered(20, r#"latency = "1s""#, ""));
     assert_eq!(report.last_final, Some(10 * mailsim::engine::time::SECOND));
 }
+
+#[test]
+fn the_filters_re_injection_takes_an_in_flow_token_or_sleeps() {
+    // One token (default_process_limit = 1), one active file, one filter process at 10 s.
+    // 0 s: message 1 takes the token, is imported (qmgr gives the token back) and goes to
+    // the filter; message 2 takes that token and waits in incoming (active full: the
+    // incoming scan stays open, so qmgr refills nothing). 10 s: the filter re-injects
+    // message 1 through cleanup, which has no token and sleeps 1 s (single_server.c); the
+    // filter's 250 comes at 11 s, message 2 is imported (a token back) and filtered by
+    // 21 s, when its re-injection takes that token; both second passes go out at 21 s.
+    let text = r#"
+name = "filter-in-flow"
+[postfix]
+content_filter = "smtp-amavis:[127.0.0.1]:10024"
+default_process_limit = 1
+qmgr_message_active_limit = 1
+[master]
+smtp-amavis = 1
+[filter]
+latency = "10s"
+[[traffic]]
+to = "d.test"
+messages = 2
+arrivals = "burst"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+"#;
+    let (rec, report, _) = run(text);
+    let t = report.mta_totals;
+    assert_eq!((t.in_flow_delays, t.filtered, t.sent), (1, 2, 2));
+    assert_eq!(report.last_final, Some(21 * mailsim::engine::time::SECOND));
+    // Message 2 reached the filter only when message 1's answer freed the active slot.
+    assert_eq!(common::attempt_seconds(&rec, 2)[0], 11.0);
+}
+
+#[test]
+fn pickup_waits_for_cleanups_in_flow_sleep_one_file_at_a_time() {
+    // sendmail mail: the first file takes the only token (qmgr gives it back on import),
+    // the second takes it again; the active queue (1 file, 10 s deliveries) stays full, so
+    // files 3, 4 and 5 each make cleanup sleep 1 s while the single pickup process waits:
+    // maildrop holds 3, 2, 1, 0 files at 0, 1, 2, 3 s.
+    let text = r#"
+name = "pickup-in-flow"
+sample = "1s"
+stop = "5s"
+[postfix]
+default_process_limit = 1
+qmgr_message_active_limit = 1
+[[traffic]]
+to = "d.test"
+messages = 5
+arrivals = "burst"
+submit = "sendmail"
+[[destination]]
+domain = "d.test"
+latency = "10s"
+"#;
+    let (_, report, series) = run(text);
+    assert_eq!(report.mta_totals.in_flow_delays, 3);
+    let maildrop: Vec<u64> = series
+        .points
+        .iter()
+        .take(5)
+        .map(|(_, c)| c.maildrop)
+        .collect();
+    assert_eq!(maildrop, [3, 2, 1, 0, 0]);
+}
+
+#[test]
+fn a_filter_delivery_running_through_a_reload_is_still_re_injected() {
+    // The reload at 5 s orphans the filter delivery of 0 s; its agent finishes at 10 s and
+    // the filter re-injects the message as ever: a second pass, then d.test.
+    let admin = "[[admin]]\nat = \"5s\"\ncommand = \"postfix reload\"";
+    let (rec, report, _) = run(&filtered(1, r#"latency = "10s""#, admin));
+    let t = report.mta_totals;
+    assert_eq!((t.filtered, t.sent, t.attempts), (1, 1, 2));
+    assert_eq!(common::attempt_seconds(&rec, 1), [0.0, 10.0]);
+}

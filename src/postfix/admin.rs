@@ -53,7 +53,7 @@ impl Mta {
                     self.qmgr
                         .request_scan(super::qmgr::Dir::Incoming, u64::MAX, true);
                 }
-                self.pickup(now);
+                self.pickup(now, events);
             }
             AdminCommand::FlushSite { destination } => {
                 if !self.running {
@@ -330,7 +330,9 @@ impl Mta {
             Event::DeferredScan { generation },
         );
         self.qmgr_started_at = now;
-        self.pickup(now);
+        // A new pickup process: nothing of an old one's cleanup sleep survives.
+        self.pickup_busy_until = None;
+        self.pickup(now, events);
     }
 
     /// A pickup wakeup is due if maildrop has files nobody triggered for.
@@ -349,7 +351,7 @@ impl Mta {
     pub(super) fn pickup_wakeup(&mut self, now: Time, events: &mut EventQueue<Event>) {
         self.pickup_wakeup_pending = false;
         if self.running {
-            self.pickup(now);
+            self.pickup(now, events);
         }
         self.ensure_pickup_wakeup(now, events);
     }

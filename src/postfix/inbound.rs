@@ -14,8 +14,8 @@
 //!   `sender_lifetime`.
 //!
 //! sendmail submissions go through postdrop into maildrop, which only fails when the file
-//! does not fit; pickup's own in_flow sleeps are not modelled. A `load` fault stretches
-//! smtpd's session time.
+//! does not fit; pickup, the filter's re-injection and bounce are cleanup clients too and
+//! share the bucket (`in_flow_token`). A `load` fault stretches smtpd's session time.
 
 use super::{Event, Mta};
 use crate::engine::time::{SECOND, Time};
@@ -136,7 +136,7 @@ impl Mta {
         events: &mut EventQueue<Event>,
     ) {
         let outcome = if self.inbound.via_maildrop[stream as usize] {
-            self.postdrop(now, stream, dests, size)
+            self.postdrop(now, stream, dests, size, events)
         } else if !self.running {
             self.totals.refused_stopped += 1;
             Outcome::Refused
@@ -157,12 +157,19 @@ impl Mta {
     }
 
     /// postdrop writes maildrop; it only fails when the file does not fit.
-    fn postdrop(&mut self, now: Time, stream: u16, dests: &[u32], size: u64) -> Outcome {
+    fn postdrop(
+        &mut self,
+        now: Time,
+        stream: u16,
+        dests: &[u32],
+        size: u64,
+        events: &mut EventQueue<Event>,
+    ) -> Outcome {
         if self.disk.is_some() && self.free_space(now) < size {
             self.totals.refused_disk += 1;
             return Outcome::Refused;
         }
-        self.submit(now, stream, dests, size, true);
+        self.submit(now, stream, dests, size, true, events);
         Outcome::Accepted
     }
 
@@ -205,16 +212,12 @@ impl Mta {
         if load != 1.0 {
             delay = (delay as f64 * load).min(i64::MAX as f64 / 4.0) as Time;
         }
-        if inbound.in_flow_delay > 0 {
-            if inbound.tokens > 0 {
-                inbound.tokens -= 1;
-            } else {
-                delay += inbound.in_flow_delay;
-                self.totals.in_flow_delays += 1;
-            }
+        if !self.in_flow_token() {
+            delay += self.inbound.in_flow_delay;
+            self.totals.in_flow_delays += 1;
         }
         if delay == 0 {
-            self.submit(now, stream, dests, size, false);
+            self.submit(now, stream, dests, size, false, events);
             return Outcome::Accepted;
         }
         let inbound = &mut self.inbound;
@@ -253,7 +256,14 @@ impl Mta {
         };
         inbound.free_sessions.push(session);
         inbound.busy -= 1;
-        self.submit(now, offered.stream, &offered.dests, offered.size, false);
+        self.submit(
+            now,
+            offered.stream,
+            &offered.dests,
+            offered.size,
+            false,
+            events,
+        );
         while self.running
             && (self.inbound.maxproc == 0 || self.inbound.busy < self.inbound.maxproc)
         {
@@ -350,6 +360,26 @@ impl Mta {
         inbound.free_retrying.push(slot);
         inbound.retry_waiting -= 1;
         self.offer(now, o.stream, &o.dests, o.size, o.first_try, events);
+    }
+
+    /// cleanup's in_flow gate for one new queue file, whoever its client is (smtpd, pickup,
+    /// the filter's re-injecting smtpd, bounce): every cleanup connection takes a token, or
+    /// cleanup sleeps `in_flow_delay` before serving it (single_server.c: `mail_flow_get`,
+    /// `doze`; cleanup is an in-flow-delay service). True when it may go on at once.
+    pub(super) fn in_flow_token(&mut self) -> bool {
+        let inbound = &mut self.inbound;
+        if inbound.in_flow_delay == 0 {
+            return true;
+        }
+        if inbound.tokens > 0 {
+            inbound.tokens -= 1;
+            return true;
+        }
+        false
+    }
+
+    pub(super) fn inbound_in_flow_delay(&self) -> Time {
+        self.inbound.in_flow_delay
     }
 
     /// qmgr's side of the in_flow bucket, once per pass of its loop (`qmgr_loop`).

@@ -38,6 +38,8 @@ pub enum Event {
     QmgrWakeup { generation: u32 },
     /// pickup's periodic wakeup.
     PickupWakeup,
+    /// cleanup's in_flow_delay sleep for the file pickup is handing it has ended.
+    PickupResume,
     /// The scenario's admin action `index`.
     Admin { index: u16 },
     /// The agent of request `entry` moves on to its next host or site.
@@ -150,6 +152,9 @@ pub struct Mta {
     master_started_at: Time,
     qmgr_wakeup_pending: bool,
     pickup_wakeup_pending: bool,
+    /// pickup waits for cleanup's in_flow_delay sleep on the file at the head of maildrop
+    /// until this time; that file then goes in without a token.
+    pickup_busy_until: Option<Time>,
     pickup_wanted: bool,
     admin_actions: Vec<crate::scenario::AdminAction>,
     reconfigurations: Vec<crate::scenario::Reconfiguration>,
@@ -200,6 +205,7 @@ impl Mta {
             master_started_at: 0,
             qmgr_wakeup_pending: false,
             pickup_wakeup_pending: false,
+            pickup_busy_until: None,
             pickup_wanted: false,
             admin_actions: scenario.admin.clone(),
             reconfigurations: scenario.reconfigurations.clone(),
@@ -357,6 +363,7 @@ impl Mta {
         dests: &[u32],
         size: u64,
         via_maildrop: bool,
+        events: &mut EventQueue<Event>,
     ) {
         self.totals.messages += 1;
         self.first_arrival.get_or_insert(now);
@@ -366,26 +373,63 @@ impl Mta {
             // cleanup at once (pickup.c); the arrival time is the maildrop file's.
             let stamp = self.relocate(m, Location::Maildrop);
             self.maildrop.push_back((m, stamp));
-            self.pickup(now);
+            self.pickup(now, events);
         } else {
             self.cleanup_done(m, now, Via::Smtp);
         }
     }
 
-    /// pickup: every maildrop file goes through cleanup into incoming.
-    fn pickup(&mut self, now: Time) {
+    /// pickup: the maildrop files go through cleanup into incoming, one at a time. Each
+    /// cleanup connection takes an in_flow token, or cleanup sleeps `in_flow_delay` first
+    /// while pickup waits for it (single_server.c: `mail_flow_get` or `doze`; pickup is
+    /// one process, so its sleeps add up).
+    fn pickup(&mut self, now: Time, events: &mut EventQueue<Event>) {
+        if !self.running || self.pickup_busy_until.is_some() {
+            return;
+        }
+        while let Some(&(m, stamp)) = self.maildrop.front() {
+            let msg = self.messages.get(m);
+            if msg.location != Location::Maildrop || msg.move_stamp != stamp {
+                self.maildrop.pop_front();
+                continue;
+            }
+            if !self.in_flow_token() {
+                self.totals.in_flow_delays += 1;
+                let until = now + self.inbound_in_flow_delay();
+                self.pickup_busy_until = Some(until);
+                events.schedule(until, Event::PickupResume);
+                return;
+            }
+            self.maildrop.pop_front();
+            self.pickup_one(m, now);
+        }
+    }
+
+    /// The file at the head of maildrop has waited out cleanup's sleep: it goes in without
+    /// a token, and pickup carries on.
+    pub(super) fn pickup_resume(&mut self, now: Time, events: &mut EventQueue<Event>) {
+        if self.pickup_busy_until != Some(now) {
+            return; // the sleep of a pickup process that has since died (postfix stop)
+        }
+        self.pickup_busy_until = None;
         if !self.running {
             return;
         }
         while let Some((m, stamp)) = self.maildrop.pop_front() {
             let msg = self.messages.get(m);
-            if msg.location != Location::Maildrop || msg.move_stamp != stamp {
-                continue;
+            if msg.location == Location::Maildrop && msg.move_stamp == stamp {
+                self.pickup_one(m, now);
+                break;
             }
-            // A new queue file: cleanup stamps a new create_time.
-            self.messages.get_mut(m).create_time = whole_seconds(now);
-            self.cleanup_done(m, now, Via::Pickup);
         }
+        self.pickup(now, events);
+        self.ensure_pickup_wakeup(now, events);
+    }
+
+    fn pickup_one(&mut self, m: u32, now: Time) {
+        // A new queue file: cleanup stamps a new create_time.
+        self.messages.get_mut(m).create_time = whole_seconds(now);
+        self.cleanup_done(m, now, Via::Pickup);
     }
 
     /// Allocates a queue file with its recipients sorted by destination (so each delivery
@@ -539,6 +583,9 @@ impl Mta {
             Origin::Notice(_) => return, // double bounces are discarded (notify_classes default)
         };
         self.totals.notices += 1;
+        // bounce(8) writes the notice through cleanup: it takes an in_flow token if there is
+        // one (with none, cleanup's one-second sleep before the notice is not modelled).
+        let _ = self.in_flow_token();
         let size = self.messages.get(about).size.min(u64::MAX - 2_000) + 2_000;
         let dest = self.notices_destination;
         let m = self.new_queue_file(now, Origin::Notice(origin), true, size, &[dest]);
@@ -838,6 +885,7 @@ impl Mta {
             }
             Event::QmgrWakeup { generation } => self.qmgr_wakeup(generation),
             Event::PickupWakeup => self.pickup_wakeup(now, events),
+            Event::PickupResume => self.pickup_resume(now, events),
             Event::Admin { index } => self.admin(usize::from(index), now, events, world, obs),
             Event::SmtpStep { entry } => self.smtp_step(entry, now, events, world),
             Event::DeliveryDone { entry } => self.delivery_done(entry, now, events, obs),

@@ -166,6 +166,7 @@ impl Mta {
                     agent: None,
                     orphan: false,
                     killed: false,
+                    in_flow_slept: false,
                     handoff: 0,
                     relay: None,
                     setup_done: None,

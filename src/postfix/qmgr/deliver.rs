@@ -215,15 +215,33 @@ impl Mta {
             self.qmgr.free_entries.push(e);
             return;
         }
-        if entry.orphan {
-            self.orphan_done(e, now, obs);
-            return;
-        }
         let m = entry.msg;
-        let to_filter = self.messages.get(m).filter_pass
+        let msg = self.messages.get(m);
+        let same_file = msg.generation == entry.generation && msg.location != Location::Gone;
+        let to_filter = same_file
+            && msg.filter_pass
             && self
                 .content_filter
                 .is_some_and(|cf| cf.destination as u32 == entry.dest);
+        if to_filter
+            && !entry.in_flow_slept
+            && self.filter_reinjects(&entry)
+            && !self.in_flow_token()
+        {
+            // The filter's smtpd hands the file to cleanup, which sleeps in_flow_delay before
+            // taking it (no token); the filter's 250, and so this agent, wait for that.
+            self.totals.in_flow_delays += 1;
+            self.qmgr.entries[e as usize].in_flow_slept = true;
+            events.schedule(
+                now + self.inbound_in_flow_delay(),
+                Event::DeliveryDone { entry: e },
+            );
+            return;
+        }
+        if entry.orphan {
+            self.orphan_done(e, now, to_filter, obs);
+            return;
+        }
         let mut any_deferred = false;
         let mut any_filtered = false;
         let mut first_deferral = None;
@@ -293,10 +311,17 @@ impl Mta {
         self.entry_done(e, true, now, events, obs);
     }
 
+    /// Did the filter accept some recipient of request `e` (so that it re-injects a file)?
+    fn filter_reinjects(&self, entry: &super::Entry) -> bool {
+        self.messages.get(entry.msg).recipients[entry.lo as usize..entry.hi as usize]
+            .iter()
+            .any(|r| r.status == RcptStatus::Pending && r.reply == Reply::Sent)
+    }
+
     /// An agent of an exited qmgr finishes: it writes its results into the queue file (sent
     /// and bounced recipients are done; deferred ones stay pending for the new qmgr) and
     /// gives back its process; no feedback reaches anyone.
-    fn orphan_done(&mut self, e: u32, now: Time, obs: &mut dyn Observer) {
+    fn orphan_done(&mut self, e: u32, now: Time, to_filter: bool, obs: &mut dyn Observer) {
         let entry = self.qmgr.entries[e as usize];
         let m = entry.msg;
         if let Some(transport) = self.qmgr.transports.get_mut(entry.transport as usize) {
@@ -316,6 +341,11 @@ impl Mta {
             }
             self.note_attempt(e, r, now);
             match rc.reply {
+                Reply::Sent if to_filter => {
+                    // Handed to the filter, which re-injects it as for a live qmgr.
+                    self.messages.get_mut(m).recipients[r].status = RcptStatus::Filtered;
+                    continue;
+                }
                 Reply::Sent => self.finalize(m, r, RcptStatus::Sent, now, obs),
                 Reply::Bounced(cause) => {
                     self.totals.bounced_by_cause.add(cause);
@@ -330,6 +360,9 @@ impl Mta {
                 Reply::None => {}
             }
             self.messages.get_mut(m).recipients[r].reply = Reply::None;
+        }
+        if to_filter {
+            self.reinject_filtered(m, entry.lo as usize, entry.hi as usize, now);
         }
         let msg = self.messages.get_mut(m);
         msg.locked = msg.locked.saturating_sub(1);

@@ -95,6 +95,9 @@ pub(crate) struct Entry {
     /// Its agent was killed (`postfix stop`): the request leaves no trace, and its pending
     /// event only frees it.
     pub killed: bool,
+    /// The filter's answer waited for cleanup's in_flow_delay sleep on the re-injected
+    /// file (its smtpd, the filter and this agent all wait for it).
+    pub in_flow_slept: bool,
     /// When the agent took it, the server that answered, and when its handshake completed
     /// (for `relay=` and `delays=`).
     pub handoff: crate::engine::time::Time,
