@@ -433,3 +433,182 @@ command = "postfix start"
         assert_eq!(outcome(&rec, id), [(FinalStatus::Sent, Some(750.0))]);
     }
 }
+
+#[test]
+fn postconf_content_filter_off_and_reload_bypasses_a_dead_filter() {
+    // The classic "amavis is down, bypass it": the filter refuses connections from 0 s;
+    // `content_filter =` at 10 s and a reload at 20 s. smtpd processes started after the
+    // reload add no FILTER record (smtpd.c reads content_filter at start), so the mail
+    // arriving from 100 s goes straight to d.test, one attempt each, delivered on arrival.
+    let text = r#"
+name = "cf-off"
+stop = "2h"
+[postfix]
+content_filter = "smtp-amavis:[127.0.0.1]:10024"
+[master]
+smtp-amavis = 2
+[filter]
+latency = "1s"
+[[traffic]]
+to = "d.test"
+messages = 20
+rate = "1/s"
+arrivals = "uniform"
+start = "100s"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[fault]]
+at = "0s"
+kind = "refuse"
+target = "filter"
+[[admin]]
+at = "10s"
+command = "postconf -e 'content_filter ='"
+[[admin]]
+at = "20s"
+command = "postfix reload"
+"#;
+    let (rec, report, _) = run(text);
+    let t = report.mta_totals;
+    assert_eq!((t.sent, t.filtered, t.attempts), (20, 0, 20));
+    assert_eq!(report.queued_at_end, 0);
+    for id in 1..=20u64 {
+        let at = 99.0 + id as f64;
+        assert_eq!(outcome(&rec, id), [(FinalStatus::Sent, Some(at))]);
+    }
+}
+
+#[test]
+fn postconf_can_switch_a_content_filter_on() {
+    // No filter at first; `postconf -e` names one at 4.5 s, the reload at 5 s switches it
+    // on: of the messages arriving at 0…9 s, those from 5 s go through it.
+    let text = r#"
+name = "cf-on"
+[master]
+smtp-amavis = 2
+[filter]
+latency = "1s"
+[[traffic]]
+to = "d.test"
+messages = 10
+rate = "1/s"
+arrivals = "uniform"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[admin]]
+at = "4.5s"
+command = "postconf -e 'content_filter = smtp-amavis:[127.0.0.1]:10024'"
+[[admin]]
+at = "5s"
+command = "postfix reload"
+"#;
+    let (_, report, _) = run(text);
+    let t = report.mta_totals;
+    assert_eq!((t.sent, t.filtered, t.attempts), (10, 5, 15));
+}
+
+#[test]
+fn postconf_in_flow_delay_applies_after_reload() {
+    // in_flow_delay = 0s from the reload at 0.5 s: the burst of 300 at 1 s, which with the
+    // 1 s default would make 199 cleanups sleep (host.rs), comes in at once.
+    let text = r#"
+name = "inflow-reload"
+stop = "1.5s"
+[postfix]
+qmgr_message_active_limit = 1
+[[traffic]]
+to = "d.test"
+messages = 300
+arrivals = "burst"
+start = "1s"
+[[destination]]
+domain = "d.test"
+latency = "10s"
+[[admin]]
+at = "0.2s"
+command = "postconf -e 'in_flow_delay = 0s'"
+[[admin]]
+at = "0.5s"
+command = "postfix reload"
+"#;
+    let (_, report, _) = run(text);
+    assert_eq!(report.mta_totals.in_flow_delays, 0);
+    assert_eq!(report.mta_totals.messages, 300);
+}
+
+#[test]
+fn postconf_default_process_limit_resizes_services_with_maxproc_dash() {
+    // smtp's maxproc is `-` and smtpd's is left out (also `-`): after default_process_limit
+    // = 1 and a reload, one delivery runs at a time (10 s each: done at 11, 21, 31 s), and
+    // one smtpd takes clients (10 s sessions: the three messages arrive at 11, 21, 31 s).
+    let text = |receive: &str, latency: &str| {
+        format!(
+            r#"
+name = "limit-reload"
+[master]
+smtp = "-"
+[[traffic]]
+to = "d.test"
+messages = 3
+arrivals = "burst"
+start = "1s"
+receive = "{receive}"
+[[destination]]
+domain = "d.test"
+latency = "{latency}"
+[[admin]]
+at = "0s"
+command = "postconf -e 'default_process_limit = 1'"
+[[admin]]
+at = "0.5s"
+command = "postfix reload"
+"#
+        )
+    };
+    let finished = |rec: &Recorder| {
+        let mut f: Vec<f64> = (1..=3)
+            .filter_map(|id| outcome(rec, id).first().and_then(|o| o.1))
+            .collect();
+        f.sort_by(f64::total_cmp);
+        f
+    };
+    let (rec, _, _) = run(&text("0s", "10s"));
+    assert_eq!(finished(&rec), [11.0, 21.0, 31.0]);
+    let (rec, _, _) = run(&text("10s", "0s"));
+    assert_eq!(finished(&rec), [11.0, 21.0, 31.0]);
+}
+
+#[test]
+fn postsuper_r_sends_a_second_pass_file_through_the_filter_again() {
+    // pickup adds the FILTER record to every maildrop file (pickup.c), a requeued second
+    // pass too: filtered at 0 s, re-injected at 1 s and deferred (d.test refuses until
+    // 110 s), requeued at 100 s, picked up at 120 s, filtered again, delivered at 121 s.
+    let text = r#"
+name = "requeue-filter"
+[postfix]
+content_filter = "smtp-amavis:[127.0.0.1]:10024"
+[filter]
+latency = "1s"
+[[traffic]]
+to = "d.test"
+messages = 1
+arrivals = "burst"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[fault]]
+at = "0s"
+for = "110s"
+kind = "refuse"
+target = "d.test"
+[[admin]]
+at = "100s"
+command = "postsuper -r ALL"
+"#;
+    let (rec, report, _) = run(text);
+    let t = report.mta_totals;
+    assert_eq!((t.filtered, t.sent), (2, 1));
+    assert_eq!(attempt_seconds(&rec, 1), [0.0, 1.0, 120.0, 121.0]);
+}

@@ -306,6 +306,9 @@ impl Mta {
     ) {
         if let Some(c) = self.reconfigurations.get(config).cloned() {
             self.cfg = c.postfix.clone();
+            self.filter_on = c.filter_on;
+            // New smtpd and cleanup processes, and the new qmgr's token target.
+            self.inbound_reconfigure(&c);
             world.reconfigure(&c.smtp);
             self.qmgr.restart(
                 c.postfix.qmgr_message_active_limit,

@@ -31,6 +31,9 @@ struct Offered {
     dests: Vec<u32>,
     size: u64,
     first_try: Time,
+    /// In a session: smtpd adds a FILTER record (its main.cf had a content_filter when the
+    /// session began).
+    filter: bool,
 }
 
 /// What happened to an offer.
@@ -146,6 +149,7 @@ impl Mta {
                 dests: dests.to_vec(),
                 size,
                 first_try,
+                filter: false,
             });
             Outcome::Pending
         } else {
@@ -169,7 +173,7 @@ impl Mta {
             self.totals.refused_disk += 1;
             return Outcome::Refused;
         }
-        self.submit(now, stream, dests, size, true, events);
+        self.submit(now, stream, dests, size, None, events);
         Outcome::Accepted
     }
 
@@ -198,6 +202,9 @@ impl Mta {
                 return Outcome::Refused;
             }
         }
+        // smtpd reads content_filter when its process starts; one that began after a
+        // reload has the new value (smtpd.c: the FILTER record from var_filter_xport).
+        let filter = self.filter_on;
         let s = stream as usize;
         let inbound = &mut self.inbound;
         let mut delay = inbound.receive[s]
@@ -217,7 +224,7 @@ impl Mta {
             self.totals.in_flow_delays += 1;
         }
         if delay == 0 {
-            self.submit(now, stream, dests, size, false, events);
+            self.submit(now, stream, dests, size, Some(filter), events);
             return Outcome::Accepted;
         }
         let inbound = &mut self.inbound;
@@ -227,6 +234,7 @@ impl Mta {
             dests: dests.to_vec(),
             size,
             first_try,
+            filter,
         };
         let session = match inbound.free_sessions.pop() {
             Some(i) => {
@@ -261,7 +269,7 @@ impl Mta {
             offered.stream,
             &offered.dests,
             offered.size,
-            false,
+            Some(offered.filter),
             events,
         );
         while self.running
@@ -332,6 +340,7 @@ impl Mta {
             dests: dests.to_vec(),
             size,
             first_try,
+            filter: false,
         };
         let inbound = &mut self.inbound;
         let slot = match inbound.free_retrying.pop() {
@@ -380,6 +389,17 @@ impl Mta {
 
     pub(super) fn inbound_in_flow_delay(&self) -> Time {
         self.inbound.in_flow_delay
+    }
+
+    /// After `postfix reload` or `start`: smtpd's maxproc (master.cf, `-` following
+    /// default_process_limit), cleanup's in_flow_delay and qmgr's token target are the new
+    /// ones; sessions under way keep their processes.
+    pub(super) fn inbound_reconfigure(&mut self, c: &crate::scenario::Reconfiguration) {
+        let inbound = &mut self.inbound;
+        inbound.maxproc = c.smtpd_maxproc;
+        inbound.in_flow_delay = c.postfix.in_flow_delay * SECOND;
+        inbound.token_limit = c.postfix.default_process_limit;
+        inbound.tokens = inbound.tokens.min(inbound.token_limit);
     }
 
     /// qmgr's side of the in_flow bucket, once per pass of its loop (`qmgr_loop`).

@@ -163,7 +163,10 @@ pub struct Mta {
     disk_fills: Vec<(Time, Time, Option<u64>)>,
     /// Bytes of all queue files.
     queue_bytes: u64,
+    /// The content filter's transport and destination (FILTER records name it).
     pub(crate) content_filter: Option<crate::scenario::ContentFilter>,
+    /// main.cf has a content_filter now: smtpd and pickup add FILTER records.
+    filter_on: bool,
     /// transport_down faults: (start, end, transport).
     transport_faults: Vec<(Time, Time, usize)>,
     inbound: inbound::Inbound,
@@ -219,7 +222,8 @@ impl Mta {
                 })
                 .collect(),
             queue_bytes: 0,
-            content_filter: scenario.content_filter,
+            content_filter: scenario.filter,
+            filter_on: scenario.filter_on,
             transport_faults: scenario
                 .faults
                 .iter()
@@ -362,20 +366,20 @@ impl Mta {
         stream: u16,
         dests: &[u32],
         size: u64,
-        via_maildrop: bool,
+        smtpd_filter: Option<bool>,
         events: &mut EventQueue<Event>,
     ) {
         self.totals.messages += 1;
         self.first_arrival.get_or_insert(now);
         let m = self.new_queue_file(now, Origin::Stream(stream), false, size, dests);
-        if via_maildrop {
+        if let Some(filter) = smtpd_filter {
+            self.cleanup_done(m, now, Via::Smtp, filter);
+        } else {
             // postdrop writes maildrop/ and triggers pickup, which copies the file to
             // cleanup at once (pickup.c); the arrival time is the maildrop file's.
             let stamp = self.relocate(m, Location::Maildrop);
             self.maildrop.push_back((m, stamp));
             self.pickup(now, events);
-        } else {
-            self.cleanup_done(m, now, Via::Smtp);
         }
     }
 
@@ -429,7 +433,10 @@ impl Mta {
     fn pickup_one(&mut self, m: u32, now: Time) {
         // A new queue file: cleanup stamps a new create_time.
         self.messages.get_mut(m).create_time = whole_seconds(now);
-        self.cleanup_done(m, now, Via::Pickup);
+        // pickup adds the FILTER record to every maildrop file, requeued second passes and
+        // notices included (pickup.c: `if (*var_filter_xport) rec_fprintf(… REC_TYPE_FILT`).
+        let filter = self.filter_on;
+        self.cleanup_done(m, now, Via::Pickup, filter);
     }
 
     /// Allocates a queue file with its recipients sorted by destination (so each delivery
@@ -545,18 +552,18 @@ impl Mta {
         let msg = self.messages.get_mut(new);
         msg.origin_id = origin_id;
         msg.origin_arrival = origin_arrival;
-        self.cleanup_done(new, now, Via::Reinjected);
+        // The filter's smtpd runs with `-o content_filter=` (FILTER_README).
+        self.cleanup_done(new, now, Via::Reinjected, false);
     }
 
     /// cleanup has written the file: it enters incoming and qmgr is woken (`W` trigger).
-    /// With a content_filter, mail from outside gets a FILTER record; a re-injected file
-    /// (from the filter) and Postfix's own notices do not (`internal_mail_filter_classes`
-    /// is empty by default).
-    fn cleanup_done(&mut self, m: u32, now: Time, via: Via) {
+    /// `filter`: its client (smtpd, pickup) added a FILTER record; the filter's re-injecting
+    /// smtpd and the bounce daemon add none.
+    fn cleanup_done(&mut self, m: u32, now: Time, via: Via, filter: bool) {
         let stamp = self.relocate(m, Location::Incoming);
-        let filter = self.content_filter.is_some();
+        let filter = filter && self.content_filter.is_some();
         let msg = self.messages.get_mut(m);
-        msg.filter_pass = filter && !msg.null_sender && msg.origin_id == msg.id;
+        msg.filter_pass = filter;
         msg.create_time = whole_seconds(now);
         msg.mtime = whole_seconds(now);
         let (id, origin, size, sender) = (msg.id, msg.origin_id, msg.size, msg.sender_key());
@@ -610,6 +617,7 @@ impl Mta {
                 about: about_id,
                 delay_warning,
             },
+            false,
         );
     }
 

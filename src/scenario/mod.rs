@@ -26,7 +26,7 @@ pub use remote::{
     Stage,
 };
 pub use resolve_admin::Reconfiguration;
-pub use resolve_host::SizeDist;
+pub use resolve_host::{FilterNexthop, SizeDist};
 pub use resolve_world::fault_kind_name;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -199,7 +199,11 @@ pub struct Scenario {
     pub reconfigurations: Vec<Reconfiguration>,
     /// The queue file system; `None` = never full.
     pub disk: Option<DiskSpec>,
-    pub content_filter: Option<ContentFilter>,
+    /// The content filter's transport and destination, if main.cf names one at the start
+    /// or a `postconf -e` names one later.
+    pub filter: Option<ContentFilter>,
+    /// main.cf's content_filter is set at the start (smtpd and pickup add FILTER records).
+    pub filter_on: bool,
     /// master.cf maxproc of smtpd (0 = unlimited).
     pub smtpd_maxproc: u32,
     /// Things the user should know that are not errors (accepted but unmodelled parameters).
@@ -401,13 +405,14 @@ impl Resolver<'_> {
             }
         }
         // The content filter's transport is a master.cf service too.
-        let filter_nexthop = self.content_filter_setting(&raw.postfix, raw.filter.is_some())?;
-        if let Some((transport, _)) = &filter_nexthop
-            && !transport_names.contains(transport)
+        let filter_nexthop =
+            self.content_filter_setting(&raw.postfix, &raw.admin, raw.filter.is_some())?;
+        if let Some(f) = &filter_nexthop
+            && !transport_names.contains(&f.transport)
         {
-            transport_names.push(transport.clone());
+            transport_names.push(f.transport.clone());
         }
-        let maxprocs = self.master(&raw.master, &transport_names, postfix.default_process_limit)?;
+        let maxprocs = self.master(&raw.master, &transport_names)?;
         self.check_transport_prefixes(&raw.postfix, &transport_names, &mut warnings)?;
         let transports: Vec<TransportConfig> = transport_names
             .iter()
@@ -435,22 +440,38 @@ impl Resolver<'_> {
             ));
         }
         let user_destinations = destinations.len();
-        let content_filter = match &filter_nexthop {
-            Some((transport, host)) => {
+        let filter = match &filter_nexthop {
+            Some(f) => {
                 let transport = transport_names
                     .iter()
-                    .position(|t| t == transport)
+                    .position(|t| *t == f.transport)
                     .unwrap_or(0);
-                let spec =
-                    self.filter_destination(host, transport, raw.filter.as_ref(), &destinations)?;
+                let spec = self.filter_destination(
+                    &f.host,
+                    transport,
+                    raw.filter.as_ref(),
+                    &destinations,
+                )?;
                 destinations.push(spec);
                 Some(ContentFilter {
                     transport,
                     destination: destinations.len() - 1,
+                    port: f.port,
                 })
             }
             None => None,
         };
+        // On from the start only if main.cf has it; a filter first set by `postconf -e`
+        // exists (transport, destination) but is off until that reload.
+        let filter_on = self
+            .parse_content_filter(
+                ("postfix", None, params::CONTENT_FILTER),
+                &raw.postfix
+                    .get(params::CONTENT_FILTER)
+                    .map(|v| v.as_text())
+                    .unwrap_or_default(),
+            )?
+            .is_some();
         let local_index = destinations.len();
         let local_latency = match raw.notices.as_ref().and_then(|n| n.latency.as_ref()) {
             Some(v) => self.latency(("notices", None, "latency"), v)?,
@@ -532,13 +553,11 @@ impl Resolver<'_> {
                 transports: &transport_names,
                 maxprocs: &maxprocs,
                 destinations: &destinations[..local_index],
+                filter: filter.zip(filter_nexthop.clone()),
             },
             &mut warnings,
         )?;
-        let smtpd_maxproc = maxprocs
-            .get(SMTPD_SERVICE)
-            .copied()
-            .unwrap_or(postfix.default_process_limit);
+        let smtpd_maxproc = smtpd_maxproc(&maxprocs, postfix.default_process_limit);
         Ok(Scenario {
             name: raw.name.clone(),
             description: raw.description.clone().unwrap_or_default(),
@@ -556,7 +575,8 @@ impl Resolver<'_> {
             admin,
             reconfigurations,
             disk,
-            content_filter,
+            filter,
+            filter_on,
             smtpd_maxproc,
             warnings,
         })
@@ -688,8 +708,7 @@ impl Resolver<'_> {
         &self,
         table: &BTreeMap<String, raw::ParamValue>,
         transports: &[String],
-        default_limit: u32,
-    ) -> Result<BTreeMap<String, u32>, InputError> {
+    ) -> Result<BTreeMap<String, Option<u32>>, InputError> {
         let mut out = BTreeMap::new();
         for (service, value) in table {
             let at = ("master", None, service.as_str());
@@ -707,12 +726,13 @@ impl Resolver<'_> {
                 ));
             }
             let text = value.as_text();
+            // `-` stays `-`: it means default_process_limit as of the latest reload.
             let maxproc = if text.trim() == "-" {
-                default_limit
+                None
             } else {
-                text.trim().parse::<u32>().map_err(|_| {
+                Some(text.trim().parse::<u32>().map_err(|_| {
                     self.err(at, format!("`{text}`: maxproc is a non-negative integer, `-` (default_process_limit) or 0 (unlimited)"))
-                })?
+                })?)
             };
             out.insert(service.clone(), maxproc);
         }
@@ -1134,10 +1154,19 @@ fn global_seconds(values: &BTreeMap<String, Value>, name: &str) -> i64 {
 
 /// Resolves `<transport>_<tail>`, falling back to `default_<tail>` (or the bare
 /// `initial_destination_concurrency`), with the `local` transport's own built-in defaults.
+/// smtpd's maxproc: its `[master]` entry, or `-` (default_process_limit).
+fn smtpd_maxproc(maxprocs: &BTreeMap<String, Option<u32>>, default_process_limit: u32) -> u32 {
+    maxprocs
+        .get(SMTPD_SERVICE)
+        .copied()
+        .flatten()
+        .unwrap_or(default_process_limit)
+}
+
 fn transport_config(
     name: &str,
     values: &BTreeMap<String, Value>,
-    maxprocs: &BTreeMap<String, u32>,
+    maxprocs: &BTreeMap<String, Option<u32>>,
     default_process_limit: u32,
 ) -> TransportConfig {
     let get = |tail: &str, fallback: &str| -> Value {
@@ -1183,7 +1212,11 @@ fn transport_config(
     }
     TransportConfig {
         name: name.to_string(),
-        maxproc: maxprocs.get(name).copied().unwrap_or(default_process_limit),
+        maxproc: maxprocs
+            .get(name)
+            .copied()
+            .flatten()
+            .unwrap_or(default_process_limit),
         dest_concurrency_limit: limit,
         initial_concurrency: initial,
         recipient_limit: u32::try_from(int(get(

@@ -215,6 +215,8 @@ pub struct ContentFilter {
     pub transport: usize,
     /// Index into `Scenario::destinations`: the filter's nexthop and its behaviour.
     pub destination: usize,
+    /// The port of the nexthop (`relay=host[addr]:port`).
+    pub port: u16,
 }
 
 /// The queue file system (`[disk]`): free space = size − used − queue files − fault fills.

@@ -17,14 +17,21 @@ pub struct Reconfiguration {
     pub postfix: PostfixConfig,
     pub transports: Vec<TransportConfig>,
     pub smtp: SmtpClientConfig,
+    /// main.cf's content_filter is set: smtpd and pickup processes started from now on add
+    /// the FILTER record (files already queued keep theirs, or their lack of one).
+    pub filter_on: bool,
+    /// smtpd's maxproc (`-` follows default_process_limit).
+    pub smtpd_maxproc: u32,
 }
 
 /// What the resolver knows that a reconfiguration needs.
 pub(super) struct Context<'a> {
     pub postfix: &'a BTreeMap<String, raw::ParamValue>,
     pub transports: &'a [String],
-    pub maxprocs: &'a BTreeMap<String, u32>,
+    pub maxprocs: &'a BTreeMap<String, Option<u32>>,
     pub destinations: &'a [DestinationSpec],
+    /// The scenario's content filter and the value that names it.
+    pub filter: Option<(super::ContentFilter, super::FilterNexthop)>,
 }
 
 impl Resolver<'_> {
@@ -137,6 +144,9 @@ impl Resolver<'_> {
                 format!("postconf -e '{name} = {value}': {}", e.message),
             )
         };
+        if name == params::CONTENT_FILTER {
+            return self.check_content_filter(key, value, cx);
+        }
         self.postfix_values(&single, &mut scratch).map_err(rewrap)?;
         self.check_transport_prefixes(&single, cx.transports, &mut scratch)
             .map_err(rewrap)?;
@@ -147,6 +157,34 @@ impl Resolver<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// `postconf -e 'content_filter = …'`: empty turns the filter off; otherwise it must be
+    /// the scenario's one filter (the first content_filter of the file gave it its transport
+    /// and its `[filter]` behaviour).
+    fn check_content_filter(
+        &self,
+        key: super::At<'_>,
+        value: &str,
+        cx: &Context<'_>,
+    ) -> Result<(), InputError> {
+        let Some(f) = self.parse_content_filter(key, value)? else {
+            return Ok(());
+        };
+        match &cx.filter {
+            Some((_, known)) if *known == f => Ok(()),
+            Some((_, known)) => Err(self.err(
+                key,
+                format!(
+                    "postconf -e 'content_filter = {}': the scenario's content filter is `{}:[{}]:{}` ([filter] describes that one server); mailsim switches it off and on, not to another filter",
+                    value.trim(),
+                    known.transport,
+                    known.host,
+                    known.port
+                ),
+            )),
+            None => Err(self.err(key, "no content filter is known".into())),
+        }
     }
 
     /// The configuration read from `table` (the `[postfix]` table with `postconf -e` changes).
@@ -169,10 +207,17 @@ impl Resolver<'_> {
         let smtp = self
             .smtp_client(table, &values, cx.destinations)
             .map_err(rewrap)?;
+        let filter_text = table
+            .get(params::CONTENT_FILTER)
+            .map(|v| v.as_text())
+            .unwrap_or_default();
+        let filter_on = !filter_text.trim().is_empty();
         Ok(Reconfiguration {
+            smtpd_maxproc: super::smtpd_maxproc(cx.maxprocs, postfix.default_process_limit),
             postfix,
             transports,
             smtp,
+            filter_on,
         })
     }
 
