@@ -355,6 +355,11 @@ pub enum Happening<'a> {
     },
     /// qmgr's deferred-queue scan started (no queue file).
     DeferredScan,
+    /// `postqueue` failed (no queue file): the flush service is not configured for `site`
+    /// (not a fast_flush_domains site), or, without a site, the mail system is down.
+    PostqueueFatal {
+        site: Option<&'a str>,
+    },
 }
 
 /// A [`Happening`] at time `t` to queue file `id` (0 for happenings without one); `origin`

@@ -612,3 +612,95 @@ command = "postsuper -r ALL"
     assert_eq!((t.filtered, t.sent), (2, 1));
     assert_eq!(attempt_seconds(&rec, 1), [0.0, 1.0, 120.0, 121.0]);
 }
+
+#[test]
+fn postqueue_s_is_refused_for_a_site_outside_fast_flush_domains() {
+    // fast_flush_domains defaults to $relay_domains, empty at compatibility_level >= 2:
+    // the flush service denies the site (flush.c: flush_send_service) and postqueue exits
+    // with "Flush service is not configured for destination". Nothing moves: the message
+    // deferred at 0 s waits for the 300 s scan. `check` says so beforehand.
+    let text = refused_until("50s", &admin("100s", "postqueue -s d.test"), "");
+    let sc = common::scenario(&text);
+    assert!(
+        sc.warnings.iter().any(|w| w
+            .contains("fatal: Flush service is not configured for destination \"d.test\"")
+            && w.contains("test.toml:18:")),
+        "{:?}",
+        sc.warnings
+    );
+    let (rec, _, _) = run(&text);
+    assert_eq!(attempt_seconds(&rec, 1), [0.0, 300.0]);
+}
+
+#[test]
+fn postqueue_s_flushes_the_sites_fast_flush_log() {
+    let text = refused_until(
+        "50s",
+        &admin("100s", "postqueue -s d.test"),
+        "[postfix]\nfast_flush_domains = \"d.test\"",
+    );
+    assert!(common::scenario(&text).warnings.is_empty());
+    let (rec, _, _) = run(&text);
+    assert_eq!(attempt_seconds(&rec, 1), [0.0, 100.0]);
+}
+
+#[test]
+fn postqueue_s_moves_only_the_files_deferred_while_the_site_was_logged() {
+    // Message 1 is deferred at 0 s, when d.test is no fast-flush site (flush_add is
+    // denied); the reload at 10 s makes it one; message 2 is deferred at 20 s and logged.
+    // The flush at 100 s moves message 2 only; message 1 waits for the deferred scan of
+    // the new qmgr (10 s + 300 s).
+    let text = r#"
+name = "fast-flush-log"
+[[traffic]]
+to = "d.test"
+messages = 1
+arrivals = "burst"
+[[traffic]]
+to = "d.test"
+messages = 1
+arrivals = "burst"
+start = "20s"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[fault]]
+at = "0s"
+for = "50s"
+kind = "refuse"
+target = "d.test"
+[[admin]]
+at = "5s"
+command = "postconf -e 'fast_flush_domains = d.test'"
+[[admin]]
+at = "10s"
+command = "postfix reload"
+[[admin]]
+at = "100s"
+command = "postqueue -s d.test"
+"#;
+    let (rec, _, _) = run(text);
+    assert_eq!(attempt_seconds(&rec, 1), [0.0, 310.0]);
+    assert_eq!(attempt_seconds(&rec, 2), [20.0, 100.0]);
+}
+
+#[test]
+fn postqueue_while_postfix_is_stopped_moves_nothing() {
+    // postqueue -i needs the flush service: with Postfix stopped it fails ("Cannot flush
+    // mail queue - mail system is down", postqueue.c) and the file stays deferred with
+    // its time stamp (300 s); the qmgr started at 70 s scans at 70 and 370 s.
+    let admins = admin("50s", "postfix stop")
+        + &admin("60s", "postqueue -i 1")
+        + &admin("70s", "postfix start");
+    let text = refused_until("50s", &admins, "");
+    let sc = common::scenario(&text);
+    assert!(
+        sc.warnings
+            .iter()
+            .any(|w| w.contains("postqueue -i 1") && w.contains("mail system is down")),
+        "{:?}",
+        sc.warnings
+    );
+    let (rec, _, _) = run(&text);
+    assert_eq!(attempt_seconds(&rec, 1), [0.0, 370.0]);
+}

@@ -253,7 +253,9 @@ impl Observer for Explainer {
                 format!("{qid} is still locked by an agent of the old qmgr: skipped for 60 s"),
             ),
             Happening::Admin { what } => self.say(e.t, format!("postsuper: {qid} {what}")),
-            Happening::ConnectFailed { .. } | Happening::DeferredScan => {}
+            Happening::ConnectFailed { .. }
+            | Happening::DeferredScan
+            | Happening::PostqueueFatal { .. } => {}
         }
     }
 }

@@ -403,6 +403,22 @@ impl Observer for MailLog {
                 );
                 self.end();
             }
+            Happening::PostqueueFatal { site } => {
+                // postqueue.c's msg_fatal_status texts.
+                self.begin(e.t, "postfix/postqueue", pid_for(e.t as u64, 4100));
+                match site {
+                    Some(site) => {
+                        let _ = write!(
+                            self.line,
+                            "fatal: Flush service is not configured for destination \"{site}\""
+                        );
+                    }
+                    None => self
+                        .line
+                        .push_str("fatal: Cannot flush mail queue - mail system is down"),
+                }
+                self.end();
+            }
             Happening::Skipped => {
                 self.begin(e.t, "postfix/qmgr", QMGR_PID);
                 let _ = write!(self.line, "{qid}: skipped, still being delivered");

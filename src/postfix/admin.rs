@@ -1,12 +1,7 @@
 //! Admin commands on the timeline (`[[admin]]`), with the effects of §2.1–2.2: what moves,
 //! what wakes, what waits.
 //!
-//! - `postqueue -f`: qmgr triggers F (revive every dead queue), A (ignore time stamps),
-//!   D and I (scan deferred and incoming), and pickup is woken.
-//! - `postqueue -s site`: F, then every deferred file with mail for the site gets mtime =
-//!   now and moves to incoming (if the site is a fast-flush domain), then I.
-//! - `postqueue -i id`: a deferred file moves to incoming with mtime = now and the g+r bit,
-//!   which makes qmgr unthrottle its destinations when it reads it.
+//! - `postqueue -f`, `-s site`, `-i id`: the flush service (`flush.rs`).
 //! - `postsuper -d/-h/-H/-r/-e/-f`: renames and removals. A file in the active queue is
 //!   renamed under qmgr's feet: deliveries already with an agent finish, queued ones are
 //!   dropped, and the rename shows when qmgr lets go of the message.
@@ -44,46 +39,9 @@ impl Mta {
         };
         self.totals.admin_commands += 1;
         match action.command {
-            AdminCommand::Flush => {
-                if self.running {
-                    self.enable_all();
-                    let stamp = self.next_move_stamp;
-                    self.qmgr
-                        .request_scan(super::qmgr::Dir::Deferred, stamp, true);
-                    self.qmgr
-                        .request_scan(super::qmgr::Dir::Incoming, u64::MAX, true);
-                }
-                self.pickup(now, events);
-            }
-            AdminCommand::FlushSite { destination } => {
-                if !self.running {
-                    return;
-                }
-                self.enable_all();
-                let now_s = whole_seconds(now);
-                for m in self.select(Selection::All, DEFERRED_ONLY) {
-                    let for_site =
-                        self.messages.get(m).recipients.iter().any(|r| {
-                            r.status == RcptStatus::Pending && r.dest as usize == destination
-                        });
-                    if for_site {
-                        self.messages.get_mut(m).mtime = now_s;
-                        let stamp = self.relocate(m, Location::Incoming);
-                        self.qmgr.incoming_push(m, stamp);
-                    }
-                }
-            }
-            AdminCommand::FlushId(id) => {
-                if let Some(m) = self.find(id)
-                    && self.messages.get(m).location == Location::Deferred
-                {
-                    let msg = self.messages.get_mut(m);
-                    msg.mtime = whole_seconds(now);
-                    msg.flush_bit = true;
-                    let stamp = self.relocate(m, Location::Incoming);
-                    self.qmgr.incoming_push(m, stamp);
-                }
-            }
+            AdminCommand::Flush => self.flush_all(now, events),
+            AdminCommand::FlushSite { destination } => self.flush_site(destination, now),
+            AdminCommand::FlushId(id) => self.flush_file(id, now),
             AdminCommand::Delete(selection, queues) => {
                 for m in self.select(selection, queues) {
                     if self.owned_by_qmgr(m) {
@@ -179,7 +137,7 @@ impl Mta {
     }
 
     /// Queue files matching a `postsuper` selection, in message-id order.
-    fn select(&self, selection: Selection, queues: QueueSet) -> Vec<u32> {
+    pub(super) fn select(&self, selection: Selection, queues: QueueSet) -> Vec<u32> {
         let in_set = |loc: Location| match loc {
             Location::Maildrop => queues.maildrop,
             Location::Incoming => queues.incoming,
@@ -202,7 +160,7 @@ impl Mta {
         found.into_iter().map(|(_, m)| m).collect()
     }
 
-    fn find(&self, id: u64) -> Option<u32> {
+    pub(super) fn find(&self, id: u64) -> Option<u32> {
         self.select(Selection::Id(id), ALL_QUEUES).first().copied()
     }
 
@@ -305,7 +263,9 @@ impl Mta {
         world: &mut World,
     ) {
         if let Some(c) = self.reconfigurations.get(config).cloned() {
+            let was_eligible = self.fast_flush_eligibility();
             self.cfg = c.postfix.clone();
+            self.fast_flush_reconfigured(&was_eligible, now);
             self.filter_on = c.filter_on;
             // New smtpd and cleanup processes, and the new qmgr's token target.
             self.inbound_reconfigure(&c);
@@ -384,13 +344,6 @@ impl Mta {
     }
 }
 
-const DEFERRED_ONLY: QueueSet = QueueSet {
-    maildrop: false,
-    incoming: false,
-    active: false,
-    deferred: true,
-    hold: false,
-};
 const HOLD_ONLY: QueueSet = QueueSet {
     maildrop: false,
     incoming: false,

@@ -132,6 +132,9 @@ pub struct Message {
     /// Deliveries still running in agents of a qmgr that has exited (reload, stop): the
     /// file is locked and the new qmgr skips it (`skipped, still being delivered`).
     pub locked: u32,
+    /// When qmgr last moved it to deferred/ (`Time::MIN`: never); its recipients' sites
+    /// logged it for the flush service then.
+    pub deferred_at: Time,
     /// Counts the uses of this arena slot (set by [`Arena::alloc`]).
     pub generation: u32,
     pub recipients: Vec<Recipient>,

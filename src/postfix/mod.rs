@@ -9,6 +9,7 @@
 //! Postfix it is CPU-bound and microseconds long next to delivery and retry times.
 
 mod admin;
+mod flush;
 mod inbound;
 pub mod message;
 mod notes;
@@ -179,6 +180,8 @@ pub struct Mta {
     local_transport: Option<u16>,
     /// Per destination: its first MX host's name and address (for mailq's reasons).
     first_hosts: Vec<Option<(String, String)>>,
+    /// Per destination: the flush service's fast-flush log for that site.
+    fast_flush: Vec<flush::FastFlushLog>,
 }
 
 impl Mta {
@@ -246,6 +249,7 @@ impl Mta {
                 .position(|t| t.name == "local")
                 .and_then(|i| u16::try_from(i).ok()),
             first_hosts: Vec::new(),
+            fast_flush: vec![flush::FastFlushLog::default(); scenario.destinations.len()],
         }
     }
 
@@ -510,6 +514,7 @@ impl Mta {
                 force_expired: false,
                 flush_bit: false,
                 locked: 0,
+                deferred_at: Time::MIN,
                 generation: 0,
                 recipients,
             }

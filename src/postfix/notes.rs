@@ -74,6 +74,11 @@ pub(crate) enum NoteKind {
         cause: Cause,
     },
     DeferredScan,
+    /// postqueue failed: the mail system is down (`None`), or the site is not a fast-flush
+    /// domain.
+    PostqueueFatal {
+        site: Option<u32>,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -219,6 +224,14 @@ impl Mta {
                     }
                 }
                 NoteKind::DeferredScan => Happening::DeferredScan,
+                NoteKind::PostqueueFatal { site } => Happening::PostqueueFatal {
+                    site: site.map(|d| {
+                        self.domains
+                            .get(d as usize)
+                            .map(String::as_str)
+                            .unwrap_or("?")
+                    }),
+                },
             };
             obs.event(&Event {
                 t: n.t,

@@ -78,6 +78,8 @@ pub struct PostfixConfig {
     pub message_size_limit: u64,
     /// Seconds (0 = off).
     pub in_flow_delay: i64,
+    /// Sites the flush service keeps fast-flush logs for (`postqueue -s`), lower case.
+    pub fast_flush_domains: Vec<String>,
 }
 
 /// One delivery transport (a master.cf service used by qmgr) with its resolved
@@ -369,7 +371,8 @@ impl Resolver<'_> {
             }
         }
         let postfix_values = self.postfix_values(&raw.postfix, &mut warnings)?;
-        let postfix = self.postfix_config(&postfix_values, &mut warnings);
+        let mut postfix = self.postfix_config(&postfix_values, &mut warnings);
+        postfix.fast_flush_domains = self.fast_flush_domains(&raw.postfix)?;
         let qmgr_start = match raw.qmgr_start.as_deref() {
             None => QmgrStart::At(0),
             Some("random") => QmgrStart::Random,
@@ -554,6 +557,7 @@ impl Resolver<'_> {
                 maxprocs: &maxprocs,
                 destinations: &destinations[..local_index],
                 filter: filter.zip(filter_nexthop.clone()),
+                fast_flush_domains: &postfix.fast_flush_domains,
             },
             &mut warnings,
         )?;
@@ -600,9 +604,11 @@ impl Resolver<'_> {
                 transport_tail(name).and_then(|(_, tail)| params::tail_kind(tail))
             {
                 kind
-            } else if params::RELAY_LISTS.contains(&name.as_str()) || name == params::CONTENT_FILTER
+            } else if params::RELAY_LISTS.contains(&name.as_str())
+                || params::DOMAIN_LISTS.contains(&name.as_str())
+                || name == params::CONTENT_FILTER
             {
-                continue; // lists and nexthops: `smtp_client` and `content_filter_setting` read them
+                continue; // lists and nexthops: `smtp_client`, `fast_flush_domains` and `content_filter_setting` read them
             } else if params::ACCEPTED_NOT_MODELLED.contains(&name.as_str()) {
                 warnings.push(format!(
                     "{}:{}: [postfix] {name} is a Postfix parameter this model does not use yet; it has no effect",
@@ -615,6 +621,7 @@ impl Resolver<'_> {
                     .iter()
                     .map(|(n, _, _)| *n)
                     .chain(params::RELAY_LISTS.iter().copied())
+                    .chain(params::DOMAIN_LISTS.iter().copied())
                     .chain([params::CONTENT_FILTER])
                     .chain(params::ACCEPTED_NOT_MODELLED.iter().copied());
                 return Err(self.err(
@@ -662,7 +669,26 @@ impl Resolver<'_> {
             queue_minfree: u64::try_from(int("queue_minfree")).unwrap_or(0),
             message_size_limit: u64::try_from(int("message_size_limit")).unwrap_or(0),
             in_flow_delay: secs("in_flow_delay"),
+            fast_flush_domains: Vec::new(), // set by `fast_flush_domains` from the table
         }
+    }
+
+    /// `fast_flush_domains` (default `$relay_domains`) with `relay_domains` (default empty:
+    /// `${{$compatibility_level} <level {2} ? {$mydestination} : {}}` in mail_params.h, and
+    /// the model's host is at level ≥ 2, as Debian 12's main.cf is).
+    fn fast_flush_domains(
+        &self,
+        table: &BTreeMap<String, raw::ParamValue>,
+    ) -> Result<Vec<String>, InputError> {
+        let text = |name: &str| table.get(name).map(|v| v.as_text());
+        let at = |name| ("postfix", None, name);
+        let relay = params::parse_domain_list(&text("relay_domains").unwrap_or_default(), None)
+            .map_err(|m| self.err(at("relay_domains"), m))?;
+        params::parse_domain_list(
+            &text("fast_flush_domains").unwrap_or_else(|| "$relay_domains".into()),
+            Some(&relay),
+        )
+        .map_err(|m| self.err(at("fast_flush_domains"), m))
     }
 
     /// A `<transport>_<tail>` parameter for a transport the scenario does not have is a

@@ -32,6 +32,8 @@ pub(super) struct Context<'a> {
     pub destinations: &'a [DestinationSpec],
     /// The scenario's content filter and the value that names it.
     pub filter: Option<(super::ContentFilter, super::FilterNexthop)>,
+    /// fast_flush_domains at the start.
+    pub fast_flush_domains: &'a [String],
 }
 
 impl Resolver<'_> {
@@ -51,11 +53,42 @@ impl Resolver<'_> {
         let mut table = cx.postfix.clone();
         let mut pending_changes: Option<usize> = None;
         let mut actions = Vec::new();
-        let mut configs = Vec::new();
+        let mut configs: Vec<Reconfiguration> = Vec::new();
+        // What the flush service will answer depends on whether Postfix runs then, and on
+        // the fast_flush_domains of the last (re)start.
+        let mut running = true;
         for (at, i) in timed {
             let key = ("admin", Some(i), "command");
             let text = entries[i].command.trim();
             let parsed = admin::parse(text).map_err(|m| self.err(key, m))?;
+            let line = super::locate::key_line(self.text, "admin", Some(i), Some("command"));
+            let mut warn = |what: String| {
+                warnings.push(format!(
+                    "{}:{}: [[admin]] #{} `{text}`: {what}",
+                    self.file,
+                    line.unwrap_or(0),
+                    i + 1
+                ));
+            };
+            let flushing = matches!(
+                parsed,
+                Parsed::Flush | Parsed::FlushSite(_) | Parsed::FlushId(_)
+            );
+            if flushing && !running {
+                // postqueue.c: the flush request finds no master (FLUSH_STAT_FAIL).
+                warn("Postfix is stopped then: postqueue answers `fatal: Cannot flush mail queue - mail system is down` and does nothing".into());
+            } else if let Parsed::FlushSite(site) = &parsed {
+                let domains = configs
+                    .last()
+                    .map(|c| c.postfix.fast_flush_domains.as_slice())
+                    .unwrap_or(cx.fast_flush_domains);
+                if !params::domain_list_matches(domains, site) {
+                    // flush.c: flush_send_service denies a site outside fast_flush_domains.
+                    warn(format!(
+                        "fast_flush_domains does not match `{site}` (its default is $relay_domains, empty at compatibility_level 2 and above): postqueue answers `fatal: Flush service is not configured for destination \"{site}\"` and does nothing; add the site to fast_flush_domains, or use postqueue -f"
+                    ));
+                }
+            }
             let command = match parsed {
                 Parsed::Flush => AdminCommand::Flush,
                 Parsed::FlushSite(site) => {
@@ -108,6 +141,11 @@ impl Resolver<'_> {
                 }
                 Parsed::Stop => AdminCommand::Stop,
             };
+            match command {
+                AdminCommand::Stop => running = false,
+                AdminCommand::Start { .. } => running = true,
+                _ => {}
+            }
             actions.push(AdminAction {
                 at,
                 command,
@@ -146,6 +184,12 @@ impl Resolver<'_> {
         };
         if name == params::CONTENT_FILTER {
             return self.check_content_filter(key, value, cx);
+        }
+        if params::DOMAIN_LISTS.contains(&name) {
+            let relay = (name == "fast_flush_domains").then_some(&[][..]);
+            return params::parse_domain_list(value, relay)
+                .map(|_| ())
+                .map_err(|m| self.err(key, format!("postconf -e '{name} = {value}': {m}")));
         }
         self.postfix_values(&single, &mut scratch).map_err(rewrap)?;
         self.check_transport_prefixes(&single, cx.transports, &mut scratch)
@@ -198,7 +242,8 @@ impl Resolver<'_> {
         let rewrap = |e: InputError| self.err(key, format!("after postconf -e: {}", e.message));
         let values: BTreeMap<String, Value> =
             self.postfix_values(table, &mut scratch).map_err(rewrap)?;
-        let postfix = self.postfix_config(&values, &mut scratch);
+        let mut postfix = self.postfix_config(&values, &mut scratch);
+        postfix.fast_flush_domains = self.fast_flush_domains(table).map_err(rewrap)?;
         let transports = cx
             .transports
             .iter()

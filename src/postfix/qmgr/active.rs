@@ -280,6 +280,7 @@ impl Mta {
             self.note(now, id, origin, NoteKind::Deferred { mtime });
             let stamp = self.relocate(m, Location::Deferred);
             self.qmgr.deferred.push(Reverse((mtime, stamp, m)));
+            self.fast_flush_add(m, now);
         } else {
             self.remove(m, now);
         }
