@@ -296,6 +296,12 @@ pub struct RecipientStatus<'a> {
     pub relay: Option<(&'a str, &'a str)>,
     /// The last host tried, connected or not.
     pub tried: Option<(&'a str, &'a str)>,
+    /// The port of that host (25, or the content filter's).
+    pub port: u16,
+    /// The delivery agent's pid (`None` for qmgr's deferrals through the retry service).
+    pub pid: Option<u32>,
+    /// The content filter's 250 named the queue file it re-injected the message as.
+    pub queued_as: Option<u64>,
     /// This queue file's arrival, this activation, hand-off to the agent, end of
     /// connection set-up (`None` without a session), done.
     pub arrival: Time,
@@ -351,7 +357,11 @@ pub enum Happening<'a> {
     ConnectFailed {
         host: &'a str,
         address: &'a str,
+        port: u16,
         cause: Cause,
+        /// The agent: its pid and transport (its status lines carry the same).
+        pid: u32,
+        transport: &'a str,
     },
     /// qmgr's deferred-queue scan started (no queue file).
     DeferredScan,

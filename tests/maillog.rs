@@ -264,3 +264,140 @@ fn log_scans_shows_the_deferred_scan_clock_with_its_phase() {
         .collect();
     assert_eq!(scans, ["08:03:00", "08:08:00", "08:13:00"]);
 }
+
+/// Runs scenario `text` (written to a temporary file) with `--maillog`; returns the log.
+fn log_of(name: &str, text: &str) -> String {
+    let dir = temp(name);
+    let scenario = dir.join(format!("{name}.toml"));
+    std::fs::write(&scenario, text).expect("write");
+    run_with_log(scenario.to_str().expect("utf-8"), &dir).0
+}
+
+/// The queue ID of the line containing `needle`.
+fn qid_of<'a>(log: &'a str, needle: &str) -> &'a str {
+    let line = log
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no `{needle}` in:\n{log}"));
+    line.split(": ").nth(1).expect("queue id")
+}
+
+fn message_id<'a>(log: &'a str, qid: &str) -> &'a str {
+    let needle = format!("{qid}: message-id=");
+    let line = log
+        .lines()
+        .find(|l| l.contains(&needle))
+        .unwrap_or_else(|| panic!("no message-id for {qid} in:\n{log}"));
+    line.rsplit_once("message-id=").expect("id").1
+}
+
+#[test]
+fn the_filters_answer_names_the_re_injected_queue_file() {
+    // FILTER_README / spec §7.3: the first pass is sent to the filter's own port, and its
+    // 250 names the queue file the filter's smtpd made; that file keeps the Message-ID.
+    let log = log_of(
+        "filter-link",
+        r#"
+name = "filter-link"
+[postfix]
+content_filter = "smtp-amavis:[127.0.0.1]:10024"
+[filter]
+latency = "1s"
+[[traffic]]
+to = "d.test"
+messages = 1
+arrivals = "burst"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+"#,
+    );
+    let first = mailsim::output::maillog::queue_id(1);
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("{first}: to=<user0.1@d.test>")))
+        .unwrap_or_else(|| panic!("no first pass in:\n{log}"));
+    assert!(line.contains(" postfix/smtp["), "{line}");
+    assert!(line.contains("relay=127.0.0.1[127.0.0.1]:10024,"), "{line}");
+    let (_, new) = line
+        .split_once(
+            "status=sent (250 2.0.0 from MTA(smtp:[127.0.0.1]:10025): 250 2.0.0 Ok: queued as ",
+        )
+        .unwrap_or_else(|| panic!("{line}"));
+    let new = new.trim_end_matches(')');
+    assert_ne!(new, first);
+    assert!(log.lines().any(|l| l.contains(" postfix/smtpd[")
+        && l.ends_with(&format!("{new}: client=localhost[127.0.0.1]"))));
+    assert_eq!(message_id(&log, new), message_id(&log, &first));
+    assert!(log.contains(&format!("{new}: to=<user0.1@d.test>, relay=d.test[")));
+}
+
+#[test]
+fn a_requeued_message_comes_back_under_a_new_queue_id() {
+    // postsuper -r: pickup copies the file into a new queue file (spec §2.1), so pickup's,
+    // cleanup's and qmgr's lines carry a new ID; the Message-ID header is the same.
+    let log = log_of(
+        "requeue-link",
+        r#"
+name = "requeue-link"
+[[traffic]]
+to = "d.test"
+messages = 1
+arrivals = "burst"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[fault]]
+at = "0s"
+for = "50s"
+kind = "refuse"
+target = "d.test"
+[[admin]]
+at = "100s"
+command = "postsuper -r ALL"
+"#,
+    );
+    let old = mailsim::output::maillog::queue_id(1);
+    let new = qid_of(&log, ": uid=");
+    assert_ne!(new, old);
+    assert_eq!(message_id(&log, new), message_id(&log, &old));
+    assert!(log.contains(&format!("{new}: to=<user0.1@d.test>, relay=d.test[")));
+    assert!(log.contains(&format!("{new}: removed")));
+}
+
+#[test]
+fn an_agents_connect_lines_and_status_lines_come_from_one_process() {
+    // The filter refuses: its agent logs `connect to …:10024` and then the deferral, both
+    // as postfix/smtp with the same pid.
+    let log = log_of(
+        "filter-refused",
+        r#"
+name = "filter-refused"
+stop = "10s"
+[postfix]
+content_filter = "smtp-amavis:[127.0.0.1]:10024"
+[[traffic]]
+to = "d.test"
+messages = 1
+arrivals = "burst"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[fault]]
+at = "0s"
+kind = "refuse"
+target = "filter"
+"#,
+    );
+    let tag = |needle: &str| {
+        let line = log
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` in:\n{log}"));
+        line.split_whitespace().nth(4).expect("tag").to_string()
+    };
+    let connect = tag("connect to 127.0.0.1[127.0.0.1]:10024: Connection refused");
+    let status = tag("status=deferred (connect to 127.0.0.1[127.0.0.1]:10024: Connection refused)");
+    assert!(connect.starts_with("postfix/smtp["), "{connect}");
+    assert_eq!(connect, status);
+}

@@ -134,9 +134,9 @@ pub fn timestamp(unix: i64) -> String {
     )
 }
 
-/// The reason text of a status line or a mailq entry.
-pub fn reason(cause: Cause, rcpt: &str, server: Option<(&str, &str)>, domain: &str) -> String {
-    let (h, a) = server.unwrap_or((domain, "192.0.2.255"));
+/// The reason text of a status line or a mailq entry; `server` is (host, address, port).
+pub fn reason(cause: Cause, rcpt: &str, server: Option<(&str, &str, u16)>, domain: &str) -> String {
+    let (h, a, port) = server.unwrap_or((domain, "192.0.2.255", 25));
     match cause {
         Cause::Greylisted => format!(
             "host {h}[{a}] said: 450 4.2.0 <{rcpt}>: Recipient address rejected: Greylisted, please try again later (in reply to RCPT TO command)"
@@ -159,8 +159,8 @@ pub fn reason(cause: Cause, rcpt: &str, server: Option<(&str, &str)>, domain: &s
         Cause::GreetingTempfail => format!(
             "host {h}[{a}] refused to talk to me: 421 4.7.0 Service not available, closing transmission channel"
         ),
-        Cause::ConnectionRefused => format!("connect to {h}[{a}]:25: Connection refused"),
-        Cause::ConnectionTimedOut => format!("connect to {h}[{a}]:25: Connection timed out"),
+        Cause::ConnectionRefused => format!("connect to {h}[{a}]:{port}: Connection refused"),
+        Cause::ConnectionTimedOut => format!("connect to {h}[{a}]:{port}: Connection timed out"),
         Cause::GreetingTimedOut => format!(
             "conversation with {h}[{a}] timed out while receiving the initial server greeting"
         ),
@@ -190,14 +190,30 @@ pub fn reason(cause: Cause, rcpt: &str, server: Option<(&str, &str)>, domain: &s
 
 /// The text of a status line for recipient status `r`.
 pub fn status_text(r: &RecipientStatus<'_>, rcpt: &str) -> String {
-    let server = r.relay.or(r.tried);
+    let server = r.relay.or(r.tried).map(|(h, a)| (h, a, r.port));
     match (r.status, r.cause) {
-        (Status::Sent, _) => match r.agent {
-            Agent::Local => "delivered to mailbox".to_string(),
-            _ => format!(
-                "250 2.0.0 Ok: queued as {:X}",
-                splitmix64(r.done as u64 ^ u64::from(r.index)) & 0xFF_FFFF_FFFF
+        (Status::Sent, _) => match (r.agent, r.queued_as) {
+            (Agent::Local, _) => "delivered to mailbox".to_string(),
+            // amavisd-new answers with the reply of the smtpd it re-injected into, which by
+            // its convention listens on the next port (FILTER_README's 10024/10025).
+            (Agent::Smtp(t), Some(new)) if t.contains("amavis") => format!(
+                "250 2.0.0 from MTA(smtp:[127.0.0.1]:{}): 250 2.0.0 Ok: queued as {}",
+                r.port.saturating_add(1),
+                queue_id(new)
             ),
+            (_, Some(new)) => format!("250 2.0.0 Ok: queued as {}", queue_id(new)),
+            _ => {
+                // The remote's own queue ID: any text, but one per message and time.
+                let message = match r.recipient {
+                    Address::Generated { message, .. } => message,
+                    Address::Literal(_) => 0,
+                };
+                format!(
+                    "250 2.0.0 Ok: queued as {:X}",
+                    splitmix64(r.done as u64 ^ (message << 24) ^ u64::from(r.index))
+                        & 0xFF_FFFF_FFFF
+                )
+            }
         },
         (_, Some(Cause::Suspended)) => {
             let why = r.suspended_by.unwrap_or(Cause::Unavailable);
@@ -256,6 +272,17 @@ impl MailLog {
     }
 }
 
+/// The syslog tag of an SMTP client of transport `t`: `postfix/smtp`, except for the stock
+/// master.cf's `relay`, which sets `-o syslog_name=postfix/$service_name`. Other services
+/// (an amavis transport included) log as `postfix/smtp` unless the admin adds that option.
+fn smtp_program(t: &str) -> &'static str {
+    if t == "relay" {
+        "postfix/relay/smtp"
+    } else {
+        "postfix/smtp"
+    }
+}
+
 fn pid_for(id: u64, base: u32) -> u32 {
     base + (splitmix64(id) % 97) as u32
 }
@@ -294,11 +321,13 @@ impl Observer for MailLog {
                     }
                     Via::Notice { .. } => {}
                 }
+                // The Message-ID header is the message's own: every later queue file of it
+                // (re-injected, requeued) carries the one it was first received with.
                 self.begin(e.t, "postfix/cleanup", pid_for(e.id, 2200));
                 let _ = write!(
                     self.line,
-                    "{qid}: message-id=<{qid}.{}@mailsim.example>",
-                    e.origin
+                    "{qid}: message-id=<{}@mailsim.example>",
+                    queue_id(e.origin)
                 );
                 self.end();
             }
@@ -316,10 +345,9 @@ impl Observer for MailLog {
             }
             Happening::Recipient(r) => {
                 let program = match r.agent {
-                    Agent::Smtp("smtp") => "postfix/smtp".to_string(),
-                    Agent::Smtp(t) => format!("postfix/{t}/smtp"),
-                    Agent::Local => "postfix/local".to_string(),
-                    Agent::Retry => "postfix/error".to_string(),
+                    Agent::Smtp(t) => smtp_program(t),
+                    Agent::Local => "postfix/local",
+                    Agent::Retry => "postfix/error",
                 };
                 let rcpt = match r.recipient {
                     Address::Literal(a) => a.to_string(),
@@ -327,7 +355,7 @@ impl Observer for MailLog {
                 };
                 let relay = match (r.agent, r.relay) {
                     (Agent::Local, _) => "local".to_string(),
-                    (_, Some((h, a))) => format!("{h}[{a}]:25"),
+                    (_, Some((h, a))) => format!("{h}[{a}]:{}", r.port),
                     (_, None) => "none".to_string(),
                 };
                 let delay = r.done - r.arrival;
@@ -352,7 +380,10 @@ impl Observer for MailLog {
                     Status::Bounced => "bounced",
                 };
                 let text = status_text(&r, &rcpt);
-                self.begin(r.done, &program, pid_for(e.id ^ u64::from(r.index), 3000));
+                let pid = r
+                    .pid
+                    .unwrap_or_else(|| pid_for(e.id ^ u64::from(r.index), 3000));
+                self.begin(r.done, program, pid);
                 let _ = write!(
                     self.line,
                     "{qid}: to=<{rcpt}>, relay={relay}, delay={}, delays={}/{}/{}/{}, dsn={dsn}, status={status} ({text})",
@@ -432,13 +463,16 @@ impl Observer for MailLog {
             Happening::ConnectFailed {
                 host,
                 address,
+                port,
                 cause,
+                pid,
+                transport,
             } => {
-                self.begin(e.t, "postfix/smtp", pid_for(e.t as u64, 3000));
+                self.begin(e.t, smtp_program(transport), pid);
                 let _ = write!(
                     self.line,
                     "{}",
-                    reason(cause, "", Some((host, address)), host)
+                    reason(cause, "", Some((host, address, port)), host)
                 );
                 self.end();
             }

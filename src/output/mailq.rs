@@ -148,7 +148,7 @@ pub fn defer_reason(
     suspended: bool,
     rcpt: &str,
     domain: &str,
-    server: Option<(&str, &str)>,
+    server: Option<(&str, &str, u16)>,
 ) -> String {
     let text = reason(cause, rcpt, server, domain);
     if suspended {

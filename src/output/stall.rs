@@ -337,7 +337,8 @@ impl Observer for StallAttribution {
                             f.held += e.t - since;
                         }
                     }
-                    ("removed", _) => self.remove_file(e.id, e.t),
+                    // A requeued file is copied into a new one with a new ID by pickup.
+                    ("removed" | "requeued", _) => self.remove_file(e.id, e.t),
                     _ => {}
                 }
             }

@@ -188,6 +188,7 @@ impl Mta {
 
     /// `postsuper -r`: into maildrop, for pickup's next wakeup (postsuper sends no trigger).
     fn requeue_to_maildrop(&mut self, m: u32, now: Time, events: &mut EventQueue<Event>) {
+        self.messages.get_mut(m).requeued = true;
         let stamp = self.relocate(m, Location::Maildrop);
         self.maildrop.push_back((m, stamp));
         self.ensure_pickup_wakeup(now, events);
@@ -212,6 +213,7 @@ impl Mta {
             }
             LeaveAction::Delete => self.delete_file(m, now, obs),
             LeaveAction::Requeue => {
+                self.messages.get_mut(m).requeued = true;
                 let stamp = self.relocate(m, Location::Maildrop);
                 self.maildrop.push_back((m, stamp));
                 self.pickup_wanted = true;

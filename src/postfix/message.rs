@@ -132,6 +132,8 @@ pub struct Message {
     /// Deliveries still running in agents of a qmgr that has exited (reload, stop): the
     /// file is locked and the new qmgr skips it (`skipped, still being delivered`).
     pub locked: u32,
+    /// `postsuper -r` put it in maildrop: pickup copies it into a new queue file.
+    pub requeued: bool,
     /// When qmgr last moved it to deferred/ (`Time::MIN`: never); its recipients' sites
     /// logged it for the flush service then.
     pub deferred_at: Time,

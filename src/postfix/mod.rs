@@ -179,7 +179,7 @@ pub struct Mta {
     /// The `local` transport's index.
     local_transport: Option<u16>,
     /// Per destination: its first MX host's name and address (for mailq's reasons).
-    first_hosts: Vec<Option<(String, String)>>,
+    first_hosts: Vec<Option<(String, String, u16)>>,
     /// Per destination: the flush service's fast-flush log for that site.
     fast_flush: Vec<flush::FastFlushLog>,
 }
@@ -435,6 +435,22 @@ impl Mta {
     }
 
     fn pickup_one(&mut self, m: u32, now: Time) {
+        if std::mem::take(&mut self.messages.get_mut(m).requeued) {
+            // pickup copies a requeued file into a new queue file, so cleanup gives it a new
+            // queue ID (postsuper.c: requeue_one; pickup.c): the old ID's defer log stays
+            // behind, and the new file has normal permissions (no g+x force-expiry, no g+r).
+            let id = self.next_message_id;
+            self.next_message_id += 1;
+            let msg = self.messages.get_mut(m);
+            msg.id = id;
+            msg.force_expired = false;
+            msg.flush_bit = false;
+            msg.deferred_at = Time::MIN;
+            for r in &mut msg.recipients {
+                r.last_cause = None;
+                r.last_suspended = false;
+            }
+        }
         // A new queue file: cleanup stamps a new create_time.
         self.messages.get_mut(m).create_time = whole_seconds(now);
         // pickup adds the FILTER record to every maildrop file, requeued second passes and
@@ -514,6 +530,7 @@ impl Mta {
                 force_expired: false,
                 flush_bit: false,
                 locked: 0,
+                requeued: false,
                 deferred_at: Time::MIN,
                 generation: 0,
                 recipients,
@@ -720,7 +737,7 @@ impl Mta {
                                 .first_hosts
                                 .get(rc.dest as usize)
                                 .and_then(|h| h.as_ref())
-                                .map(|(n, a)| (n.as_str(), a.as_str()));
+                                .map(|(n, a, p)| (n.as_str(), a.as_str(), *p));
                             crate::output::mailq::defer_reason(
                                 c,
                                 rc.last_suspended,

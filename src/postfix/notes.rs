@@ -37,6 +37,10 @@ pub(crate) struct RecipientNote {
     pub handoff: Option<Time>,
     pub setup_done: Option<Time>,
     pub to_filter: bool,
+    /// The agent process (`None`: qmgr's deferral through the retry service).
+    pub pid: Option<u32>,
+    /// For the filter's 250: the queue file it re-injected the message as.
+    pub queued_as: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -72,6 +76,8 @@ pub(crate) enum NoteKind {
     ConnectFailed {
         host: u32,
         cause: Cause,
+        pid: u32,
+        transport: u16,
     },
     DeferredScan,
     /// postqueue failed: the mail system is down (`None`), or the site is not a fast-flush
@@ -110,7 +116,7 @@ impl Mta {
             .map(|d| {
                 world
                     .first_host(d)
-                    .map(|(n, a)| (n.to_string(), a.to_string()))
+                    .map(|(n, a, port)| (n.to_string(), a.to_string(), port))
             })
             .collect();
     }
@@ -129,6 +135,8 @@ impl Mta {
                 kind: NoteKind::ConnectFailed {
                     host: f.host,
                     cause: f.cause,
+                    pid: f.pid,
+                    transport: f.transport,
                 },
             });
         }
@@ -191,6 +199,9 @@ impl Mta {
                         },
                         relay: r.relay.map(|h| world.host(h)),
                         tried: r.tried.map(|h| world.host(h)),
+                        port: r.relay.or(r.tried).map_or(25, |h| world.port(h)),
+                        pid: r.pid,
+                        queued_as: r.queued_as,
                         arrival: r.arrival,
                         active: r.active,
                         handoff: r.handoff,
@@ -215,12 +226,24 @@ impl Mta {
                 },
                 NoteKind::Skipped => Happening::Skipped,
                 NoteKind::Admin { what } => Happening::Admin { what },
-                NoteKind::ConnectFailed { host, cause } => {
-                    let (host, address) = world.host(host);
+                NoteKind::ConnectFailed {
+                    host: h,
+                    cause,
+                    pid,
+                    transport,
+                } => {
+                    let (host, address) = world.host(h);
                     Happening::ConnectFailed {
                         host,
                         address,
+                        port: world.port(h),
                         cause,
+                        pid,
+                        transport: self
+                            .transport_names
+                            .get(transport as usize)
+                            .map(String::as_str)
+                            .unwrap_or("smtp"),
                     }
                 }
                 NoteKind::DeferredScan => Happening::DeferredScan,

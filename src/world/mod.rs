@@ -37,6 +37,9 @@ pub struct Request<'a> {
     pub first: usize,
     /// The request's recipients; those `Pending` with no reply yet are to be delivered.
     pub recipients: &'a mut [Recipient],
+    /// The agent process's pid and transport, for what it logs without a queue ID.
+    pub pid: u32,
+    pub transport: u16,
 }
 
 /// A delivery agent's SMTP client working on one request (valid until its `Step::Done`).
@@ -67,6 +70,9 @@ pub struct ConnectFailure {
     pub t: Time,
     pub host: u32,
     pub cause: crate::observe::Cause,
+    /// The agent that logs it (its request's `pid` and `transport`).
+    pub pid: u32,
+    pub transport: u16,
 }
 
 /// A mail server host (one address).
@@ -150,6 +156,8 @@ pub struct World {
     /// Host names, in host-id order, and the documentation addresses standing in for theirs.
     host_names: Vec<String>,
     host_addresses: Vec<String>,
+    /// The port each host listens on: 25, or the content filter's own.
+    host_ports: Vec<u16>,
     /// Failed connects since the caller last took them (only kept when `keep_notes`).
     pub connect_failures: Vec<ConnectFailure>,
     pub keep_notes: bool,
@@ -252,6 +260,7 @@ impl World {
             accepted: Vec::new(),
             host_names: Vec::new(),
             host_addresses: Vec::new(),
+            host_ports: Vec::new(),
             connect_failures: Vec::new(),
             keep_notes: false,
         };
@@ -259,16 +268,28 @@ impl World {
         named.sort_by_key(|(_, id)| **id);
         world.host_names = named.iter().map(|(n, _)| (*n).clone()).collect();
         world.host_addresses = named.iter().map(|(n, id)| address_for(n, **id)).collect();
+        world.host_ports = vec![25; world.host_names.len()];
+        if let Some(f) = scenario.filter {
+            for &(_, h) in world
+                .mx
+                .get(f.destination)
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+            {
+                world.host_ports[h as usize] = f.port;
+            }
+        }
         world.reconfigure(&scenario.smtp);
         world
     }
 
-    /// The preferred host of destination `d` (its first MX), for texts that name one.
-    pub fn first_host(&self, d: usize) -> Option<(&str, &str)> {
-        self.mx
-            .get(d)
-            .and_then(|l| l.first())
-            .map(|&(_, h)| self.host(h))
+    /// The preferred host of destination `d` (its first MX) with its port, for texts that
+    /// name one.
+    pub fn first_host(&self, d: usize) -> Option<(&str, &str, u16)> {
+        self.mx.get(d).and_then(|l| l.first()).map(|&(_, h)| {
+            let (name, address) = self.host(h);
+            (name, address, self.port(h))
+        })
     }
 
     /// Host `h`'s name and address.
@@ -283,6 +304,11 @@ impl World {
                 .map(String::as_str)
                 .unwrap_or("?"),
         )
+    }
+
+    /// The port host `h` listens on.
+    pub fn port(&self, h: u32) -> u16 {
+        self.host_ports.get(h as usize).copied().unwrap_or(25)
     }
 
     /// New delivery agents after `postfix reload` read the new `smtp_*` settings.

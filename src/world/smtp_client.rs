@@ -323,6 +323,8 @@ impl World {
                 t: end,
                 host,
                 cause,
+                pid: req.pid,
+                transport: req.transport,
             });
         }
         let c = &mut self.clients[e];

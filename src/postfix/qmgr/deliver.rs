@@ -71,6 +71,12 @@ impl Qmgr {
     }
 }
 
+/// The pid of the agent process working on request `e`: one per request, so that its
+/// `connect to …` lines and its status lines carry the same one.
+pub(crate) fn agent_pid(e: u32) -> u32 {
+    3000 + e % 60_000
+}
+
 impl Mta {
     /// `qmgr_active_drain`: gives free agents the requests that are ready. Returns whether
     /// any delivery started.
@@ -156,6 +162,8 @@ impl Mta {
             keys: msg.recipient_keys(),
             first: entry.lo as usize,
             recipients: &mut msg.recipients[entry.lo as usize..entry.hi as usize],
+            pid: agent_pid(e),
+            transport: entry.transport,
         }
     }
 
@@ -243,21 +251,26 @@ impl Mta {
             return;
         }
         let mut any_deferred = false;
-        let mut any_filtered = false;
+        let mut taken = Vec::new();
         let mut first_deferral = None;
+        // The filter's 250 names the file it re-injected the message as (§7.3): the next
+        // queue file made, by `reinject_filtered` below.
+        let queued_as =
+            (to_filter && self.filter_reinjects(&entry)).then_some(self.next_message_id);
         for r in entry.lo as usize..entry.hi as usize {
             let rc = self.messages.get(m).recipients[r];
             if rc.status != RcptStatus::Pending {
                 continue;
             }
-            self.note_attempt(e, r, now);
+            if to_filter && rc.reply == Reply::Sent {
+                // Not delivered yet: handed over, and re-injected below; the filter's 250
+                // (logged after the re-injection's lines) names the new file.
+                self.messages.get_mut(m).recipients[r].status = RcptStatus::Filtered;
+                taken.push(r);
+                continue;
+            }
+            self.note_attempt(e, r, now, rc.reply, None);
             match rc.reply {
-                Reply::Sent if to_filter => {
-                    // Not delivered yet: handed over, and re-injected below.
-                    self.messages.get_mut(m).recipients[r].status = RcptStatus::Filtered;
-                    any_filtered = true;
-                    continue;
-                }
                 Reply::Sent => self.finalize(m, r, RcptStatus::Sent, now, obs),
                 Reply::Bounced(cause) => {
                     self.totals.bounced_by_cause.add(cause);
@@ -285,8 +298,9 @@ impl Mta {
         if any_deferred {
             self.messages.get_mut(m).deferred_this_round = true;
         }
-        if any_filtered {
+        if !taken.is_empty() {
             self.reinject_filtered(m, entry.lo as usize, entry.hi as usize, now);
+            self.note_filtered(e, now, &taken, queued_as);
         }
         let q = entry.queue;
         let t = self.qmgr.queues[q as usize].transport as usize;
@@ -309,6 +323,13 @@ impl Mta {
         }
         self.qmgr.transports[t].busy_agents -= 1;
         self.entry_done(e, true, now, events, obs);
+    }
+
+    /// The filter's `status=sent` lines for the recipients `taken` of request `e`.
+    fn note_filtered(&mut self, e: u32, now: Time, taken: &[usize], queued_as: Option<u64>) {
+        for &r in taken {
+            self.note_attempt(e, r, now, Reply::Sent, queued_as);
+        }
     }
 
     /// Did the filter accept some recipient of request `e` (so that it re-injects a file)?
@@ -334,18 +355,22 @@ impl Mta {
             // deleted file, and its recipients were counted as deleted then.
             return;
         }
+        let queued_as =
+            (to_filter && self.filter_reinjects(&entry)).then_some(self.next_message_id);
+        let mut taken = Vec::new();
         for r in entry.lo as usize..entry.hi as usize {
             let rc = self.messages.get(m).recipients[r];
             if rc.status != RcptStatus::Pending {
                 continue;
             }
-            self.note_attempt(e, r, now);
+            if to_filter && rc.reply == Reply::Sent {
+                // Handed to the filter, which re-injects it as for a live qmgr.
+                self.messages.get_mut(m).recipients[r].status = RcptStatus::Filtered;
+                taken.push(r);
+                continue;
+            }
+            self.note_attempt(e, r, now, rc.reply, None);
             match rc.reply {
-                Reply::Sent if to_filter => {
-                    // Handed to the filter, which re-injects it as for a live qmgr.
-                    self.messages.get_mut(m).recipients[r].status = RcptStatus::Filtered;
-                    continue;
-                }
                 Reply::Sent => self.finalize(m, r, RcptStatus::Sent, now, obs),
                 Reply::Bounced(cause) => {
                     self.totals.bounced_by_cause.add(cause);
@@ -361,8 +386,9 @@ impl Mta {
             }
             self.messages.get_mut(m).recipients[r].reply = Reply::None;
         }
-        if to_filter {
+        if !taken.is_empty() {
             self.reinject_filtered(m, entry.lo as usize, entry.hi as usize, now);
+            self.note_filtered(e, now, &taken, queued_as);
         }
         let msg = self.messages.get_mut(m);
         msg.locked = msg.locked.saturating_sub(1);
@@ -373,14 +399,16 @@ impl Mta {
     }
 
     /// The status line of recipient `r` after delivery request `e` (§8.1).
-    fn note_attempt(&mut self, e: u32, r: usize, now: Time) {
+    /// `reply` is what the agent answered for it (the recipient's own may be cleared by
+    /// then).
+    fn note_attempt(&mut self, e: u32, r: usize, now: Time, reply: Reply, queued_as: Option<u64>) {
         if !self.record_notes {
             return;
         }
         let entry = self.qmgr.entries[e as usize];
         let msg = self.messages.get(entry.msg);
         let rc = msg.recipients[r];
-        let (status, cause) = match rc.reply {
+        let (status, cause) = match reply {
             Reply::Sent => (crate::observe::Status::Sent, None),
             Reply::Bounced(c) => (crate::observe::Status::Bounced, Some(c)),
             Reply::Deferred(c) => (crate::observe::Status::Deferred, Some(c)),
@@ -412,6 +440,8 @@ impl Mta {
                 && self
                     .content_filter
                     .is_some_and(|cf| cf.destination as u32 == entry.dest),
+            pid: Some(agent_pid(e)),
+            queued_as: queued_as.filter(|_| reply == Reply::Sent),
         };
         let (id, origin) = (msg.id, msg.origin_id);
         self.note(
@@ -462,6 +492,8 @@ impl Mta {
             handoff: None,
             setup_done: None,
             to_filter: false,
+            pid: None,
+            queued_as: None,
         };
         let (id, origin) = (msg.id, msg.origin_id);
         self.note(
