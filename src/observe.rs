@@ -350,9 +350,21 @@ pub enum Happening<'a> {
     /// A restarted qmgr found the file locked by an old agent.
     Skipped,
     /// `postsuper`: placed on hold, released from hold, requeued, removed, expired.
+    /// `listed`: the command named this queue ID, so postsuper logs it (with `ALL` it
+    /// only reports a count, [`Happening::PostsuperSummary`]).
     Admin {
         what: &'static str,
+        listed: bool,
     },
+    /// postsuper's report at exit, `Deleted: 3 messages` (no queue file).
+    PostsuperSummary {
+        what: &'static str,
+        count: u64,
+    },
+    /// `postfix reload`, `stop` or `start` (no queue file).
+    Master(MasterAction),
+    /// smtpd refused a message at the door (no queue file).
+    Refused(Refusal),
     /// An SMTP client could not connect to `host` (an info line without a queue ID).
     ConnectFailed {
         host: &'a str,
@@ -370,6 +382,23 @@ pub enum Happening<'a> {
     PostqueueFatal {
         site: Option<&'a str>,
     },
+}
+
+/// What `postfix reload|stop|start` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MasterAction {
+    Reload,
+    Stop,
+    Start,
+}
+
+/// Why smtpd refused a message at MAIL FROM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// `452 4.3.1 Insufficient system storage`, with the free bytes smtpd saw.
+    InsufficientStorage { free: u64 },
+    /// `552 5.3.4 Message size exceeds fixed limit`.
+    TooLarge,
 }
 
 /// A [`Happening`] at time `t` to queue file `id` (0 for happenings without one); `origin`

@@ -252,10 +252,13 @@ impl Observer for Explainer {
                 e.t,
                 format!("{qid} is still locked by an agent of the old qmgr: skipped for 60 s"),
             ),
-            Happening::Admin { what } => self.say(e.t, format!("postsuper: {qid} {what}")),
+            Happening::Admin { what, .. } => self.say(e.t, format!("postsuper: {qid} {what}")),
             Happening::ConnectFailed { .. }
             | Happening::DeferredScan
-            | Happening::PostqueueFatal { .. } => {}
+            | Happening::PostqueueFatal { .. }
+            | Happening::PostsuperSummary { .. }
+            | Happening::Master(_)
+            | Happening::Refused(_) => {}
         }
     }
 }

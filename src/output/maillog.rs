@@ -11,13 +11,17 @@ use crate::engine::rng::splitmix64;
 use crate::engine::time::{SECOND, Time};
 use crate::error::Error;
 use crate::observe::{
-    Address, Agent, Cause, Event, Happening, Observer, RecipientOutcome, RecipientStatus, Status,
-    Via,
+    Address, Agent, Cause, Event, Happening, MasterAction, Observer, RecipientOutcome,
+    RecipientStatus, Refusal, Status, Via,
 };
 use std::fmt::Write;
 
 const HOST: &str = "mailsim";
-const QMGR_PID: u32 = 880;
+/// The version `postconf mail_version` would report (the model follows 3.7.22's code).
+const MAIL_VERSION: &str = "3.7.22";
+/// The SMTP client that sends us mail (`client=` lines).
+const CLIENT_NAME: &str = "client.example.org";
+const CLIENT: &str = "client.example.org[198.51.100.200]";
 
 /// Postfix's short queue ID look: 10 hex digits, the low 36 bits being the id itself.
 pub fn queue_id(id: u64) -> String {
@@ -235,6 +239,12 @@ pub struct MailLog {
     error: Option<Error>,
     /// Also log qmgr's deferred-scan starts, as a qmgr run with `-v` does.
     pub scans: bool,
+    /// The pids of the master, qmgr and pickup now (new processes after a reload or
+    /// start), and the next pid handed out.
+    master_pid: u32,
+    qmgr_pid: u32,
+    pickup_pid: u32,
+    next_pid: u32,
 }
 
 impl MailLog {
@@ -245,7 +255,21 @@ impl MailLog {
             line: String::with_capacity(256),
             error: None,
             scans: false,
+            master_pid: 860,
+            qmgr_pid: 880,
+            pickup_pid: 870,
+            next_pid: 5000,
         }
+    }
+
+    fn new_pid(&mut self) -> u32 {
+        self.next_pid += 1;
+        self.next_pid
+    }
+
+    /// postsuper is a process per command: one pid per instant.
+    fn postsuper_pid(&self, t: Time) -> u32 {
+        pid_for(t as u64, 4000)
     }
 
     /// The complete log under its temporary name, for the run's set of files.
@@ -309,13 +333,13 @@ impl Observer for MailLog {
                         let client = if via == Via::Reinjected {
                             "localhost[127.0.0.1]"
                         } else {
-                            "client.example.org[198.51.100.200]"
+                            CLIENT
                         };
                         let _ = write!(self.line, "{qid}: client={client}");
                         self.end();
                     }
                     Via::Pickup => {
-                        self.begin(e.t, "postfix/pickup", 870);
+                        self.begin(e.t, "postfix/pickup", self.pickup_pid);
                         let _ = write!(self.line, "{qid}: uid=1000 from=<{sender}>");
                         self.end();
                     }
@@ -336,7 +360,7 @@ impl Observer for MailLog {
                 size,
                 sender,
             } => {
-                self.begin(e.t, "postfix/qmgr", QMGR_PID);
+                self.begin(e.t, "postfix/qmgr", self.qmgr_pid);
                 let _ = write!(
                     self.line,
                     "{qid}: from=<{sender}>, size={size}, nrcpt={nrcpt} (queue active)"
@@ -397,19 +421,19 @@ impl Observer for MailLog {
             }
             Happening::DeferredScan if self.scans => {
                 // qmgr_scan.c's verbose line (master.cf `qmgr … qmgr -v`).
-                self.begin(e.t, "postfix/qmgr", QMGR_PID);
+                self.begin(e.t, "postfix/qmgr", self.qmgr_pid);
                 self.line
                     .push_str("qmgr_scan_start: start deferred queue scan");
                 self.end();
             }
             Happening::Deferred { .. } | Happening::DeferredScan => {}
             Happening::Removed => {
-                self.begin(e.t, "postfix/qmgr", QMGR_PID);
+                self.begin(e.t, "postfix/qmgr", self.qmgr_pid);
                 let _ = write!(self.line, "{qid}: removed");
                 self.end();
             }
             Happening::Expired { forced, sender } => {
-                self.begin(e.t, "postfix/qmgr", QMGR_PID);
+                self.begin(e.t, "postfix/qmgr", self.qmgr_pid);
                 let status = if forced { "force-expired" } else { "expired" };
                 let _ = write!(
                     self.line,
@@ -451,14 +475,79 @@ impl Observer for MailLog {
                 self.end();
             }
             Happening::Skipped => {
-                self.begin(e.t, "postfix/qmgr", QMGR_PID);
+                self.begin(e.t, "postfix/qmgr", self.qmgr_pid);
                 let _ = write!(self.line, "{qid}: skipped, still being delivered");
                 self.end();
             }
-            Happening::Admin { what } => {
-                self.begin(e.t, "postfix/postsuper", 4000);
-                let _ = write!(self.line, "{qid}: {what}");
+            Happening::Admin { what, listed } => {
+                if listed {
+                    self.begin(e.t, "postfix/postsuper", self.postsuper_pid(e.t));
+                    let _ = write!(self.line, "{qid}: {what}");
+                    self.end();
+                }
+            }
+            Happening::PostsuperSummary { what, count } => {
+                self.begin(e.t, "postfix/postsuper", self.postsuper_pid(e.t));
+                let plural = if count == 1 { "" } else { "s" };
+                let _ = write!(self.line, "{what}: {count} message{plural}");
                 self.end();
+            }
+            Happening::Master(action) => {
+                // postfix-script's $INFO line, then the master's own (master.c, master_sig.c).
+                let (script, master) = match action {
+                    MasterAction::Reload => (
+                        "refreshing the Postfix mail system",
+                        format!("reload -- version {MAIL_VERSION}, configuration /etc/postfix"),
+                    ),
+                    MasterAction::Stop => (
+                        "stopping the Postfix mail system",
+                        "terminating on signal 15".to_string(),
+                    ),
+                    MasterAction::Start => (
+                        "starting the Postfix mail system",
+                        format!(
+                            "daemon started -- version {MAIL_VERSION}, configuration /etc/postfix"
+                        ),
+                    ),
+                };
+                let script_pid = self.new_pid();
+                self.begin(e.t, "postfix/postfix-script", script_pid);
+                self.line.push_str(script);
+                self.end();
+                if action == MasterAction::Start {
+                    self.master_pid = self.new_pid();
+                }
+                self.begin(e.t, "postfix/master", self.master_pid);
+                self.line.push_str(&master);
+                self.end();
+                if action != MasterAction::Stop {
+                    // A new qmgr and pickup (master_restart_service, master_start_service).
+                    self.qmgr_pid = self.new_pid();
+                    self.pickup_pid = self.new_pid();
+                }
+            }
+            Happening::Refused(why) => {
+                // smtpd_check.c: smtpd_check_size, smtpd_check_queue (log_whatsup, before
+                // the sender is known, then the warning).
+                let pid = pid_for(e.t as u64, 2100);
+                self.begin(e.t, "postfix/smtpd", pid);
+                let reply = match why {
+                    Refusal::InsufficientStorage { .. } => "452 4.3.1 Insufficient system storage",
+                    Refusal::TooLarge => "552 5.3.4 Message size exceeds fixed limit",
+                };
+                let _ = write!(
+                    self.line,
+                    "NOQUEUE: reject: MAIL from {CLIENT}: {reply}; proto=ESMTP helo=<{CLIENT_NAME}>"
+                );
+                self.end();
+                if let Refusal::InsufficientStorage { free } = why {
+                    self.begin(e.t, "postfix/smtpd", pid);
+                    let _ = write!(
+                        self.line,
+                        "warning: not enough free space in mail queue: {free} bytes < 1.5*message size limit"
+                    );
+                    self.end();
+                }
             }
             Happening::ConnectFailed {
                 host,

@@ -305,7 +305,7 @@ impl Observer for StallAttribution {
                     f.last_mtime = mtime;
                 }
             }
-            Happening::Admin { what } => {
+            Happening::Admin { what, .. } => {
                 let state = self.files.get(&e.id).map(|f| f.state);
                 match (what, state) {
                     ("placed on hold", Some(FileState::Deferred { mtime, dead })) => {

@@ -11,10 +11,11 @@
 //!   master's SIGTERM to its process group); `postfix start` is a reload after a stop.
 
 use super::message::{LeaveAction, Location, RcptStatus};
+use super::notes::NoteKind;
 use super::{Event, Mta};
 use crate::engine::EventQueue;
 use crate::engine::time::{SECOND, Time, whole_seconds};
-use crate::observe::Observer;
+use crate::observe::{MasterAction, Observer};
 use crate::scenario::{AdminCommand, QueueSet, Selection};
 use crate::world::World;
 use std::cmp::Reverse;
@@ -43,15 +44,17 @@ impl Mta {
             AdminCommand::FlushSite { destination } => self.flush_site(destination, now),
             AdminCommand::FlushId(id) => self.flush_file(id, now),
             AdminCommand::Delete(selection, queues) => {
-                for m in self.select(selection, queues) {
+                let files = self.select(selection, queues);
+                for &m in &files {
+                    self.admin_note(m, now, "removed", selection);
                     if self.owned_by_qmgr(m) {
                         self.messages.get_mut(m).on_leave = LeaveAction::Delete;
                         self.cancel_queued_entries(m, now, events, obs);
                     } else {
-                        self.admin_note(m, now, "removed");
                         self.delete_file(m, now, obs);
                     }
                 }
+                self.postsuper_summary(now, "Deleted", files.len());
             }
             AdminCommand::Hold(selection, queues) => {
                 let queues = QueueSet {
@@ -59,65 +62,89 @@ impl Mta {
                     hold: false,
                     ..queues
                 };
-                for m in self.select(selection, queues) {
+                let files = self.select(selection, queues);
+                for &m in &files {
+                    self.admin_note(m, now, "placed on hold", selection);
                     if self.owned_by_qmgr(m) {
                         self.messages.get_mut(m).on_leave = LeaveAction::Hold;
                         self.cancel_queued_entries(m, now, events, obs);
                     } else {
-                        self.admin_note(m, now, "placed on hold");
                         self.messages.get_mut(m).on_leave = LeaveAction::Normal;
                         self.relocate(m, Location::Hold);
                     }
                 }
+                self.postsuper_summary(now, "Placed on hold", files.len());
             }
             AdminCommand::Release(selection) => {
-                for m in self.select(selection, HOLD_ONLY) {
-                    self.admin_note(m, now, "released from hold");
+                let files = self.select(selection, HOLD_ONLY);
+                for &m in &files {
+                    self.admin_note(m, now, "released from hold", selection);
                     self.release(m);
                 }
+                self.postsuper_summary(now, "Released from hold", files.len());
             }
             AdminCommand::Requeue(selection, queues) => {
-                for m in self.select(selection, queues) {
+                let queues = QueueSet {
+                    maildrop: false, // already there
+                    ..queues
+                };
+                let files = self.select(selection, queues);
+                for &m in &files {
                     if selection != Selection::All {
                         // A single ID also gets mtime = now (postsuper.c: requeue_one).
                         self.messages.get_mut(m).mtime = whole_seconds(now);
                     }
+                    self.admin_note(m, now, "requeued", selection);
                     if self.owned_by_qmgr(m) {
                         self.messages.get_mut(m).on_leave = LeaveAction::Requeue;
                         self.cancel_queued_entries(m, now, events, obs);
-                    } else if self.messages.get(m).location != Location::Maildrop {
-                        self.admin_note(m, now, "requeued");
+                    } else {
                         self.messages.get_mut(m).on_leave = LeaveAction::Normal;
                         self.requeue_to_maildrop(m, now, events);
                     }
                 }
+                self.postsuper_summary(now, "Requeued", files.len());
             }
             AdminCommand::Expire {
                 selection,
                 queues,
                 release,
             } => {
-                for m in self.select(selection, queues) {
-                    self.admin_note(m, now, "expired");
+                let files = self.select(selection, queues);
+                let mut released = 0;
+                for &m in &files {
+                    self.admin_note(m, now, "expired", selection);
                     self.messages.get_mut(m).force_expired = true;
                     if release && self.messages.get(m).location == Location::Hold {
+                        // postsuper -f: exp_rel_one = expire_one, then release_one.
+                        self.admin_note(m, now, "released from hold", selection);
                         self.release(m);
+                        released += 1;
                     }
+                }
+                self.postsuper_summary(now, "Force-expired", files.len());
+                if release {
+                    self.postsuper_summary(now, "Released from hold", released);
                 }
             }
             AdminCommand::Postconf(_) => {} // read at the next reload or start
             AdminCommand::Reload { config } => {
+                self.note(now, 0, 0, NoteKind::Master(MasterAction::Reload));
                 self.qmgr_exit(now, obs);
                 self.qmgr_start(config, now, events, world);
             }
             AdminCommand::Stop => {
+                self.note(now, 0, 0, NoteKind::Master(MasterAction::Stop));
                 // SIGTERM to the whole process group (master_sig.c: `master_sigdeath`):
                 // agents and smtpd die where they are, before qmgr's state is dropped.
                 self.kill_agents(world);
                 self.smtpd_killed(now, events);
                 self.qmgr_exit(now, obs);
             }
-            AdminCommand::Start { config } => self.qmgr_start(config, now, events, world),
+            AdminCommand::Start { config } => {
+                self.note(now, 0, 0, NoteKind::Master(MasterAction::Start));
+                self.qmgr_start(config, now, events, world);
+            }
         }
         self.ensure_pickup_wakeup(now, events);
     }
@@ -130,10 +157,28 @@ impl Mta {
         self.running && self.messages.get(m).location == Location::Active
     }
 
-    /// postsuper's log line for queue file `m`.
-    fn admin_note(&mut self, m: u32, now: Time, what: &'static str) {
+    /// What postsuper did to queue file `m`. Only an operation on one queue ID logs it
+    /// (`delete_one`, `hold_one`, … in postsuper.c); `ALL` works silently (`super()`).
+    fn admin_note(&mut self, m: u32, now: Time, what: &'static str, selection: Selection) {
         let (id, origin) = (self.messages.get(m).id, self.messages.get(m).origin_id);
-        self.note(now, id, origin, super::notes::NoteKind::Admin { what });
+        let listed = selection != Selection::All;
+        self.note(
+            now,
+            id,
+            origin,
+            super::notes::NoteKind::Admin { what, listed },
+        );
+    }
+
+    /// postsuper's closing report, e.g. `Deleted: 3 messages` (postsuper.c: `main`).
+    fn postsuper_summary(&mut self, now: Time, what: &'static str, count: usize) {
+        let count = u64::try_from(count).unwrap_or(u64::MAX);
+        self.note(
+            now,
+            0,
+            0,
+            super::notes::NoteKind::PostsuperSummary { what, count },
+        );
     }
 
     /// Queue files matching a `postsuper` selection, in message-id order.

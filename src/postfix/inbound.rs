@@ -17,9 +17,11 @@
 //! does not fit; pickup, the filter's re-injection and bounce are cleanup clients too and
 //! share the bucket (`in_flow_token`). A `load` fault stretches smtpd's session time.
 
+use super::notes::NoteKind;
 use super::{Event, Mta};
 use crate::engine::time::{SECOND, Time};
 use crate::engine::{EventQueue, RngStreams, SimRng};
+use crate::observe::Refusal;
 use crate::scenario::{FaultKind, Scenario, Submit};
 use crate::world::latency::Sampler;
 use std::collections::VecDeque;
@@ -192,13 +194,21 @@ impl Mta {
         if limit > 0 && size > limit {
             // 552 5.3.4 Message size exceeds fixed limit: the sender bounces it.
             self.totals.rejected_messages += 1;
+            self.note(now, 0, 0, NoteKind::Refused(Refusal::TooLarge));
             return Outcome::Rejected;
         }
         if self.disk.is_some() {
             // smtpd_check_queue: 452 4.3.1 Insufficient system storage.
-            let free = u128::from(self.free_space(now));
-            if free <= u128::from(self.cfg.queue_minfree) || 2 * free < 3 * u128::from(limit) {
+            let free = self.free_space(now);
+            let wide = u128::from(free);
+            if wide <= u128::from(self.cfg.queue_minfree) || 2 * wide < 3 * u128::from(limit) {
                 self.totals.refused_disk += 1;
+                self.note(
+                    now,
+                    0,
+                    0,
+                    NoteKind::Refused(Refusal::InsufficientStorage { free }),
+                );
                 return Outcome::Refused;
             }
         }

@@ -72,7 +72,14 @@ pub(crate) enum NoteKind {
     Skipped,
     Admin {
         what: &'static str,
+        listed: bool,
     },
+    PostsuperSummary {
+        what: &'static str,
+        count: u64,
+    },
+    Master(crate::observe::MasterAction),
+    Refused(crate::observe::Refusal),
     ConnectFailed {
         host: u32,
         cause: Cause,
@@ -225,7 +232,12 @@ impl Mta {
                     delay_warning,
                 },
                 NoteKind::Skipped => Happening::Skipped,
-                NoteKind::Admin { what } => Happening::Admin { what },
+                NoteKind::Admin { what, listed } => Happening::Admin { what, listed },
+                NoteKind::PostsuperSummary { what, count } => {
+                    Happening::PostsuperSummary { what, count }
+                }
+                NoteKind::Master(action) => Happening::Master(action),
+                NoteKind::Refused(why) => Happening::Refused(why),
                 NoteKind::ConnectFailed {
                     host: h,
                     cause,
