@@ -144,10 +144,16 @@ pub enum Cause {
     DnsNotFound,
     /// No specific error was recorded (Postfix's `4.3.0 server unavailable`).
     Unavailable,
+    /// The content filter could not re-inject: our smtpd answered `452 4.3.1 Insufficient
+    /// system storage` to its MAIL FROM, and the filter passed the 4xx back.
+    InsufficientStorage,
+    /// The content filter's re-injected file did not fit: `451 4.3.0 Error: queue file
+    /// write error`.
+    QueueWriteError,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 19] = [
+    pub const ALL: [Cause; 21] = [
         Cause::Greylisted,
         Cause::RateLimited,
         Cause::TooManyConnections,
@@ -167,6 +173,8 @@ impl Cause {
         Cause::DataRejected,
         Cause::DnsNotFound,
         Cause::Unavailable,
+        Cause::InsufficientStorage,
+        Cause::QueueWriteError,
     ];
 
     /// Position in [`Cause::ALL`] (for per-cause counters).
@@ -195,6 +203,8 @@ impl Cause {
             Cause::DataRejected => "data_rejected",
             Cause::DnsNotFound => "dns_not_found",
             Cause::Unavailable => "unavailable",
+            Cause::InsufficientStorage => "insufficient_storage",
+            Cause::QueueWriteError => "queue_write_error",
         }
     }
 
@@ -218,6 +228,8 @@ impl Cause {
             Cause::DataRejected => "5.7.1",
             Cause::DnsNotFound => "5.4.4",
             Cause::Unavailable => "4.3.0",
+            Cause::InsufficientStorage => "4.3.1",
+            Cause::QueueWriteError => "4.3.0",
         }
     }
 
@@ -399,6 +411,9 @@ pub enum Refusal {
     InsufficientStorage { free: u64 },
     /// `552 5.3.4 Message size exceeds fixed limit`.
     TooLarge,
+    /// The file did not fit when cleanup wrote it: `451 4.3.0 Error: queue file write
+    /// error` after the data (the event's id is the queue ID cleanup had given it).
+    WriteError,
 }
 
 /// A [`Happening`] at time `t` to queue file `id` (0 for happenings without one); `origin`

@@ -214,7 +214,12 @@ pub fn simulate_with(
             return Err(interrupted(events.now(), popped));
         }
         while next_sample < t {
-            series.push_with_destinations(next_sample, mta.counts(), mta.deferred_by_destination());
+            series.push_with_destinations(
+                next_sample,
+                mta.counts(),
+                mta.deferred_by_destination(),
+                mta.free_bytes(next_sample),
+            );
             sample_qshape(series, &mta, next_sample);
             observer.sample(next_sample);
             next_sample += sample;
@@ -267,13 +272,23 @@ pub fn simulate_with(
         mta.flush_notes(Time::MAX, &mut world, observer);
     }
     while next_sample <= end_time {
-        series.push_with_destinations(next_sample, mta.counts(), mta.deferred_by_destination());
+        series.push_with_destinations(
+            next_sample,
+            mta.counts(),
+            mta.deferred_by_destination(),
+            mta.free_bytes(next_sample),
+        );
         sample_qshape(series, &mta, next_sample);
         observer.sample(next_sample);
         next_sample += sample;
     }
     if series.points.last().is_some_and(|(t, _)| *t < end_time) {
-        series.push_with_destinations(next_sample, mta.counts(), mta.deferred_by_destination());
+        series.push_with_destinations(
+            next_sample,
+            mta.counts(),
+            mta.deferred_by_destination(),
+            mta.free_bytes(next_sample),
+        );
         sample_qshape(series, &mta, next_sample);
         observer.sample(next_sample);
     }
@@ -540,6 +555,7 @@ pub fn summarize(
         deleted_messages: t.deleted_messages,
         refused_disk_full: t.refused_disk,
         refused_stopped: t.refused_stopped,
+        refused_write_error: t.refused_write_error,
         not_accepted: t.not_accepted,
         rejected_too_large: t.rejected_messages,
         in_flow_delays: t.in_flow_delays,

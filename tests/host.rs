@@ -345,3 +345,81 @@ fn a_filter_delivery_running_through_a_reload_is_still_re_injected() {
     assert_eq!((t.filtered, t.sent, t.attempts), (1, 1, 2));
     assert_eq!(common::attempt_seconds(&rec, 1), [0.0, 10.0]);
 }
+
+#[test]
+fn a_queue_file_that_does_not_fit_at_the_end_of_data_is_refused_with_451() {
+    // 20 MB disk, ten 4 MB messages in 10 s sessions from 0 s: all pass MAIL FROM with
+    // 20 MB free (the 452 check, 1.5 × 10 MB), but cleanup's writes at 10 s fit only five
+    // files; the other five get 451 4.3.0 (queue file write error) and their senders
+    // retry. free_bytes in queues.csv shows the disk full from 10 s.
+    let text = r#"
+name = "overcommit"
+stop = "100s"
+[disk]
+size = "20MB"
+[postfix]
+message_size_limit = 10000000
+[[traffic]]
+to = "d.test"
+messages = 10
+arrivals = "burst"
+size = "4MB"
+receive = "10s"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[fault]]
+at = "0s"
+kind = "blackhole"
+target = "d.test"
+"#;
+    let (_, report, series) = run(text);
+    let t = report.mta_totals;
+    assert_eq!(
+        (t.messages, t.refused_write_error, t.refused_disk),
+        (5, 5, 0)
+    );
+    assert_eq!(series.free_bytes.first(), Some(&Some(20_000_000)));
+    assert_eq!(series.free_bytes.get(1), Some(&Some(0)));
+    let csv = series.to_csv();
+    assert!(csv.starts_with("time_s,maildrop,incoming,active,deferred,hold,free_bytes\n0,0,0,0,0,0,20000000\n10,0,0,5,0,0,0\n"), "{csv}");
+}
+
+#[test]
+fn the_filters_re_injection_is_refused_by_smtpds_452_when_the_disk_is_short() {
+    // From 0.5 s another process leaves 100 − 85 MB − the 10 KB message ≈ 14.99 MB free,
+    // below 1.5 × message_size_limit (15.36 MB). The filter's re-injection at 1 s gets our
+    // 452 at MAIL FROM and passes it back: the first pass is deferred (positive feedback,
+    // a reply after DATA), retried at the 300 s scan, after the fill ended, and delivered.
+    let text = r#"
+name = "reinject-452"
+[disk]
+size = "100MB"
+[postfix]
+content_filter = "smtp-amavis:[127.0.0.1]:10024"
+[filter]
+latency = "1s"
+[[traffic]]
+to = "d.test"
+messages = 1
+arrivals = "burst"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[fault]]
+at = "0.5s"
+for = "100s"
+kind = "disk_full"
+fill = "85MB"
+"#;
+    let (rec, report, _) = run(text);
+    let t = report.mta_totals;
+    assert_eq!(
+        t.deferred_by_cause
+            .get(mailsim::observe::Cause::InsufficientStorage),
+        1
+    );
+    assert_eq!((t.filtered, t.sent), (1, 1));
+    assert_eq!(common::attempt_seconds(&rec, 1), [0.0, 300.0, 301.0]);
+    assert_eq!(report.last_final, Some(301 * mailsim::engine::time::SECOND));
+}

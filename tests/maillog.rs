@@ -620,3 +620,50 @@ command = "postsuper -f 1"
         ]
     );
 }
+
+#[test]
+fn a_queue_file_write_error_is_logged_by_cleanup() {
+    // cleanup_out.c: `warning: QUEUEID: write queue file: …` for a file that did not fit.
+    let log = log_of(
+        "write-error",
+        r#"
+name = "write-error"
+stop = "20s"
+[disk]
+size = "20MB"
+[postfix]
+message_size_limit = 10000000
+[[traffic]]
+to = "d.test"
+messages = 6
+arrivals = "burst"
+size = "4MB"
+receive = "10s"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[fault]]
+at = "0s"
+kind = "blackhole"
+target = "d.test"
+"#,
+    );
+    let warning = log
+        .lines()
+        .find(|l| l.contains("write queue file"))
+        .unwrap_or_else(|| panic!("no write error in:\n{log}"));
+    let qid = warning
+        .split("warning: ")
+        .nth(1)
+        .and_then(|w| w.split(':').next())
+        .expect("queue id");
+    assert!(
+        warning.starts_with("Mar 02 08:00:10 mailsim postfix/cleanup["),
+        "{warning}"
+    );
+    assert!(warning.ends_with(&format!(
+        "warning: {qid}: write queue file: No space left on device"
+    )));
+    assert!(log.contains(&format!("{qid}: client=client.example.org[198.51.100.200]")));
+    assert!(!log.contains(&format!("{qid}: message-id=")));
+}

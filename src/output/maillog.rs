@@ -189,6 +189,12 @@ pub fn reason(cause: Cause, rcpt: &str, server: Option<(&str, &str, u16)>, domai
             "Host or domain name not found. Name service error for name={domain} type=A: Host not found"
         ),
         Cause::Unavailable => "server unavailable or unable to receive mail".to_string(),
+        Cause::InsufficientStorage => format!(
+            "host {h}[{a}] said: 452 4.3.1 Insufficient system storage (in reply to end of DATA command)"
+        ),
+        Cause::QueueWriteError => format!(
+            "host {h}[{a}] said: 451 4.3.0 Error: queue file write error (in reply to end of DATA command)"
+        ),
     }
 }
 
@@ -526,6 +532,19 @@ impl Observer for MailLog {
                     self.pickup_pid = self.new_pid();
                 }
             }
+            Happening::Refused(Refusal::WriteError) => {
+                // The session got as far as a queue file; cleanup's write failed
+                // (cleanup_out.c), smtpd answered 451 and the file was removed.
+                self.begin(e.t, "postfix/smtpd", pid_for(e.id, 2100));
+                let _ = write!(self.line, "{qid}: client={CLIENT}");
+                self.end();
+                self.begin(e.t, "postfix/cleanup", pid_for(e.id, 2200));
+                let _ = write!(
+                    self.line,
+                    "warning: {qid}: write queue file: No space left on device"
+                );
+                self.end();
+            }
             Happening::Refused(why) => {
                 // smtpd_check.c: smtpd_check_size, smtpd_check_queue (log_whatsup, before
                 // the sender is known, then the warning).
@@ -533,7 +552,9 @@ impl Observer for MailLog {
                 self.begin(e.t, "postfix/smtpd", pid);
                 let reply = match why {
                     Refusal::InsufficientStorage { .. } => "452 4.3.1 Insufficient system storage",
-                    Refusal::TooLarge => "552 5.3.4 Message size exceeds fixed limit",
+                    Refusal::TooLarge | Refusal::WriteError => {
+                        "552 5.3.4 Message size exceeds fixed limit"
+                    }
                 };
                 let _ = write!(
                     self.line,

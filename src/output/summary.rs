@@ -34,6 +34,9 @@ pub struct Summary {
     /// or connection refused while Postfix was stopped.
     pub refused_disk_full: u64,
     pub refused_stopped: u64,
+    /// Messages whose queue file did not fit when cleanup wrote it (451 after DATA; the
+    /// senders retry).
+    pub refused_write_error: u64,
     /// Messages whose sender gave up after being refused until `sender_lifetime`.
     pub not_accepted: u64,
     /// Messages rejected for good at the door (552 5.3.4, over message_size_limit).

@@ -197,20 +197,15 @@ impl Mta {
             self.note(now, 0, 0, NoteKind::Refused(Refusal::TooLarge));
             return Outcome::Rejected;
         }
-        if self.disk.is_some() {
-            // smtpd_check_queue: 452 4.3.1 Insufficient system storage.
-            let free = self.free_space(now);
-            let wide = u128::from(free);
-            if wide <= u128::from(self.cfg.queue_minfree) || 2 * wide < 3 * u128::from(limit) {
-                self.totals.refused_disk += 1;
-                self.note(
-                    now,
-                    0,
-                    0,
-                    NoteKind::Refused(Refusal::InsufficientStorage { free }),
-                );
-                return Outcome::Refused;
-            }
+        if let Some(free) = self.short_of_queue_space(now) {
+            self.totals.refused_disk += 1;
+            self.note(
+                now,
+                0,
+                0,
+                NoteKind::Refused(Refusal::InsufficientStorage { free }),
+            );
+            return Outcome::Refused;
         }
         // smtpd reads content_filter when its process starts; one that began after a
         // reload has the new value (smtpd.c: the FILTER record from var_filter_xport).
@@ -234,6 +229,9 @@ impl Mta {
             self.totals.in_flow_delays += 1;
         }
         if delay == 0 {
+            if !self.queue_file_fits(now, size) {
+                return Outcome::Refused;
+            }
             self.submit(now, stream, dests, size, Some(filter), events);
             return Outcome::Accepted;
         }
@@ -274,14 +272,25 @@ impl Mta {
         };
         inbound.free_sessions.push(session);
         inbound.busy -= 1;
-        self.submit(
-            now,
-            offered.stream,
-            &offered.dests,
-            offered.size,
-            Some(offered.filter),
-            events,
-        );
+        if self.queue_file_fits(now, offered.size) {
+            self.submit(
+                now,
+                offered.stream,
+                &offered.dests,
+                offered.size,
+                Some(offered.filter),
+                events,
+            );
+        } else {
+            self.sender_retries(
+                now,
+                offered.stream,
+                &offered.dests,
+                offered.size,
+                offered.first_try,
+                events,
+            );
+        }
         while self.running
             && (self.inbound.maxproc == 0 || self.inbound.busy < self.inbound.maxproc)
         {
@@ -326,6 +335,33 @@ impl Mta {
             self.totals.refused_stopped += 1;
             self.sender_retries(now, o.stream, &o.dests, o.size, o.first_try, events);
         }
+    }
+
+    /// smtpd_check_queue (smtpd_check.c), at every smtpd's MAIL FROM: `452 4.3.1
+    /// Insufficient system storage` when free space is at most queue_minfree or below 1.5 ×
+    /// message_size_limit. Returns the free bytes when it refuses.
+    pub(super) fn short_of_queue_space(&self, now: Time) -> Option<u64> {
+        self.disk?;
+        let free = self.free_space(now);
+        let wide = u128::from(free);
+        let limit = u128::from(self.cfg.message_size_limit);
+        (wide <= u128::from(self.cfg.queue_minfree) || 2 * wide < 3 * limit).then_some(free)
+    }
+
+    /// cleanup writes the queue file at the end of DATA: if it does not fit the write
+    /// fails, smtpd answers `451 4.3.0 Error: queue file write error` (spec §7.1) and the
+    /// sender tries again; the 452 check at MAIL FROM only looked at the space then, and
+    /// sessions running side by side can overcommit it. The file had a queue ID, which
+    /// is used up.
+    fn queue_file_fits(&mut self, now: Time, size: u64) -> bool {
+        if self.disk.is_none() || self.free_space(now) >= size {
+            return true;
+        }
+        self.totals.refused_write_error += 1;
+        let id = self.next_message_id;
+        self.next_message_id += 1;
+        self.note(now, id, id, NoteKind::Refused(Refusal::WriteError));
+        false
     }
 
     /// The sender keeps a refused message and tries again after `sender_retry`, unless it is

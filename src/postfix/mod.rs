@@ -114,6 +114,8 @@ pub struct Totals {
     /// Offers refused with 452 (disk) or because Postfix was stopped; the sender retries.
     pub refused_disk: u64,
     pub refused_stopped: u64,
+    /// Messages refused at the end of DATA: the queue file did not fit (451).
+    pub refused_write_error: u64,
     /// Messages whose sender gave up after refusals.
     pub not_accepted: u64,
     /// Messages rejected for good at the door (552, too large).
@@ -344,6 +346,11 @@ impl Mta {
     /// Deferred queue files per destination (by scenario destination index).
     pub fn deferred_by_destination(&self) -> &[u64] {
         &self.deferred_by_destination
+    }
+
+    /// Free bytes on the queue file system at `now`, if the scenario has a `[disk]`.
+    pub fn free_bytes(&self, now: Time) -> Option<u64> {
+        self.disk.map(|_| self.free_space(now))
     }
 
     /// Free bytes on the queue file system at `now`.

@@ -231,20 +231,25 @@ impl Mta {
             && self
                 .content_filter
                 .is_some_and(|cf| cf.destination as u32 == entry.dest);
-        if to_filter
-            && !entry.in_flow_slept
-            && self.filter_reinjects(&entry)
-            && !self.in_flow_token()
-        {
-            // The filter's smtpd hands the file to cleanup, which sleeps in_flow_delay before
-            // taking it (no token); the filter's 250, and so this agent, wait for that.
-            self.totals.in_flow_delays += 1;
-            self.qmgr.entries[e as usize].in_flow_slept = true;
-            events.schedule(
-                now + self.inbound_in_flow_delay(),
-                Event::DeliveryDone { entry: e },
-            );
-            return;
+        if to_filter && self.filter_reinjects(&entry) {
+            // The filter re-injects through our smtpd on its reinjection port.
+            if !entry.in_flow_slept
+                && let Some(cause) = self.reinjection_refused_at_mail_from(now)
+            {
+                self.filter_answers(&entry, cause);
+            } else if !entry.in_flow_slept && !self.in_flow_token() {
+                // That smtpd hands the file to cleanup, which sleeps in_flow_delay before
+                // taking it (no token); the filter's 250, and so this agent, wait for it.
+                self.totals.in_flow_delays += 1;
+                self.qmgr.entries[e as usize].in_flow_slept = true;
+                events.schedule(
+                    now + self.inbound_in_flow_delay(),
+                    Event::DeliveryDone { entry: e },
+                );
+                return;
+            } else if self.disk.is_some() && self.free_space(now) < self.messages.get(m).size {
+                self.filter_answers(&entry, Cause::QueueWriteError);
+            }
         }
         if entry.orphan {
             self.orphan_done(e, now, to_filter, obs);
@@ -329,6 +334,24 @@ impl Mta {
     fn note_filtered(&mut self, e: u32, now: Time, taken: &[usize], queued_as: Option<u64>) {
         for &r in taken {
             self.note_attempt(e, r, now, Reply::Sent, queued_as);
+        }
+    }
+
+    /// The filter's smtpd runs smtpd_check_queue at MAIL FROM like any smtpd (smtpd.c):
+    /// with the queue file system short of space it answers 452, and the filter passes
+    /// that back to our agent, so the first pass is deferred.
+    fn reinjection_refused_at_mail_from(&self, now: Time) -> Option<Cause> {
+        self.short_of_queue_space(now)
+            .map(|_| Cause::InsufficientStorage)
+    }
+
+    /// The filter could not re-inject: what it had accepted gets its 4xx instead.
+    fn filter_answers(&mut self, entry: &super::Entry, cause: Cause) {
+        let msg = self.messages.get_mut(entry.msg);
+        for r in &mut msg.recipients[entry.lo as usize..entry.hi as usize] {
+            if r.status == RcptStatus::Pending && r.reply == Reply::Sent {
+                r.reply = Reply::Deferred(cause);
+            }
         }
     }
 
