@@ -331,12 +331,14 @@ pub struct RecipientStatus<'a> {
 /// Something that happened to a queue file (or, for `ConnectFailed`, to an agent).
 #[derive(Clone, Copy, Debug)]
 pub enum Happening<'a> {
+    /// cleanup has written the file (into incoming); `arrival` is its `T` record.
     Received {
         via: Via,
         /// Empty for the null sender.
         sender: &'a str,
         size: u64,
         nrcpt: u32,
+        arrival: Time,
     },
     /// qmgr read the file into the active queue.
     Activated {
@@ -373,6 +375,9 @@ pub enum Happening<'a> {
         what: &'static str,
         count: u64,
     },
+    /// smtpd got this queue ID from cleanup for a client's message (`client=`); the file
+    /// is written later ([`Happening::Received`]), or not at all.
+    SmtpdClient,
     /// `postfix reload`, `stop` or `start` (no queue file).
     Master(MasterAction),
     /// smtpd refused a message at the door (no queue file).

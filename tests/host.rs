@@ -423,3 +423,63 @@ fill = "85MB"
     assert_eq!(common::attempt_seconds(&rec, 1), [0.0, 300.0, 301.0]);
     assert_eq!(report.last_final, Some(301 * mailsim::engine::time::SECOND));
 }
+
+/// (arrival, finished) of every delivered recipient, in seconds.
+#[derive(Default)]
+struct Times(Vec<(f64, f64)>);
+
+impl mailsim::observe::Observer for Times {
+    fn recipient_outcome(&mut self, o: &mailsim::observe::RecipientOutcome<'_>) {
+        if let Some(f) = o.finished {
+            self.0.push((o.arrival as f64 / 1e6, f as f64 / 1e6));
+        }
+    }
+}
+
+fn times(text: &str) -> Vec<(f64, f64)> {
+    let sc = common::scenario(text);
+    let mut t = Times::default();
+    let mut series = mailsim::output::queues::QueueSeries::default();
+    mailsim::run::simulate(&sc, sc.seed, &mut t, &mut series).expect("runs");
+    t.0.sort_by(|a, b| a.partial_cmp(b).expect("numbers"));
+    t.0
+}
+
+#[test]
+fn the_arrival_time_is_smtpds_mail_from_not_the_end_of_the_session() {
+    // smtpd stamps the arrival at MAIL FROM (smtpd.c, after smtpd_check_queue): a 10 s
+    // session at 0 s is a message that arrived at 0 s and is delivered at 10 s, delay 10.
+    let text = r#"
+name = "recv"
+[[traffic]]
+to = "d.test"
+messages = 1
+arrivals = "burst"
+receive = "10s"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+"#;
+    assert_eq!(times(text), [(0.0, 10.0)]);
+}
+
+#[test]
+fn cleanups_in_flow_sleep_counts_in_the_delay() {
+    // One token: message 1 takes it and gives it back when qmgr imports it, message 2 takes
+    // it again, and message 3 sleeps 1 s in cleanup after MAIL FROM (qmgr holds its one
+    // active file for 10 s, so no token comes back); it still arrived at 0 s.
+    let text = r#"
+name = "inflow-delay"
+[postfix]
+default_process_limit = 1
+qmgr_message_active_limit = 1
+[[traffic]]
+to = "d.test"
+messages = 3
+arrivals = "burst"
+[[destination]]
+domain = "d.test"
+latency = "10s"
+"#;
+    assert_eq!(times(text), [(0.0, 10.0), (0.0, 20.0), (0.0, 30.0)]);
+}

@@ -667,3 +667,37 @@ target = "d.test"
     assert!(log.contains(&format!("{qid}: client=client.example.org[198.51.100.200]")));
     assert!(!log.contains(&format!("{qid}: message-id=")));
 }
+
+#[test]
+fn delays_count_from_mail_from() {
+    // A 10 s session: `client=` at MAIL FROM, cleanup and qmgr at its end, delay=10 with
+    // all of it before the active queue (delays=a).
+    let log = log_of(
+        "recv",
+        r#"
+name = "recv"
+[[traffic]]
+to = "d.test"
+messages = 1
+arrivals = "burst"
+receive = "10s"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+"#,
+    );
+    let qid = mailsim::output::maillog::queue_id(1);
+    let at = |needle: &str| {
+        log.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` in:\n{log}"))[..15]
+            .to_string()
+    };
+    assert_eq!(at(&format!("{qid}: client=")), "Mar 02 08:00:00");
+    assert_eq!(at(&format!("{qid}: message-id=")), "Mar 02 08:00:10");
+    let sent = log
+        .lines()
+        .find(|l| l.contains("status=sent"))
+        .expect("sent");
+    assert!(sent.contains("delay=10, delays=10/0/0/0,"), "{sent}");
+}

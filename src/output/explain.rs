@@ -59,7 +59,7 @@ impl Explainer {
             out.push_str(l);
             out.push('\n');
         }
-        let mine: Vec<[i64; 11]> = self
+        let mine: Vec<[i64; CAUSES.len()]> = self
             .stall
             .each
             .iter()
@@ -67,7 +67,7 @@ impl Explainer {
             .map(|(_, parts)| *parts)
             .collect();
         if !mine.is_empty() {
-            let mut parts = [0i64; 11];
+            let mut parts = [0i64; CAUSES.len()];
             for p in &mine {
                 for (a, b) in parts.iter_mut().zip(p) {
                     *a += b;
@@ -138,9 +138,14 @@ impl Observer for Explainer {
                 sender,
                 size,
                 nrcpt,
+                arrival,
             } => {
                 self.created.push((e.id, whole_seconds(e.t)));
                 let how = match via {
+                    Via::Smtp if arrival < e.t => format!(
+                        "received by smtpd (MAIL FROM {} s earlier: the arrival time)",
+                        delay_text(e.t - arrival)
+                    ),
                     Via::Smtp => "received by smtpd".to_string(),
                     Via::Pickup => "submitted with sendmail (maildrop → pickup)".to_string(),
                     Via::Reinjected => "re-injected by the content filter".to_string(),
@@ -258,6 +263,7 @@ impl Observer for Explainer {
             | Happening::PostqueueFatal { .. }
             | Happening::PostsuperSummary { .. }
             | Happening::Master(_)
+            | Happening::SmtpdClient
             | Happening::Refused(_) => {}
         }
     }

@@ -327,21 +327,18 @@ impl Observer for MailLog {
     fn event(&mut self, e: &Event<'_>) {
         let qid = queue_id(e.id);
         match e.what {
-            Happening::Received {
-                via,
-                sender,
-                size: _,
-                nrcpt: _,
-            } => {
+            Happening::SmtpdClient => {
+                self.begin(e.t, "postfix/smtpd", pid_for(e.id, 2100));
+                let _ = write!(self.line, "{qid}: client={CLIENT}");
+                self.end();
+            }
+            Happening::Received { via, sender, .. } => {
                 match via {
-                    Via::Smtp | Via::Reinjected => {
+                    // smtpd logged its client= when cleanup gave it the queue ID.
+                    Via::Smtp => {}
+                    Via::Reinjected => {
                         self.begin(e.t, "postfix/smtpd", pid_for(e.id, 2100));
-                        let client = if via == Via::Reinjected {
-                            "localhost[127.0.0.1]"
-                        } else {
-                            CLIENT
-                        };
-                        let _ = write!(self.line, "{qid}: client={client}");
+                        let _ = write!(self.line, "{qid}: client=localhost[127.0.0.1]");
                         self.end();
                     }
                     Via::Pickup => {
@@ -533,11 +530,8 @@ impl Observer for MailLog {
                 }
             }
             Happening::Refused(Refusal::WriteError) => {
-                // The session got as far as a queue file; cleanup's write failed
-                // (cleanup_out.c), smtpd answered 451 and the file was removed.
-                self.begin(e.t, "postfix/smtpd", pid_for(e.id, 2100));
-                let _ = write!(self.line, "{qid}: client={CLIENT}");
-                self.end();
+                // The session got as far as a queue file (its client= is logged); cleanup's
+                // write failed (cleanup_out.c), smtpd answered 451 and the file was removed.
                 self.begin(e.t, "postfix/cleanup", pid_for(e.id, 2200));
                 let _ = write!(
                     self.line,

@@ -17,7 +17,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
 /// The causes, in report order.
-pub const CAUSES: [&str; 11] = [
+pub const CAUSES: [&str; 12] = [
     "incoming",
     "content_filter",
     "waiting_for_agent",
@@ -29,6 +29,7 @@ pub const CAUSES: [&str; 11] = [
     "dead_destination",
     "scan_wait",
     "hold",
+    "receiving",
 ];
 
 const INCOMING: usize = 0;
@@ -42,6 +43,9 @@ const BACKOFF: usize = 7;
 const DEAD: usize = 8;
 const SCAN: usize = 9;
 const HOLD: usize = 10;
+/// The smtpd session, from MAIL FROM (the arrival time) until cleanup has the file: the
+/// client's transfer and cleanup's in_flow_delay sleep.
+const RECEIVING: usize = 11;
 
 /// What a queue file is doing now (for the time series).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -67,6 +71,8 @@ struct File {
     /// Times it was deferred, and the time stamp of the last deferral (seconds).
     deferrals: u32,
     last_mtime: i64,
+    /// (arrival, when cleanup wrote it), for the first attempt of its recipients.
+    received: Option<(Time, Time)>,
 }
 
 /// Where a recipient's accounted time ends, and why it was last waiting.
@@ -83,19 +89,19 @@ struct Rcpt {
 #[derive(Default)]
 pub struct StallAttribution {
     /// Time (µs) per cause over every recipient, up to its last attempt.
-    pub totals: [i64; 11],
+    pub totals: [i64; 12],
     files: HashMap<u64, File>,
     rcpts: HashMap<(u64, u32), Rcpt>,
     /// Waiting recipients per cause now (incoming, active, backoff, dead, scan, hold).
-    now_counts: [i64; 11],
+    now_counts: [i64; 12],
     /// Deferred files whose time stamp comes due: (mtime µs, id, generation).
     due: BinaryHeap<Reverse<(i64, u64, u32)>>,
     /// Parts of recipients not delivered yet.
-    pending: HashMap<(u64, u32), [i64; 11]>,
+    pending: HashMap<(u64, u32), [i64; 12]>,
     pub csv: String,
     /// With `keep_each`: every delivered recipient's parts, by (message id, index).
     pub keep_each: bool,
-    pub each: Vec<((u64, u32), [i64; 11])>,
+    pub each: Vec<((u64, u32), [i64; 12])>,
 }
 
 fn secs(t: i64) -> Time {
@@ -148,6 +154,7 @@ impl StallAttribution {
             generation: 0,
             deferrals: 0,
             last_mtime: 0,
+            received: None,
         });
         f.state = state;
         f.nrcpt = n;
@@ -184,7 +191,7 @@ impl StallAttribution {
 
     /// The gap before this attempt, from where the recipient's time was accounted to, split
     /// by what its file was doing.
-    fn account_gap(&mut self, file: Option<File>, rcpt: Rcpt, active: Time, parts: &mut [i64; 11]) {
+    fn account_gap(&mut self, file: Option<File>, rcpt: Rcpt, active: Time, parts: &mut [i64; 12]) {
         let from = rcpt.accounted_to;
         if active <= from {
             return;
@@ -249,6 +256,9 @@ pub fn headline(stall_s: &std::collections::BTreeMap<String, f64>) -> Option<Str
                 "smtp processes sat in connect or greeting timeouts (smtp_connect_timeout, smtp_helo_timeout: scenarios/blackhole-starvation.toml)"
             }
             "hold" => "messages sat on hold until released",
+            "receiving" => {
+                "smtpd sessions took the time: the clients' transfers, or cleanup's in_flow_delay sleeps while qmgr was behind (in_flow_delays in summary.json)"
+            }
             _ => "delivery itself took most of the time: nothing is stuck",
         };
         Some(format!(
@@ -285,8 +295,11 @@ impl Observer for StallAttribution {
     fn event(&mut self, e: &Event<'_>) {
         self.advance(e.t);
         match e.what {
-            Happening::Received { nrcpt, .. } => {
+            Happening::Received { nrcpt, arrival, .. } => {
                 self.set_state(e.id, FileState::Incoming, Some(u64::from(nrcpt)), e.t);
+                if let Some(f) = self.files.get_mut(&e.id) {
+                    f.received = Some((arrival, e.t));
+                }
             }
             Happening::Activated { nrcpt, .. } => {
                 if let Some(f) = self.files.get_mut(&e.id) {
@@ -345,13 +358,24 @@ impl Observer for StallAttribution {
             Happening::Removed | Happening::Expired { .. } => self.remove_file(e.id, e.t),
             Happening::Recipient(r) => {
                 let key = (e.origin, r.index);
-                let rcpt = self.rcpts.get(&key).copied().unwrap_or(Rcpt {
-                    accounted_to: r.arrival,
-                    dead: false,
-                    rounds_seen: 0,
-                });
                 let file = self.files.get(&e.id).copied();
-                let mut parts = [0i64; 11];
+                let mut parts = [0i64; 12];
+                let rcpt = match self.rcpts.get(&key).copied() {
+                    Some(rcpt) => rcpt,
+                    None => {
+                        // First seen: its smtpd session came first.
+                        let written = file
+                            .and_then(|f| f.received)
+                            .filter(|&(arrival, _)| arrival == r.arrival)
+                            .map_or(r.arrival, |(_, at)| at.clamp(r.arrival, r.done));
+                        parts[RECEIVING] += written - r.arrival;
+                        Rcpt {
+                            accounted_to: written,
+                            dead: false,
+                            rounds_seen: 0,
+                        }
+                    }
+                };
                 if r.to_filter {
                     // Everything up to the filter's answer is the filter's (§7.3).
                     parts[FILTER] += r.done - rcpt.accounted_to;
@@ -404,7 +428,7 @@ impl Observer for StallAttribution {
                     }
                     if self.keep_each {
                         // Carry this attempt's parts to the recipient's final account.
-                        let entry = self.pending.entry(key).or_insert([0; 11]);
+                        let entry = self.pending.entry(key).or_insert([0; 12]);
                         for (a, p) in entry.iter_mut().zip(parts) {
                             *a += p;
                         }

@@ -18,7 +18,7 @@
 //! share the bucket (`in_flow_token`). A `load` fault stretches smtpd's session time.
 
 use super::notes::NoteKind;
-use super::{Event, Mta};
+use super::{Event, Mta, SmtpdFile};
 use crate::engine::time::{SECOND, Time};
 use crate::engine::{EventQueue, RngStreams, SimRng};
 use crate::observe::Refusal;
@@ -34,8 +34,10 @@ struct Offered {
     size: u64,
     first_try: Time,
     /// In a session: smtpd adds a FILTER record (its main.cf had a content_filter when the
-    /// session began).
+    /// session began), the queue ID cleanup gave it, and its MAIL FROM time.
     filter: bool,
+    id: u64,
+    mail_from: Time,
 }
 
 /// What happened to an offer.
@@ -152,6 +154,8 @@ impl Mta {
                 size,
                 first_try,
                 filter: false,
+                id: 0,
+                mail_from: 0,
             });
             Outcome::Pending
         } else {
@@ -224,15 +228,26 @@ impl Mta {
         if load != 1.0 {
             delay = (delay as f64 * load).min(i64::MAX as f64 / 4.0) as Time;
         }
+        // smtpd opens the cleanup stream at the first accepted RCPT: cleanup takes a token
+        // or sleeps first, then gives the file its queue ID, which smtpd logs (`client=`).
+        let mut sleep = 0;
         if !self.in_flow_token() {
-            delay += self.inbound.in_flow_delay;
+            sleep = self.inbound.in_flow_delay;
             self.totals.in_flow_delays += 1;
         }
+        delay += sleep;
+        let id = self.reserve_queue_id();
+        self.note(now + sleep, id, id, NoteKind::SmtpdClient);
+        let file = SmtpdFile {
+            filter,
+            id,
+            arrival: now, // the T record is MAIL FROM's time
+        };
         if delay == 0 {
-            if !self.queue_file_fits(now, size) {
+            if !self.queue_file_fits(now, size, id) {
                 return Outcome::Refused;
             }
-            self.submit(now, stream, dests, size, Some(filter), events);
+            self.submit(now, stream, dests, size, Some(file), events);
             return Outcome::Accepted;
         }
         let inbound = &mut self.inbound;
@@ -243,6 +258,8 @@ impl Mta {
             size,
             first_try,
             filter,
+            id,
+            mail_from: now,
         };
         let session = match inbound.free_sessions.pop() {
             Some(i) => {
@@ -272,13 +289,18 @@ impl Mta {
         };
         inbound.free_sessions.push(session);
         inbound.busy -= 1;
-        if self.queue_file_fits(now, offered.size) {
+        if self.queue_file_fits(now, offered.size, offered.id) {
+            let file = SmtpdFile {
+                filter: offered.filter,
+                id: offered.id,
+                arrival: offered.mail_from,
+            };
             self.submit(
                 now,
                 offered.stream,
                 &offered.dests,
                 offered.size,
-                Some(offered.filter),
+                Some(file),
                 events,
             );
         } else {
@@ -351,15 +373,13 @@ impl Mta {
     /// cleanup writes the queue file at the end of DATA: if it does not fit the write
     /// fails, smtpd answers `451 4.3.0 Error: queue file write error` (spec §7.1) and the
     /// sender tries again; the 452 check at MAIL FROM only looked at the space then, and
-    /// sessions running side by side can overcommit it. The file had a queue ID, which
-    /// is used up.
-    fn queue_file_fits(&mut self, now: Time, size: u64) -> bool {
+    /// sessions running side by side can overcommit it. The file's queue ID `id` is used
+    /// up.
+    fn queue_file_fits(&mut self, now: Time, size: u64, id: u64) -> bool {
         if self.disk.is_none() || self.free_space(now) >= size {
             return true;
         }
         self.totals.refused_write_error += 1;
-        let id = self.next_message_id;
-        self.next_message_id += 1;
         self.note(now, id, id, NoteKind::Refused(Refusal::WriteError));
         false
     }
@@ -387,6 +407,8 @@ impl Mta {
             size,
             first_try,
             filter: false,
+            id: 0,
+            mail_from: 0,
         };
         let inbound = &mut self.inbound;
         let slot = match inbound.free_retrying.pop() {

@@ -348,6 +348,13 @@ impl Mta {
         &self.deferred_by_destination
     }
 
+    /// A new queue ID (one per queue file, used up even when the file is not finished).
+    pub(super) fn reserve_queue_id(&mut self) -> u64 {
+        let id = self.next_message_id;
+        self.next_message_id += 1;
+        id
+    }
+
     /// Free bytes on the queue file system at `now`, if the scenario has a `[disk]`.
     pub fn free_bytes(&self, now: Time) -> Option<u64> {
         self.disk.map(|_| self.free_space(now))
@@ -377,14 +384,23 @@ impl Mta {
         stream: u16,
         dests: &[u32],
         size: u64,
-        smtpd_filter: Option<bool>,
+        smtpd: Option<SmtpdFile>,
         events: &mut EventQueue<Event>,
     ) {
         self.totals.messages += 1;
-        self.first_arrival.get_or_insert(now);
-        let m = self.new_queue_file(now, Origin::Stream(stream), false, size, dests);
-        if let Some(filter) = smtpd_filter {
-            self.cleanup_done(m, now, Via::Smtp, filter);
+        let arrival = smtpd.map_or(now, |f| f.arrival);
+        self.first_arrival = Some(self.first_arrival.map_or(arrival, |a| a.min(arrival)));
+        let m = self.new_queue_file(
+            now,
+            arrival,
+            smtpd.map(|f| f.id),
+            Origin::Stream(stream),
+            false,
+            size,
+            dests,
+        );
+        if let Some(f) = smtpd {
+            self.cleanup_done(m, now, Via::Smtp, f.filter);
         } else {
             // postdrop writes maildrop/ and triggers pickup, which copies the file to
             // cleanup at once (pickup.c); the arrival time is the maildrop file's.
@@ -468,15 +484,18 @@ impl Mta {
 
     /// Allocates a queue file with its recipients sorted by destination (so each delivery
     /// request is a contiguous slice).
+    #[allow(clippy::too_many_arguments)]
     fn new_queue_file(
         &mut self,
         now: Time,
+        arrival: Time,
+        id: Option<u64>,
         origin: Origin,
         null_sender: bool,
         size: u64,
         dests: &[u32],
     ) -> u32 {
-        let m = self.alloc_queue_file(now, origin, null_sender, size, |recipients| {
+        let m = self.alloc_queue_file(now, arrival, id, origin, null_sender, size, |recipients| {
             recipients.extend(dests.iter().map(|&dest| Recipient {
                 dest,
                 status: RcptStatus::Pending,
@@ -495,20 +514,25 @@ impl Mta {
         m
     }
 
-    /// A queue file with recipients filled in by `fill`; `origin_id`/`origin_arrival` are
+    /// A queue file written by cleanup at `now`, with recipients filled in by `fill`.
+    /// `arrival` is its `T` record (smtpd's MAIL FROM, or now); `id` the queue ID smtpd
+    /// got when it opened the file (`None`: a new one). `origin_id`/`origin_arrival` are
     /// its own until the caller says otherwise.
+    #[allow(clippy::too_many_arguments)]
     fn alloc_queue_file(
         &mut self,
         now: Time,
+        arrival: Time,
+        id: Option<u64>,
         origin: Origin,
         null_sender: bool,
         size: u64,
         fill: impl FnOnce(&mut Vec<Recipient>),
     ) -> u32 {
-        let id = self.next_message_id;
-        self.next_message_id += 1;
+        let id = id.unwrap_or_else(|| self.reserve_queue_id());
+        // cleanup_envelope.c: the W record is the arrival time plus delay_warning_time.
         let warn_time = if !null_sender && self.cfg.delay_warning_time > 0 {
-            whole_seconds(now) + self.cfg.delay_warning_time
+            whole_seconds(arrival) + self.cfg.delay_warning_time
         } else {
             0
         };
@@ -519,9 +543,9 @@ impl Mta {
                 origin,
                 null_sender,
                 size,
-                arrival: now,
+                arrival,
                 origin_id: id,
-                origin_arrival: now,
+                origin_arrival: arrival,
                 filter_pass: false,
                 create_time: whole_seconds(now),
                 mtime: whole_seconds(now),
@@ -547,8 +571,16 @@ impl Mta {
 
     /// The content filter answered 250 for recipients `lo..hi` of `m` that it accepted: it
     /// has re-injected them through its own smtpd as a new queue file (new queue ID, new
-    /// arrival and create time; §7.3). The new file is not filtered again.
-    pub(crate) fn reinject_filtered(&mut self, m: u32, lo: usize, hi: usize, now: Time) {
+    /// arrival — that smtpd's MAIL FROM, `arrival` — and create time; §7.3). The new file
+    /// is not filtered again.
+    pub(crate) fn reinject_filtered(
+        &mut self,
+        m: u32,
+        lo: usize,
+        hi: usize,
+        now: Time,
+        arrival: Time,
+    ) {
         let (origin, null_sender, size, origin_id, origin_arrival) = {
             let msg = self.messages.get(m);
             (
@@ -575,9 +607,17 @@ impl Mta {
             return;
         }
         self.totals.filtered += moved.len() as u64;
-        let new = self.alloc_queue_file(now, origin, null_sender, size, |recipients| {
-            recipients.extend_from_slice(&moved);
-        });
+        let new = self.alloc_queue_file(
+            now,
+            arrival,
+            None,
+            origin,
+            null_sender,
+            size,
+            |recipients| {
+                recipients.extend_from_slice(&moved);
+            },
+        );
         let msg = self.messages.get_mut(new);
         msg.origin_id = origin_id;
         msg.origin_arrival = origin_arrival;
@@ -596,6 +636,7 @@ impl Mta {
         msg.create_time = whole_seconds(now);
         msg.mtime = whole_seconds(now);
         let (id, origin, size, sender) = (msg.id, msg.origin_id, msg.size, msg.sender_key());
+        let arrival = msg.arrival;
         let nrcpt = msg.pending_recipients() as u32;
         self.qmgr.incoming_push(m, stamp);
         self.note(
@@ -607,6 +648,7 @@ impl Mta {
                 sender,
                 size,
                 nrcpt,
+                arrival,
             },
         );
     }
@@ -624,7 +666,7 @@ impl Mta {
         let _ = self.in_flow_token();
         let size = self.messages.get(about).size.min(u64::MAX - 2_000) + 2_000;
         let dest = self.notices_destination;
-        let m = self.new_queue_file(now, Origin::Notice(origin), true, size, &[dest]);
+        let m = self.new_queue_file(now, now, None, Origin::Notice(origin), true, size, &[dest]);
         let (about_id, about_origin) = {
             let msg = self.messages.get(about);
             (msg.id, msg.origin_id)
@@ -935,6 +977,16 @@ impl Mta {
         }
         self.run_qmgr(now, events, world, obs);
     }
+}
+
+/// What smtpd hands cleanup with a message: whether it added a FILTER record, the queue
+/// ID it got when it opened the file, and the arrival time it stamped at MAIL FROM
+/// (smtpd.c: `state->arrival_time`, after the queue-space check).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct SmtpdFile {
+    pub filter: bool,
+    pub id: u64,
+    pub arrival: Time,
 }
 
 /// Heap item of the deferred directory: (mtime, move stamp, message slot).

@@ -50,6 +50,7 @@ pub(crate) enum NoteKind {
         sender: u32,
         size: u64,
         nrcpt: u32,
+        arrival: Time,
     },
     Activated {
         nrcpt: u32,
@@ -79,6 +80,7 @@ pub(crate) enum NoteKind {
         count: u64,
     },
     Master(crate::observe::MasterAction),
+    SmtpdClient,
     Refused(crate::observe::Refusal),
     ConnectFailed {
         host: u32,
@@ -159,9 +161,11 @@ impl Mta {
                     sender,
                     size,
                     nrcpt,
+                    arrival,
                 } => Happening::Received {
                     via,
                     sender: self.sender_text(sender),
+                    arrival,
                     size,
                     nrcpt,
                 },
@@ -237,6 +241,7 @@ impl Mta {
                     Happening::PostsuperSummary { what, count }
                 }
                 NoteKind::Master(action) => Happening::Master(action),
+                NoteKind::SmtpdClient => Happening::SmtpdClient,
                 NoteKind::Refused(why) => Happening::Refused(why),
                 NoteKind::ConnectFailed {
                     host: h,

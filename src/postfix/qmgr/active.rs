@@ -167,6 +167,7 @@ impl Mta {
                     orphan: false,
                     killed: false,
                     in_flow_slept: false,
+                    reinjected_at: 0,
                     handoff: 0,
                     relay: None,
                     setup_done: None,

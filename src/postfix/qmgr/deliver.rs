@@ -242,6 +242,7 @@ impl Mta {
                 // taking it (no token); the filter's 250, and so this agent, wait for it.
                 self.totals.in_flow_delays += 1;
                 self.qmgr.entries[e as usize].in_flow_slept = true;
+                self.qmgr.entries[e as usize].reinjected_at = now;
                 events.schedule(
                     now + self.inbound_in_flow_delay(),
                     Event::DeliveryDone { entry: e },
@@ -304,7 +305,12 @@ impl Mta {
             self.messages.get_mut(m).deferred_this_round = true;
         }
         if !taken.is_empty() {
-            self.reinject_filtered(m, entry.lo as usize, entry.hi as usize, now);
+            let arrival = if entry.in_flow_slept {
+                entry.reinjected_at
+            } else {
+                now
+            };
+            self.reinject_filtered(m, entry.lo as usize, entry.hi as usize, now, arrival);
             self.note_filtered(e, now, &taken, queued_as);
         }
         let q = entry.queue;
@@ -410,7 +416,12 @@ impl Mta {
             self.messages.get_mut(m).recipients[r].reply = Reply::None;
         }
         if !taken.is_empty() {
-            self.reinject_filtered(m, entry.lo as usize, entry.hi as usize, now);
+            let arrival = if entry.in_flow_slept {
+                entry.reinjected_at
+            } else {
+                now
+            };
+            self.reinject_filtered(m, entry.lo as usize, entry.hi as usize, now, arrival);
             self.note_filtered(e, now, &taken, queued_as);
         }
         let msg = self.messages.get_mut(m);

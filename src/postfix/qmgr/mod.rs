@@ -98,6 +98,9 @@ pub(crate) struct Entry {
     /// The filter's answer waited for cleanup's in_flow_delay sleep on the re-injected
     /// file (its smtpd, the filter and this agent all wait for it).
     pub in_flow_slept: bool,
+    /// When the filter's smtpd got the re-injection's MAIL FROM (before that sleep): the
+    /// arrival of the new file.
+    pub reinjected_at: crate::engine::time::Time,
     /// When the agent took it, the server that answered, and when its handshake completed
     /// (for `relay=` and `delays=`).
     pub handoff: crate::engine::time::Time,
