@@ -483,3 +483,49 @@ latency = "10s"
 "#;
     assert_eq!(times(text), [(0.0, 10.0), (0.0, 20.0), (0.0, 30.0)]);
 }
+
+fn agent_work(host: &str, fault: &str) -> String {
+    format!(
+        r#"
+name = "agent-cpu"
+{host}
+[[traffic]]
+to = "d.test"
+messages = 1
+arrivals = "burst"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+{fault}
+"#
+    )
+}
+
+#[test]
+fn host_load_slows_the_agents_own_work() {
+    // [host] agent_cpu = 100 ms of the agent's own work before it connects: the message is
+    // delivered at 0.1 s; under load 10 the work takes 1 s.
+    let host = "[host]\nagent_cpu = \"100ms\"";
+    let load = "[[fault]]\nat = \"0s\"\nfor = \"1h\"\nkind = \"load\"\nfactor = 10";
+    let (_, report, _) = run(&agent_work(host, ""));
+    assert_eq!(report.last_final, Some(100_000));
+    let (_, report, _) = run(&agent_work(host, load));
+    assert_eq!(report.last_final, Some(1_000_000));
+}
+
+#[test]
+fn a_load_fault_with_nothing_to_slow_is_a_warning() {
+    // No smtpd session time, no filter, no local destination, no agent_cpu: the fault can
+    // only slow the local delivery of notices, and check says so.
+    let load = "[[fault]]\nat = \"0s\"\nfor = \"1h\"\nkind = \"load\"\nfactor = 10";
+    let sc = common::scenario(&agent_work("", load));
+    assert!(
+        sc.warnings
+            .iter()
+            .any(|w| w.contains("[[fault]] #1: a load fault slows") && w.contains("test.toml:14:")),
+        "{:?}",
+        sc.warnings
+    );
+    let sc = common::scenario(&agent_work("[host]\nagent_cpu = \"1ms\"", load));
+    assert!(sc.warnings.is_empty(), "{:?}", sc.warnings);
+}

@@ -208,6 +208,10 @@ pub struct Scenario {
     pub filter_on: bool,
     /// master.cf maxproc of smtpd (0 = unlimited).
     pub smtpd_maxproc: u32,
+    /// `[host] agent_cpu`: the CPU time a delivery agent spends on our host per request
+    /// (reading the queue file, TLS, writing the message), before it connects; `load`
+    /// faults multiply it.
+    pub agent_cpu: Time,
     /// Things the user should know that are not errors (accepted but unmodelled parameters).
     pub warnings: Vec<String>,
 }
@@ -562,6 +566,19 @@ impl Resolver<'_> {
             &mut warnings,
         )?;
         let smtpd_maxproc = smtpd_maxproc(&maxprocs, postfix.default_process_limit);
+        let agent_cpu = match raw.host.as_ref().and_then(|h| h.agent_cpu.as_deref()) {
+            Some(text) => self.duration(("host", None, "agent_cpu"), text, false)?,
+            None => 0,
+        };
+        self.warn_idle_load(
+            &faults,
+            &traffic,
+            filter.is_some(),
+            agent_cpu,
+            &destinations[..user_destinations],
+            &transport_names,
+            &mut warnings,
+        );
         Ok(Scenario {
             name: raw.name.clone(),
             description: raw.description.clone().unwrap_or_default(),
@@ -582,8 +599,44 @@ impl Resolver<'_> {
             filter,
             filter_on,
             smtpd_maxproc,
+            agent_cpu,
             warnings,
         })
+    }
+
+    /// A `load` fault slows what our host does itself: smtpd sessions (`receive`), the
+    /// content filter, local delivery and the agents' `[host] agent_cpu`. With none of them
+    /// but the local delivery of notices, it changes (next to) nothing: say so.
+    #[allow(clippy::too_many_arguments)]
+    fn warn_idle_load(
+        &self,
+        faults: &[FaultSpec],
+        traffic: &[TrafficStream],
+        filter: bool,
+        agent_cpu: Time,
+        destinations: &[DestinationSpec],
+        transports: &[String],
+        warnings: &mut Vec<String>,
+    ) {
+        let sessions = traffic
+            .iter()
+            .any(|t| t.submit == Submit::Smtp && t.receive != Latency::Fixed(0));
+        let local = destinations
+            .iter()
+            .any(|d| transports.get(d.transport).map(String::as_str) == Some("local"));
+        if sessions || filter || agent_cpu > 0 || local {
+            return;
+        }
+        for (i, f) in faults.iter().enumerate() {
+            if matches!(f.kind, FaultKind::Load { .. }) {
+                warnings.push(format!(
+                    "{}:{}: [[fault]] #{}: a load fault slows smtpd sessions (`receive`), the content filter, local delivery and `[host] agent_cpu`; this scenario has none of them but the local delivery of notices, so it changes next to nothing (qmgr's own work takes no time in the model): give the traffic a `receive` time or set `[host] agent_cpu`",
+                    self.file,
+                    locate::key_line(self.text, "fault", Some(i), Some("kind")).unwrap_or(0),
+                    i + 1
+                ));
+            }
+        }
     }
 
     /// Parses every `[postfix]` entry; unknown names are errors (with a near miss), names the

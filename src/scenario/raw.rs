@@ -33,6 +33,14 @@ pub struct Scenario {
     #[serde(rename = "sweep")]
     pub _sweep: Option<toml::Value>,
     pub filter: Option<Filter>,
+    pub host: Option<Host>,
+}
+
+/// Our host's own CPU work (what a `load` fault slows).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    pub agent_cpu: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -207,7 +215,9 @@ pub fn read(text: &str, file: &str) -> Result<Scenario, InputError> {
 }
 
 /// Tables that appear once (`[postfix]`) and lists of tables (`[[traffic]]`).
-const SINGLE_TABLES: &[&str] = &["postfix", "master", "notices", "disk", "filter", "sweep"];
+const SINGLE_TABLES: &[&str] = &[
+    "postfix", "master", "notices", "disk", "filter", "host", "sweep",
+];
 const TABLE_LISTS: &[&str] = &["traffic", "destination", "fault", "admin"];
 
 /// What went wrong with a `[table]` or `[[table]]` header line.

@@ -144,6 +144,8 @@ pub struct World {
     /// Per server: runs on our own host (the content filter), so host load slows it.
     on_our_host: Vec<bool>,
     faults: Timeline,
+    /// `[host] agent_cpu`: an SMTP agent's own work per request, before it connects.
+    agent_cpu: Time,
     limits: ClientLimits,
     fallback: Vec<SiteRef>,
     host_ids: HashMap<String, u32>,
@@ -251,6 +253,7 @@ impl World {
             local,
             on_our_host,
             faults,
+            agent_cpu: scenario.agent_cpu,
             limits: ClientLimits::from(&scenario.smtp),
             fallback: Vec::new(),
             host_ids,
@@ -348,7 +351,10 @@ impl World {
             }
         };
         self.clients[agent as usize].reset();
-        self.step(agent, now, req)
+        // The agent's own CPU work comes first (it shows in delays= c); our host's load
+        // stretches it.
+        let begin = now + self.faults.scaled_by_load(self.agent_cpu, now);
+        self.step(agent, begin, req)
     }
 
     /// `agent` was killed between steps (`postfix stop`): its client is free again. What it
