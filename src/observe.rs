@@ -1,7 +1,31 @@
 //! What the model reports to the outside: the vocabulary shared by the model and the output
 //! writers. Writers know these types, never the model's internals.
 
+use crate::engine::rng::splitmix64;
 use crate::engine::time::Time;
+
+/// A queue file's ID as Postfix shows it (mailq, mail.log): 10 hex digits in the look of
+/// short queue IDs, made of mailsim's number for the file and a hash of it (in the digit
+/// above its low 32 bits).
+pub fn queue_id(id: u64) -> String {
+    format!(
+        "{:010X}",
+        (splitmix64(id) & 0xF_0000_0000) | (id & 0xF_FFFF_FFFF)
+    )
+}
+
+/// The file number behind a queue ID [`queue_id`] made (upper or lower case hex); `None`
+/// for text that is not one.
+pub fn parse_queue_id(text: &str) -> Option<u64> {
+    if text.len() != 10 || !text.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let value = u64::from_str_radix(text, 16).ok()?;
+    let shown = text.to_ascii_uppercase();
+    [value & 0xFFFF_FFFF, value & 0xF_FFFF_FFFF]
+        .into_iter()
+        .find(|&id| queue_id(id) == shown)
+}
 
 /// A recipient's final (or, at the end of a run, current) status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -705,3 +705,52 @@ fn postqueue_while_postfix_is_stopped_moves_nothing() {
     let (rec, _, _) = run(&text);
     assert_eq!(attempt_seconds(&rec, 1), [0.0, 370.0]);
 }
+
+/// One message through the filter to a d.test that refuses: after the filter (0-1 s) its
+/// second pass, queue file 2, waits in deferred.
+fn second_pass_deferred(command: &str) -> String {
+    format!(
+        r#"
+name = "filt-del"
+stop = "1h"
+[postfix]
+content_filter = "smtp-amavis:[127.0.0.1]:10024"
+[[traffic]]
+to = "d.test"
+messages = 1
+arrivals = "burst"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[fault]]
+at = "0s"
+kind = "refuse"
+target = "d.test"
+[[admin]]
+at = "100s"
+command = "{command}"
+"#
+    )
+}
+
+#[test]
+fn postsuper_takes_the_queue_ids_mailq_and_mail_log_show() {
+    let qid = mailsim::output::maillog::queue_id(2);
+    let (rec, report, _) = run(&second_pass_deferred(&format!("postsuper -d {qid}")));
+    assert_eq!(
+        (
+            report.mta_totals.deleted,
+            report.mta_totals.deleted_messages
+        ),
+        (1, 1)
+    );
+    assert_eq!(outcome(&rec, 1), [(FinalStatus::Deleted, Some(100.0))]);
+}
+
+#[test]
+fn a_message_id_names_every_queue_file_of_the_message() {
+    // message_id 1 is the message; its live file after the filter is queue file 2.
+    let (rec, report, _) = run(&second_pass_deferred("postsuper -d 1"));
+    assert_eq!(report.mta_totals.deleted_messages, 1);
+    assert_eq!(outcome(&rec, 1), [(FinalStatus::Deleted, Some(100.0))]);
+}

@@ -23,13 +23,7 @@ const MAIL_VERSION: &str = "3.7.22";
 const CLIENT_NAME: &str = "client.example.org";
 const CLIENT: &str = "client.example.org[198.51.100.200]";
 
-/// Postfix's short queue ID look: 10 hex digits, the low 36 bits being the id itself.
-pub fn queue_id(id: u64) -> String {
-    format!(
-        "{:010X}",
-        (splitmix64(id) & 0xF_0000_0000) | (id & 0xF_FFFF_FFFF)
-    )
-}
+pub use crate::observe::queue_id;
 
 /// A time in seconds with Postfix's `format_tv` rules (`delay_logging_resolution_limit =
 /// 2`): below 1 s up to 2 decimals, below 10 s one decimal, then whole seconds; rounded

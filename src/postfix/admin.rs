@@ -197,7 +197,8 @@ impl Mta {
             .filter(|(_, msg)| in_set(msg.location))
             .filter(|(_, msg)| match selection {
                 Selection::All => true,
-                Selection::Id(id) => msg.id == id,
+                Selection::QueueId(id) => msg.id == id,
+                Selection::Message(id) => msg.origin_id == id,
             })
             .map(|(m, msg)| (msg.id, m))
             .collect();
@@ -205,8 +206,9 @@ impl Mta {
         found.into_iter().map(|(_, m)| m).collect()
     }
 
-    pub(super) fn find(&self, id: u64) -> Option<u32> {
-        self.select(Selection::Id(id), ALL_QUEUES).first().copied()
+    /// Every queue file `selection` names, in any queue.
+    pub(super) fn find(&self, selection: Selection) -> Vec<u32> {
+        self.select(selection, ALL_QUEUES)
     }
 
     /// `postsuper -d` of a file not in the active queue.

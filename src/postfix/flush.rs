@@ -23,6 +23,7 @@ use super::notes::NoteKind;
 use super::{Event, Mta};
 use crate::engine::EventQueue;
 use crate::engine::time::{Time, whole_seconds};
+use crate::scenario::Selection;
 use crate::scenario::params::domain_list_matches;
 
 /// One site's fast-flush log.
@@ -145,13 +146,14 @@ impl Mta {
         self.fast_flush[d].since = now; // the log is emptied
     }
 
-    /// `postqueue -i id` (`flush_send_file_service`).
-    pub(super) fn flush_file(&mut self, id: u64, now: Time) {
+    /// `postqueue -i id` (`flush_send_file_service`); a message_id names each of the
+    /// message's queue files.
+    pub(super) fn flush_file(&mut self, selection: Selection, now: Time) {
         if !self.running {
             self.note(now, 0, 0, NoteKind::PostqueueFatal { site: None });
             return;
         }
-        if let Some(m) = self.find(id) {
+        for m in self.find(selection) {
             self.flush_one_file(m, whole_seconds(now), true);
         }
     }
