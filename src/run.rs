@@ -184,7 +184,8 @@ pub fn simulate_with(
         events.schedule(
             a.at,
             Event::Admin {
-                index: u16::try_from(i).unwrap_or(u16::MAX),
+                // The scenario check allows at most MAX_ADMIN_ENTRIES (< 2^32) entries.
+                index: u32::try_from(i).unwrap_or(u32::MAX),
             },
         );
     }

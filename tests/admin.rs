@@ -754,3 +754,24 @@ fn a_message_id_names_every_queue_file_of_the_message() {
     assert_eq!(report.mta_totals.deleted_messages, 1);
     assert_eq!(outcome(&rec, 1), [(FinalStatus::Deleted, Some(100.0))]);
 }
+
+#[test]
+fn every_admin_entry_runs_its_own_command_however_many_there_are() {
+    // 65 536 flushes at 1 s, then `postsuper -d ALL` at 3 s: the last entry must run as
+    // itself (an index that saturated at 65 535 replayed a flush instead).
+    let text = refused_until(
+        "1d",
+        &(admin("1s", "postqueue -f") + &admin("3s", "postsuper -d ALL")),
+        r#"stop = "1h""#,
+    );
+    let mut sc = common::scenario(&text);
+    let flush = sc.admin[0].clone();
+    let delete = sc.admin.pop().expect("delete");
+    sc.admin.resize(65_536, flush);
+    sc.admin.push(delete);
+    let mut rec = Recorder::default();
+    let mut series = mailsim::output::queues::QueueSeries::default();
+    let report = mailsim::run::simulate(&sc, sc.seed, &mut rec, &mut series).expect("runs");
+    assert_eq!(report.mta_totals.deleted_messages, 1);
+    assert_eq!(report.mta_totals.admin_commands, 65_537);
+}

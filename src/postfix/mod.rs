@@ -42,7 +42,7 @@ pub enum Event {
     /// cleanup's in_flow_delay sleep for the file pickup is handing it has ended.
     PickupResume,
     /// The scenario's admin action `index`.
-    Admin { index: u16 },
+    Admin { index: u32 },
     /// The agent of request `entry` moves on to its next host or site.
     SmtpStep { entry: u32 },
     /// A delivery agent finished the request `entry`.
@@ -965,7 +965,7 @@ impl Mta {
             Event::QmgrWakeup { generation } => self.qmgr_wakeup(generation),
             Event::PickupWakeup => self.pickup_wakeup(now, events),
             Event::PickupResume => self.pickup_resume(now, events),
-            Event::Admin { index } => self.admin(usize::from(index), now, events, world, obs),
+            Event::Admin { index } => self.admin(index as usize, now, events, world, obs),
             Event::SmtpStep { entry } => self.smtp_step(entry, now, events, world),
             Event::DeliveryDone { entry } => self.delivery_done(entry, now, events, obs),
             Event::QueueRevive { queue, generation } => self.queue_revive_timer(queue, generation),

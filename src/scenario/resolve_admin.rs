@@ -11,6 +11,9 @@ use super::{
 use crate::error::InputError;
 use std::collections::BTreeMap;
 
+/// The most `[[admin]]` entries a scenario may have (each is one event on the timeline).
+pub const MAX_ADMIN_ENTRIES: usize = 1_000_000;
+
 /// The settings a restarted qmgr and new delivery agents read.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Reconfiguration {
@@ -43,6 +46,17 @@ impl Resolver<'_> {
         cx: &Context<'_>,
         warnings: &mut Vec<String>,
     ) -> Result<(Vec<AdminAction>, Vec<Reconfiguration>), InputError> {
+        if entries.len() > MAX_ADMIN_ENTRIES {
+            return Err(InputError::new(
+                self.file,
+                super::locate::key_line(self.text, "admin", Some(MAX_ADMIN_ENTRIES), None),
+                Some(&format!("[[admin]] #{}", MAX_ADMIN_ENTRIES + 1)),
+                format!(
+                    "{} [[admin]] entries; at most {MAX_ADMIN_ENTRIES} are supported",
+                    entries.len()
+                ),
+            ));
+        }
         let mut timed = Vec::new();
         for (i, e) in entries.iter().enumerate() {
             let at = self.duration(("admin", Some(i), "at"), &e.at, false)?;
