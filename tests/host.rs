@@ -37,6 +37,8 @@ target = "d.test"
     // Offers at 86 … 150 s (the one at 150 s still runs).
     assert_eq!(t.refused_disk, 65);
     assert_eq!(t.not_accepted, 0);
+    // Nothing refused at the door is lost: the 65 wait for their senders' next try.
+    assert_eq!((t.offered, report.waiting_at_senders_at_end), (151, 65));
 }
 
 #[test]

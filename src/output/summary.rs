@@ -39,6 +39,12 @@ pub struct Summary {
     pub refused_write_error: u64,
     /// Messages whose sender gave up after being refused until `sender_lifetime`.
     pub not_accepted: u64,
+    /// Messages the traffic offered: accepted (`messages`) + `rejected_too_large` +
+    /// `not_accepted` + `waiting_at_senders_at_end` (checked every run).
+    pub offered: u64,
+    /// Messages still outside the queue at the end: refused and waiting for their sender's
+    /// next try, in an smtpd session, or in the listen backlog.
+    pub waiting_at_senders_at_end: u64,
     /// Messages rejected for good at the door (552 5.3.4, over message_size_limit).
     pub rejected_too_large: u64,
     /// Messages whose cleanup slept `in_flow_delay` for want of an in_flow token.

@@ -124,6 +124,7 @@ impl Mta {
         size: u64,
         events: &mut EventQueue<Event>,
     ) {
+        self.totals.offered += 1;
         self.offer(now, stream, dests, size, now, events);
     }
 

@@ -93,7 +93,10 @@ impl QueueCounts {
 /// Running totals, per recipient unless named otherwise.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
-    /// Messages that arrived from traffic streams.
+    /// Messages the traffic streams offered at the door (each counted once, however often
+    /// its sender tries).
+    pub offered: u64,
+    /// Messages that arrived from traffic streams (accepted into the queue).
     pub messages: u64,
     /// Notices (non-delivery and delay notifications) Postfix generated.
     pub notices: u64,
@@ -892,6 +895,16 @@ impl Mta {
             return Err(format!(
                 "conservation violated: {} recipients injected but sent {} + bounced {} + expired {} + deleted {} + queued {} = {}",
                 t.recipients, t.sent, t.bounced, t.expired, t.deleted, queued, accounted
+            ));
+        }
+        // The door: what was offered is in the queue, refused for good, given up by its
+        // sender, or still with the senders (retrying, in a session, in the backlog).
+        let waiting = self.inbound_pending() as u64;
+        let door = t.messages + t.rejected_messages + t.not_accepted + waiting;
+        if door != t.offered {
+            return Err(format!(
+                "conservation violated at the door: {} messages offered but accepted {} + rejected {} + not accepted {} + waiting at the senders {} = {}",
+                t.offered, t.messages, t.rejected_messages, t.not_accepted, waiting, door
             ));
         }
         let mut by_dir = QueueCounts::default();
