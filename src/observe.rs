@@ -174,10 +174,13 @@ pub enum Cause {
     /// The content filter's re-injected file did not fit: `451 4.3.0 Error: queue file
     /// write error`.
     QueueWriteError,
+    /// `postsuper -e`/`-f` on a file without a defer log: qmgr sends every recipient
+    /// through the retry service with `4.7.0 message is administratively expired`.
+    AdminExpired,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 21] = [
+    pub const ALL: [Cause; 22] = [
         Cause::Greylisted,
         Cause::RateLimited,
         Cause::TooManyConnections,
@@ -199,6 +202,7 @@ impl Cause {
         Cause::Unavailable,
         Cause::InsufficientStorage,
         Cause::QueueWriteError,
+        Cause::AdminExpired,
     ];
 
     /// Position in [`Cause::ALL`] (for per-cause counters).
@@ -229,6 +233,7 @@ impl Cause {
             Cause::Unavailable => "unavailable",
             Cause::InsufficientStorage => "insufficient_storage",
             Cause::QueueWriteError => "queue_write_error",
+            Cause::AdminExpired => "administratively_expired",
         }
     }
 
@@ -254,6 +259,7 @@ impl Cause {
             Cause::Unavailable => "4.3.0",
             Cause::InsufficientStorage => "4.3.1",
             Cause::QueueWriteError => "4.3.0",
+            Cause::AdminExpired => "4.7.0",
         }
     }
 

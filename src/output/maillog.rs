@@ -186,6 +186,7 @@ pub fn reason(cause: Cause, rcpt: &str, server: Option<(&str, &str, u16)>, domai
         Cause::InsufficientStorage => format!(
             "host {h}[{a}] said: 452 4.3.1 Insufficient system storage (in reply to end of DATA command)"
         ),
+        Cause::AdminExpired => "message is administratively expired".to_string(),
         Cause::QueueWriteError => format!(
             "host {h}[{a}] said: 451 4.3.0 Error: queue file write error (in reply to end of DATA command)"
         ),

@@ -75,8 +75,14 @@ impl Mta {
                 }
                 self.postsuper_summary(now, "Placed on hold", files.len());
             }
-            AdminCommand::Release(selection) => {
-                let files = self.select(selection, HOLD_ONLY);
+            AdminCommand::Release(selection, queues) => {
+                let files = self.select(
+                    selection,
+                    QueueSet {
+                        hold: queues.hold,
+                        ..QueueSet::default()
+                    },
+                );
                 for &m in &files {
                     self.admin_note(m, now, "released from hold", selection);
                     self.release(m);
@@ -110,6 +116,10 @@ impl Mta {
                 queues,
                 release,
             } => {
+                let queues = QueueSet {
+                    maildrop: false, // expire_one and super() skip maildrop
+                    ..queues
+                };
                 let files = self.select(selection, queues);
                 let mut released = 0;
                 for &m in &files {
@@ -342,7 +352,11 @@ impl Mta {
             Event::DeferredScan { generation },
         );
         self.qmgr_started_at = now;
-        // A new pickup process: nothing of an old one's cleanup sleep survives.
+        // The master restarts every service's wakeup timer from now, with a wakeup at once
+        // (master_service.c: master_restart_service, master_start_service call
+        // master_wakeup_init), and pickup is a new process: nothing of an old one's cleanup
+        // sleep survives.
+        self.master_started_at = now;
         self.pickup_busy_until = None;
         self.pickup(now, events);
     }
@@ -393,13 +407,6 @@ impl Mta {
     }
 }
 
-const HOLD_ONLY: QueueSet = QueueSet {
-    maildrop: false,
-    incoming: false,
-    active: false,
-    deferred: false,
-    hold: true,
-};
 const ACTIVE_ONLY: QueueSet = QueueSet {
     maildrop: false,
     incoming: false,

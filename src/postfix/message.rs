@@ -125,8 +125,12 @@ pub struct Message {
     /// What an admin command asked for while the file was in the active queue; applied
     /// when qmgr is done with it (the rename happened under qmgr's feet, §2.2).
     pub on_leave: LeaveAction,
-    /// `postsuper -e`/`-f`: expire at the next activation without a delivery attempt.
+    /// `postsuper -e`/`-f` set the file's g+x bit: expire at the next activation without a
+    /// delivery attempt (mailq shows `#`).
     pub force_expired: bool,
+    /// qmgr read the g+x bit when it activated the file this time (`QMGR_FORCE_EXPIRE`,
+    /// qmgr_message.c): only then does the round end in expiry.
+    pub expire_this_round: bool,
     /// `postqueue -i`: unthrottle this message's destinations when it is read (g+r bit).
     pub flush_bit: bool,
     /// Deliveries still running in agents of a qmgr that has exited (reload, stop): the

@@ -562,6 +562,7 @@ impl Mta {
                 bounced_this_round: false,
                 on_leave: LeaveAction::Normal,
                 force_expired: false,
+                expire_this_round: false,
                 flush_bit: false,
                 locked: 0,
                 requeued: false,

@@ -50,8 +50,9 @@ pub enum AdminCommand {
     Delete(Selection, QueueSet),
     /// `postsuper -h`.
     Hold(Selection, QueueSet),
-    /// `postsuper -H` (hold queue only).
-    Release(Selection),
+    /// `postsuper -H`: releases only from the hold queue, and only if that is one of the
+    /// queues named (postsuper.c: release_one, super()).
+    Release(Selection, QueueSet),
     /// `postsuper -r`.
     Requeue(Selection, QueueSet),
     /// `postsuper -e`; with `release`, `postsuper -f` (expire and release from hold).

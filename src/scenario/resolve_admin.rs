@@ -126,7 +126,7 @@ impl Resolver<'_> {
                 Parsed::Postsuper(op, selection, queues) => match op {
                     'd' => AdminCommand::Delete(selection, queues),
                     'h' => AdminCommand::Hold(selection, queues),
-                    'H' => AdminCommand::Release(selection),
+                    'H' => AdminCommand::Release(selection, queues),
                     'r' => AdminCommand::Requeue(selection, queues),
                     'e' | 'f' => AdminCommand::Expire {
                         selection,

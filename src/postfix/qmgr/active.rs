@@ -40,10 +40,27 @@ impl Mta {
                 },
             );
         }
-        if self.messages.get(m).force_expired {
-            // §4.3: an administratively expired message is returned without an attempt.
-            self.messages.get_mut(m).deferred_this_round = true;
-            self.messages.get_mut(m).refcount = 0;
+        let expire = self.messages.get(m).force_expired;
+        self.messages.get_mut(m).expire_this_round = expire;
+        if expire {
+            // §4.3: an administratively expired message is returned without an attempt. With
+            // a defer log (some recipient was deferred before) its reasons are used;
+            // without one, every recipient goes through the retry service first, so that
+            // the notice says why (qmgr_message.c: qmgr_message_alloc, qmgr_message_resolve).
+            let msg = self.messages.get_mut(m);
+            msg.deferred_this_round = true;
+            msg.refcount = 0;
+            let has_defer_log = msg
+                .recipients
+                .iter()
+                .any(|r| r.status == RcptStatus::Pending && r.last_cause.is_some());
+            if !has_defer_log {
+                for r in 0..msg.recipients.len() {
+                    if self.messages.get(m).recipients[r].status == RcptStatus::Pending {
+                        self.retry_deferral(m, r, crate::observe::Cause::AdminExpired, None, now);
+                    }
+                }
+            }
             self.active_done(m, now, obs);
             return;
         }
@@ -232,7 +249,7 @@ impl Mta {
                 return;
             }
         }
-        let force_expired = self.messages.get(m).force_expired;
+        let force_expired = self.messages.get(m).expire_this_round;
         if deferred {
             let lifetime = if null_sender {
                 self.cfg.bounce_queue_lifetime
