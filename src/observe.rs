@@ -1,7 +1,31 @@
 //! What the model reports to the outside: the vocabulary shared by the model and the output
 //! writers. Writers know these types, never the model's internals.
 
+use crate::engine::rng::splitmix64;
 use crate::engine::time::Time;
+
+/// A queue file's ID as Postfix shows it (mailq, mail.log): 10 hex digits in the look of
+/// short queue IDs, made of mailsim's number for the file and a hash of it (in the digit
+/// above its low 32 bits).
+pub fn queue_id(id: u64) -> String {
+    format!(
+        "{:010X}",
+        (splitmix64(id) & 0xF_0000_0000) | (id & 0xF_FFFF_FFFF)
+    )
+}
+
+/// The file number behind a queue ID [`queue_id`] made (upper or lower case hex); `None`
+/// for text that is not one.
+pub fn parse_queue_id(text: &str) -> Option<u64> {
+    if text.len() != 10 || !text.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let value = u64::from_str_radix(text, 16).ok()?;
+    let shown = text.to_ascii_uppercase();
+    [value & 0xFFFF_FFFF, value & 0xF_FFFF_FFFF]
+        .into_iter()
+        .find(|&id| queue_id(id) == shown)
+}
 
 /// A recipient's final (or, at the end of a run, current) status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,10 +196,19 @@ pub enum Cause {
     FallbackNotFound,
     /// No specific error was recorded (Postfix's `4.3.0 server unavailable`).
     Unavailable,
+    /// The content filter could not re-inject: our smtpd answered `452 4.3.1 Insufficient
+    /// system storage` to its MAIL FROM, and the filter passed the 4xx back.
+    InsufficientStorage,
+    /// The content filter's re-injected file did not fit: `451 4.3.0 Error: queue file
+    /// write error`.
+    QueueWriteError,
+    /// `postsuper -e`/`-f` on a file without a defer log: qmgr sends every recipient
+    /// through the retry service with `4.7.0 message is administratively expired`.
+    AdminExpired,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 21] = [
+    pub const ALL: [Cause; 24] = [
         Cause::Greylisted,
         Cause::RateLimited,
         Cause::TooManyConnections,
@@ -197,6 +230,9 @@ impl Cause {
         Cause::DnsNotFound,
         Cause::FallbackNotFound,
         Cause::Unavailable,
+        Cause::InsufficientStorage,
+        Cause::QueueWriteError,
+        Cause::AdminExpired,
     ];
 
     /// Position in [`Cause::ALL`] (for per-cause counters).
@@ -227,6 +263,9 @@ impl Cause {
             Cause::DnsNotFound => "dns_not_found",
             Cause::FallbackNotFound => "fallback_relay_not_found",
             Cause::Unavailable => "unavailable",
+            Cause::InsufficientStorage => "insufficient_storage",
+            Cause::QueueWriteError => "queue_write_error",
+            Cause::AdminExpired => "administratively_expired",
         }
     }
 
@@ -252,6 +291,9 @@ impl Cause {
             Cause::DnsNotFound => "5.4.4",
             Cause::FallbackNotFound => "4.3.5",
             Cause::Unavailable => "4.3.0",
+            Cause::InsufficientStorage => "4.3.1",
+            Cause::QueueWriteError => "4.3.0",
+            Cause::AdminExpired => "4.7.0",
         }
     }
 
@@ -335,6 +377,10 @@ pub struct RecipientStatus<'a> {
     pub relay: Option<(&'a str, &'a str)>,
     /// The last host tried, connected or not.
     pub tried: Option<(&'a str, &'a str)>,
+    /// The port of that host (25, or the content filter's).
+    pub port: u16,
+    /// The content filter's 250 named the queue file it re-injected the message as.
+    pub queued_as: Option<u64>,
     /// This queue file's arrival, this activation, hand-off to the agent, end of
     /// connection set-up (`None` without a session), done.
     pub arrival: Time,
@@ -363,12 +409,14 @@ pub struct RecipientStatus<'a> {
 /// Something that happened to a queue file (or, for `ConnectFailed`, to an agent).
 #[derive(Clone, Copy, Debug)]
 pub enum Happening<'a> {
+    /// cleanup has written the file (into incoming); `arrival` is its `T` record.
     Received {
         via: Via,
         /// Empty for the null sender.
         sender: &'a str,
         size: u64,
         nrcpt: u32,
+        arrival: Time,
     },
     /// qmgr read the file into the active queue.
     Activated {
@@ -394,14 +442,30 @@ pub enum Happening<'a> {
     /// A restarted qmgr found the file locked by an old agent.
     Skipped,
     /// `postsuper`: placed on hold, released from hold, requeued, removed, expired.
+    /// `listed`: the command named this queue ID, so postsuper logs it (with `ALL` it
+    /// only reports a count, [`Happening::PostsuperSummary`]).
     Admin {
         what: &'static str,
+        listed: bool,
     },
+    /// postsuper's report at exit, `Deleted: 3 messages` (no queue file).
+    PostsuperSummary {
+        what: &'static str,
+        count: u64,
+    },
+    /// smtpd got this queue ID from cleanup for a client's message (`client=`); the file
+    /// is written later ([`Happening::Received`]), or not at all.
+    SmtpdClient,
+    /// `postfix reload`, `stop` or `start` (no queue file).
+    Master(MasterAction),
+    /// smtpd refused a message at the door (no queue file).
+    Refused(Refusal),
     /// The agent (process `pid`) of a request for this file could not connect to `host`
     /// (an info line without a queue ID).
     ConnectFailed {
         host: &'a str,
         address: &'a str,
+        port: u16,
         cause: Cause,
         pid: u32,
         transport: &'a str,
@@ -453,6 +517,11 @@ pub enum Happening<'a> {
         what: &'static str,
         config: Option<usize>,
     },
+    /// `postqueue` failed (no queue file): the flush service is not configured for `site`
+    /// (not a fast_flush_domains site), or, without a site, the mail system is down.
+    PostqueueFatal {
+        site: Option<&'a str>,
+    },
 }
 
 /// What qmgr's clog warning goes on to suggest (`qmgr_entry_create`).
@@ -484,6 +553,26 @@ pub enum DeadWhy<'a> {
     Flush,
     /// A new qmgr forgot every dead queue.
     QmgrRestart,
+}
+
+/// What `postfix reload|stop|start` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MasterAction {
+    Reload,
+    Stop,
+    Start,
+}
+
+/// Why smtpd refused a message at MAIL FROM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// `452 4.3.1 Insufficient system storage`, with the free bytes smtpd saw.
+    InsufficientStorage { free: u64 },
+    /// `552 5.3.4 Message size exceeds fixed limit`.
+    TooLarge,
+    /// The file did not fit when cleanup wrote it: `451 4.3.0 Error: queue file write
+    /// error` after the data (the event's id is the queue ID cleanup had given it).
+    WriteError,
 }
 
 /// A [`Happening`] at time `t` to queue file `id` (0 for happenings without one); `origin`

@@ -79,6 +79,8 @@ pub struct RunReport {
     pub mta_totals: crate::postfix::Totals,
     pub peaks: crate::postfix::QueueCounts,
     pub queued_at_end: u64,
+    /// Messages still with their senders (retrying, in a session, in the backlog).
+    pub waiting_at_senders_at_end: u64,
     pub events: u64,
     pub end_time: Time,
     pub first_arrival: Option<Time>,
@@ -118,6 +120,7 @@ impl RunReport {
             smtp_connections: 0,
             smtp_reused: 0,
             backlog_clear: None,
+            waiting_at_senders_at_end: 0,
         }
     }
 }
@@ -244,7 +247,8 @@ pub fn simulate_with(
         events.schedule(
             a.at,
             Event::Admin {
-                index: u16::try_from(i).unwrap_or(u16::MAX),
+                // The scenario check allows at most MAX_ADMIN_ENTRIES (< 2^32) entries.
+                index: u32::try_from(i).unwrap_or(u32::MAX),
             },
         );
     }
@@ -285,7 +289,12 @@ pub fn simulate_with(
             return Err(interrupted(events.now(), popped));
         }
         while next_sample < t {
-            series.push_with_destinations(next_sample, mta.counts(), mta.deferred_by_destination());
+            series.push_with_destinations(
+                next_sample,
+                mta.counts(),
+                mta.deferred_by_destination(),
+                mta.free_bytes(next_sample),
+            );
             sample_qshape(series, &mta, next_sample);
             observer.sample(next_sample);
             next_sample += sample;
@@ -347,13 +356,23 @@ pub fn simulate_with(
         mta.flush_notes(Time::MAX, &mut world, observer);
     }
     while next_sample <= end_time {
-        series.push_with_destinations(next_sample, mta.counts(), mta.deferred_by_destination());
+        series.push_with_destinations(
+            next_sample,
+            mta.counts(),
+            mta.deferred_by_destination(),
+            mta.free_bytes(next_sample),
+        );
         sample_qshape(series, &mta, next_sample);
         observer.sample(next_sample);
         next_sample += sample;
     }
     if series.points.last().is_some_and(|(t, _)| *t < end_time) {
-        series.push_with_destinations(next_sample, mta.counts(), mta.deferred_by_destination());
+        series.push_with_destinations(
+            next_sample,
+            mta.counts(),
+            mta.deferred_by_destination(),
+            mta.free_bytes(next_sample),
+        );
         sample_qshape(series, &mta, next_sample);
         observer.sample(next_sample);
     }
@@ -366,6 +385,7 @@ pub fn simulate_with(
         mta_totals: mta.totals(),
         peaks: mta.peaks(),
         queued_at_end,
+        waiting_at_senders_at_end: mta.inbound_pending() as u64,
         events: events.events_popped(),
         end_time,
         first_arrival: mta.first_arrival(),
@@ -656,7 +676,10 @@ pub fn summarize(
         deleted_messages: t.deleted_messages,
         refused_disk_full: t.refused_disk,
         refused_stopped: t.refused_stopped,
+        refused_write_error: t.refused_write_error,
         not_accepted: t.not_accepted,
+        offered: t.offered,
+        waiting_at_senders_at_end: report.waiting_at_senders_at_end,
         rejected_too_large: t.rejected_messages,
         in_flow_delays: t.in_flow_delays,
         filtered: t.filtered,

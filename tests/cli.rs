@@ -72,7 +72,7 @@ fn a_run_writes_csv_summary_and_plots() {
     assert!(svg.contains("baseline: Postfix queue sizes"));
     assert!(svg.contains("deferred"));
     let csv = String::from_utf8(read(&out.join("queues.csv"))).expect("utf-8");
-    assert!(csv.starts_with("time_s,maildrop,incoming,active,deferred,hold\n0,"));
+    assert!(csv.starts_with("time_s,maildrop,incoming,active,deferred,hold,free_bytes\n0,"));
     let summary: serde_json::Value =
         serde_json::from_slice(&read(&out.join("summary.json"))).expect("json");
     for key in [

@@ -394,3 +394,440 @@ command = "postfix reload"
         "{err}"
     );
 }
+
+/// Runs scenario `text` (written to a temporary file) with `--maillog`; returns the log.
+fn log_of(name: &str, text: &str) -> String {
+    let dir = temp(name);
+    let scenario = dir.join(format!("{name}.toml"));
+    std::fs::write(&scenario, text).expect("write");
+    run_with_log(scenario.to_str().expect("utf-8"), &dir).0
+}
+
+/// The queue ID of the line containing `needle`.
+fn qid_of<'a>(log: &'a str, needle: &str) -> &'a str {
+    let line = log
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no `{needle}` in:\n{log}"));
+    line.split(": ").nth(1).expect("queue id")
+}
+
+fn message_id<'a>(log: &'a str, qid: &str) -> &'a str {
+    let needle = format!("{qid}: message-id=");
+    let line = log
+        .lines()
+        .find(|l| l.contains(&needle))
+        .unwrap_or_else(|| panic!("no message-id for {qid} in:\n{log}"));
+    line.rsplit_once("message-id=").expect("id").1
+}
+
+#[test]
+fn the_filters_answer_names_the_re_injected_queue_file() {
+    // FILTER_README / spec §7.3: the first pass is sent to the filter's own port, and its
+    // 250 names the queue file the filter's smtpd made; that file keeps the Message-ID.
+    let log = log_of(
+        "filter-link",
+        r#"
+name = "filter-link"
+[postfix]
+content_filter = "smtp-amavis:[127.0.0.1]:10024"
+[filter]
+latency = "1s"
+[[traffic]]
+to = "d.test"
+messages = 1
+arrivals = "burst"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+"#,
+    );
+    let first = mailsim::output::maillog::queue_id(1);
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("{first}: to=<user0.1@d.test>")))
+        .unwrap_or_else(|| panic!("no first pass in:\n{log}"));
+    assert!(line.contains(" postfix/smtp["), "{line}");
+    assert!(line.contains("relay=127.0.0.1[127.0.0.1]:10024,"), "{line}");
+    let (_, new) = line
+        .split_once(
+            "status=sent (250 2.0.0 from MTA(smtp:[127.0.0.1]:10025): 250 2.0.0 Ok: queued as ",
+        )
+        .unwrap_or_else(|| panic!("{line}"));
+    let new = new.trim_end_matches(')');
+    assert_ne!(new, first);
+    assert!(log.lines().any(|l| l.contains(" postfix/smtpd[")
+        && l.ends_with(&format!("{new}: client=localhost[127.0.0.1]"))));
+    assert_eq!(message_id(&log, new), message_id(&log, &first));
+    assert!(log.contains(&format!("{new}: to=<user0.1@d.test>, relay=d.test[")));
+}
+
+#[test]
+fn a_requeued_message_comes_back_under_a_new_queue_id() {
+    // postsuper -r: pickup copies the file into a new queue file (spec §2.1), so pickup's,
+    // cleanup's and qmgr's lines carry a new ID; the Message-ID header is the same.
+    let log = log_of(
+        "requeue-link",
+        r#"
+name = "requeue-link"
+[[traffic]]
+to = "d.test"
+messages = 1
+arrivals = "burst"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[fault]]
+at = "0s"
+for = "50s"
+kind = "refuse"
+target = "d.test"
+[[admin]]
+at = "100s"
+command = "postsuper -r ALL"
+"#,
+    );
+    let old = mailsim::output::maillog::queue_id(1);
+    let new = qid_of(&log, ": uid=");
+    assert_ne!(new, old);
+    assert_eq!(message_id(&log, new), message_id(&log, &old));
+    assert!(log.contains(&format!("{new}: to=<user0.1@d.test>, relay=d.test[")));
+    assert!(log.contains(&format!("{new}: removed")));
+}
+
+#[test]
+fn an_agents_connect_lines_and_status_lines_come_from_one_process() {
+    // The filter refuses: its agent logs `connect to …:10024` and then the deferral, both
+    // as postfix/smtp with the same pid.
+    let log = log_of(
+        "filter-refused",
+        r#"
+name = "filter-refused"
+stop = "10s"
+[postfix]
+content_filter = "smtp-amavis:[127.0.0.1]:10024"
+[[traffic]]
+to = "d.test"
+messages = 1
+arrivals = "burst"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[fault]]
+at = "0s"
+kind = "refuse"
+target = "filter"
+"#,
+    );
+    let tag = |needle: &str| {
+        let line = log
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` in:\n{log}"));
+        line.split_whitespace().nth(4).expect("tag").to_string()
+    };
+    let connect = tag("connect to 127.0.0.1[127.0.0.1]:10024: Connection refused");
+    let status = tag("status=deferred (connect to 127.0.0.1[127.0.0.1]:10024: Connection refused)");
+    assert!(connect.starts_with("postfix/smtp["), "{connect}");
+    assert_eq!(connect, status);
+}
+
+#[test]
+fn smtpds_452_refusals_are_logged_and_counted_by_pflogsumm() {
+    // smtpd_check_queue (smtpd_check.c) logs the reject, then the warning with the free
+    // bytes: 100 MB disk, 1 MB messages every second, nothing leaves; the offer at 86 s
+    // finds 14 MB free, below 1.5 × message_size_limit.
+    let dir = temp("reject");
+    let scenario = dir.join("reject.toml");
+    std::fs::write(
+        &scenario,
+        r#"
+name = "reject"
+stop = "150s"
+[disk]
+size = "100MB"
+[postfix]
+message_size_limit = 10000000
+[[traffic]]
+to = "d.test"
+rate = "1/s"
+arrivals = "uniform"
+size = "1MB"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[fault]]
+at = "0s"
+kind = "blackhole"
+target = "d.test"
+"#,
+    )
+    .expect("write");
+    let (log, summary) = run_with_log(scenario.to_str().expect("utf-8"), &dir);
+    let rejects: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("NOQUEUE: reject:"))
+        .collect();
+    assert_eq!(rejects.len() as u64, n(&summary, "refused_disk_full"));
+    let first = rejects.first().expect("a reject");
+    assert!(
+        first.starts_with("Mar 02 08:01:26 mailsim postfix/smtpd["),
+        "{first}"
+    );
+    assert!(first.ends_with(": NOQUEUE: reject: MAIL from client.example.org[198.51.100.200]: 452 4.3.1 Insufficient system storage; proto=ESMTP helo=<client.example.org>"), "{first}");
+    let warning = log
+        .lines()
+        .find(|l| l.contains("warning: not enough free space"))
+        .expect("warning");
+    assert!(
+        warning.ends_with(
+            "warning: not enough free space in mail queue: 14000000 bytes < 1.5*message size limit"
+        ),
+        "{warning}"
+    );
+    let setup = Command::new("bash")
+        .arg("tests/setup/pflogsumm.sh")
+        .output()
+        .expect("bash runs");
+    let pflogsumm = String::from_utf8_lossy(&setup.stdout).trim().to_string();
+    if setup.status.success() && !pflogsumm.is_empty() {
+        let out = Command::new(&pflogsumm)
+            .arg(dir.join("mail.log"))
+            .output()
+            .expect("pflogsumm runs");
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            grand_total(&report, "rejected"),
+            n(&summary, "refused_disk_full")
+        );
+    }
+}
+
+#[test]
+fn postsuper_all_reports_counts_and_one_queue_id_is_logged_by_name() {
+    // postsuper.c: the ALL paths of super() count silently and main() reports the count;
+    // only delete_one, hold_one, … log a queue ID.
+    let log = log_of(
+        "postsuper-log",
+        r#"
+name = "postsuper-log"
+stop = "1h"
+[[traffic]]
+to = "d.test"
+messages = 3
+arrivals = "burst"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[fault]]
+at = "0s"
+kind = "refuse"
+target = "d.test"
+[[admin]]
+at = "100s"
+command = "postsuper -h ALL"
+[[admin]]
+at = "200s"
+command = "postsuper -H 2"
+[[admin]]
+at = "300s"
+command = "postsuper -d ALL"
+"#,
+    );
+    let postsuper: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" postfix/postsuper["))
+        .map(|l| l.split_once("]: ").expect("tag").1)
+        .collect();
+    let qid = mailsim::output::maillog::queue_id(2);
+    assert_eq!(
+        postsuper,
+        [
+            "Placed on hold: 3 messages".to_string(),
+            format!("{qid}: released from hold"),
+            "Released from hold: 1 message".to_string(),
+            "Deleted: 3 messages".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn reload_stop_and_start_leave_postfixs_lines_and_new_qmgr_pids() {
+    let log = log_of(
+        "master-log",
+        r#"
+name = "master-log"
+stop = "1h"
+[[traffic]]
+to = "d.test"
+messages = 3
+rate = "1/100s"
+arrivals = "uniform"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[admin]]
+at = "50s"
+command = "postfix reload"
+[[admin]]
+at = "120s"
+command = "postfix stop"
+[[admin]]
+at = "150s"
+command = "postfix start"
+"#,
+    );
+    let tail = |l: &str| l.split_once("]: ").expect("tag").1.to_string();
+    let master: Vec<String> = log
+        .lines()
+        .filter(|l| l.contains(" postfix/master[") || l.contains(" postfix/postfix-script["))
+        .map(tail)
+        .collect();
+    assert_eq!(
+        master,
+        [
+            "refreshing the Postfix mail system",
+            "reload -- version 3.7.22, configuration /etc/postfix",
+            "stopping the Postfix mail system",
+            "terminating on signal 15",
+            "starting the Postfix mail system",
+            "daemon started -- version 3.7.22, configuration /etc/postfix",
+        ]
+    );
+    // Messages at 0, 100 and 200 s: each activated by a different qmgr process.
+    let qmgr_pids: Vec<&str> = log
+        .lines()
+        .filter(|l| l.ends_with("(queue active)"))
+        .map(|l| l.split_whitespace().nth(4).expect("tag"))
+        .collect();
+    assert_eq!(qmgr_pids.len(), 3);
+    assert!(
+        qmgr_pids[0] != qmgr_pids[1] && qmgr_pids[1] != qmgr_pids[2],
+        "{qmgr_pids:?}"
+    );
+}
+
+#[test]
+fn postsuper_f_logs_the_expiry_and_the_release() {
+    // exp_rel_one = expire_one, then release_one (postsuper.c): both lines, both counts.
+    let log = log_of(
+        "postsuper-f",
+        r#"
+name = "postsuper-f"
+stop = "1h"
+[[traffic]]
+to = "d.test"
+messages = 1
+arrivals = "burst"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[fault]]
+at = "0s"
+kind = "refuse"
+target = "d.test"
+[[admin]]
+at = "100s"
+command = "postsuper -h 1"
+[[admin]]
+at = "200s"
+command = "postsuper -f 1"
+"#,
+    );
+    let qid = mailsim::output::maillog::queue_id(1);
+    let at_200: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("Mar 02 08:03:20") && l.contains(" postfix/postsuper["))
+        .map(|l| l.split_once("]: ").expect("tag").1)
+        .collect();
+    assert_eq!(
+        at_200,
+        [
+            format!("{qid}: expired"),
+            format!("{qid}: released from hold"),
+            "Force-expired: 1 message".to_string(),
+            "Released from hold: 1 message".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn a_queue_file_write_error_is_logged_by_cleanup() {
+    // cleanup_out.c: `warning: QUEUEID: write queue file: …` for a file that did not fit.
+    let log = log_of(
+        "write-error",
+        r#"
+name = "write-error"
+stop = "20s"
+[disk]
+size = "20MB"
+[postfix]
+message_size_limit = 10000000
+[[traffic]]
+to = "d.test"
+messages = 6
+arrivals = "burst"
+size = "4MB"
+receive = "10s"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+[[fault]]
+at = "0s"
+kind = "blackhole"
+target = "d.test"
+"#,
+    );
+    let warning = log
+        .lines()
+        .find(|l| l.contains("write queue file"))
+        .unwrap_or_else(|| panic!("no write error in:\n{log}"));
+    let qid = warning
+        .split("warning: ")
+        .nth(1)
+        .and_then(|w| w.split(':').next())
+        .expect("queue id");
+    assert!(
+        warning.starts_with("Mar 02 08:00:10 mailsim postfix/cleanup["),
+        "{warning}"
+    );
+    assert!(warning.ends_with(&format!(
+        "warning: {qid}: write queue file: No space left on device"
+    )));
+    assert!(log.contains(&format!("{qid}: client=client.example.org[198.51.100.200]")));
+    assert!(!log.contains(&format!("{qid}: message-id=")));
+}
+
+#[test]
+fn delays_count_from_mail_from() {
+    // A 10 s session: `client=` at MAIL FROM, cleanup and qmgr at its end, delay=10 with
+    // all of it before the active queue (delays=a).
+    let log = log_of(
+        "recv",
+        r#"
+name = "recv"
+[[traffic]]
+to = "d.test"
+messages = 1
+arrivals = "burst"
+receive = "10s"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+"#,
+    );
+    let qid = mailsim::output::maillog::queue_id(1);
+    let at = |needle: &str| {
+        log.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` in:\n{log}"))[..15]
+            .to_string()
+    };
+    assert_eq!(at(&format!("{qid}: client=")), "Mar 02 08:00:00");
+    assert_eq!(at(&format!("{qid}: message-id=")), "Mar 02 08:00:10");
+    let sent = log
+        .lines()
+        .find(|l| l.contains("status=sent"))
+        .expect("sent");
+    assert!(sent.contains("delay=10, delays=10/0/0/0,"), "{sent}");
+}

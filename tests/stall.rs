@@ -480,3 +480,28 @@ fn stall_csv_counts_each_queued_recipient_once() {
         }
     }
 }
+
+#[test]
+fn the_smtpd_session_is_receiving_time() {
+    // A 10 s session then an instant delivery: all 10 s of the delay is `receiving`.
+    let (stall, delays, _) = attribute(
+        r#"
+name = "recv"
+[[traffic]]
+to = "d.test"
+messages = 1
+arrivals = "burst"
+receive = "10s"
+[[destination]]
+domain = "d.test"
+latency = "0s"
+"#,
+    );
+    let i = CAUSES
+        .iter()
+        .position(|c| *c == "receiving")
+        .expect("cause");
+    assert_eq!(stall.totals[i], 10_000_000);
+    assert_eq!(stall.totals.iter().sum::<i64>(), 10_000_000);
+    assert_eq!(delays.0.values().copied().collect::<Vec<_>>(), [10_000_000]);
+}

@@ -437,16 +437,17 @@ target = "b.test"
 
 #[test]
 fn postsuper_on_an_active_file_logs_at_once_and_qmgr_warns_when_it_lets_go() {
-    // postsuper renames or removes the file at once and logs it (postsuper.c: hold_one,
-    // delete_one); the agent's try still ends at 30 s, and qmgr's own rename to deferred/
-    // then finds nothing (qmgr_active.c: qmgr_active_defer).
+    // postsuper renames or removes the file at once and logs it when it is named by its
+    // queue ID (postsuper.c: hold_one, release_one, delete_one; ALL only counts); the
+    // agent's try still ends at 30 s, and qmgr's own rename to deferred/ then finds nothing
+    // (qmgr_active.c: qmgr_active_defer).
     let q = qid(1);
     let warning = format!(
         "postfix/qmgr[880]: warning: qmgr_active_defer: rename {q} from active to deferred: No such file or directory"
     );
-    let text = postsuper_while_active(
-        "[[admin]]\nat = \"10s\"\ncommand = \"postsuper -h ALL\"\n[[admin]]\nat = \"1000s\"\ncommand = \"postsuper -H ALL\"",
-    );
+    let text = postsuper_while_active(&format!(
+        "[[admin]]\nat = \"10s\"\ncommand = \"postsuper -h {q}\"\n[[admin]]\nat = \"1000s\"\ncommand = \"postsuper -H {q}\""
+    ));
     let (dir, path) = scenario("hold-active", &text);
     let log = std::fs::read_to_string({
         log_of(&dir, &path);
@@ -471,7 +472,9 @@ fn postsuper_on_an_active_file_logs_at_once_and_qmgr_warns_when_it_lets_go() {
         .expect("delivered");
     assert_eq!(&sent[7..15], "08:20:01", "{sent}");
 
-    let text = postsuper_while_active("[[admin]]\nat = \"10s\"\ncommand = \"postsuper -d ALL\"");
+    let text = postsuper_while_active(&format!(
+        "[[admin]]\nat = \"10s\"\ncommand = \"postsuper -d {q}\""
+    ));
     let (dir, path) = scenario("delete-active", &text);
     let log = log_of(&dir, &path);
     let at = log

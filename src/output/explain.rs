@@ -334,9 +334,14 @@ impl Observer for Explainer {
                 sender,
                 size,
                 nrcpt,
+                arrival,
             } => {
                 self.created.push((e.id, whole_seconds(e.t)));
                 let how = match via {
+                    Via::Smtp if arrival < e.t => format!(
+                        "received by smtpd (MAIL FROM {} s earlier: the arrival time)",
+                        delay_text(e.t - arrival)
+                    ),
                     Via::Smtp => "received by smtpd".to_string(),
                     Via::Pickup => "submitted with sendmail (maildrop → pickup)".to_string(),
                     Via::Reinjected => "re-injected by the content filter".to_string(),
@@ -424,7 +429,7 @@ impl Observer for Explainer {
                 e.t,
                 format!("{qid} is still locked by an agent of the old qmgr: skipped for 60 s"),
             ),
-            Happening::Admin { what } => {
+            Happening::Admin { what, .. } => {
                 let note = match what {
                     "placed on hold" if self.active => {
                         ": renamed under qmgr's feet; deliveries already under way finish, the rest waits on hold"
@@ -462,13 +467,14 @@ impl Observer for Explainer {
             Happening::ConnectFailed {
                 host,
                 address,
+                port,
                 cause,
                 ..
             } => self.say(
                 e.t,
                 format!(
                     "the agent: {} (it tries the next address)",
-                    super::maillog::reason(cause, "", Some((host, address)), host)
+                    super::maillog::reason(cause, "", Some((host, address, port)), host)
                 ),
             ),
             Happening::ServerSkipped {
@@ -484,7 +490,12 @@ impl Observer for Explainer {
                     e.t,
                     format!(
                         "the agent: {} (not the last server: the recipients wait for the next one)",
-                        super::maillog::reason(cause, &rcpt, Some((host, address)), destination)
+                        super::maillog::reason(
+                            cause,
+                            &rcpt,
+                            Some((host, address, 25)),
+                            destination
+                        )
                     ),
                 );
             }
@@ -492,7 +503,12 @@ impl Observer for Explainer {
             | Happening::AgentWarning { .. }
             | Happening::DestinationState { .. }
             | Happening::Command { .. }
-            | Happening::ClogWarning { .. } => {}
+            | Happening::ClogWarning { .. }
+            | Happening::PostqueueFatal { .. }
+            | Happening::PostsuperSummary { .. }
+            | Happening::Master(_)
+            | Happening::SmtpdClient
+            | Happening::Refused(_) => {}
         }
     }
 }

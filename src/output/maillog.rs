@@ -11,22 +11,21 @@ use crate::engine::rng::splitmix64;
 use crate::engine::time::{SECOND, Time};
 use crate::error::Error;
 use crate::observe::{
-    Address, Agent, Cause, ClogAdvice, Event, Happening, Observer, RecipientOutcome,
-    RecipientStatus, Status, Via,
+    Address, Agent, Cause, ClogAdvice, Event, Happening, MasterAction, Observer, RecipientOutcome,
+    RecipientStatus, Refusal, Status, Via,
 };
 use std::fmt::Write;
 
 const HOST: &str = "mailsim";
 /// The pid of the qmgr running when the log starts; a restarted qmgr is a new process.
 const QMGR_PID: u32 = 880;
+/// The version `postconf mail_version` would report (the model follows 3.7.22's code).
+const MAIL_VERSION: &str = "3.7.22";
+/// The SMTP client that sends us mail (`client=` lines).
+const CLIENT_NAME: &str = "client.example.org";
+const CLIENT: &str = "client.example.org[198.51.100.200]";
 
-/// Postfix's short queue ID look: 10 hex digits, the low 36 bits being the id itself.
-pub fn queue_id(id: u64) -> String {
-    format!(
-        "{:010X}",
-        (splitmix64(id) & 0xF_0000_0000) | (id & 0xF_FFFF_FFFF)
-    )
-}
+pub use crate::observe::queue_id;
 
 /// A time in seconds with Postfix's `format_tv` rules (`delay_logging_resolution_limit =
 /// 2`): below 1 s up to 2 decimals, below 10 s one decimal, then whole seconds; rounded
@@ -135,9 +134,9 @@ pub fn timestamp(unix: i64) -> String {
     )
 }
 
-/// The reason text of a status line or a mailq entry.
-pub fn reason(cause: Cause, rcpt: &str, server: Option<(&str, &str)>, domain: &str) -> String {
-    let (h, a) = server.unwrap_or((domain, "192.0.2.255"));
+/// The reason text of a status line or a mailq entry; `server` is (host, address, port).
+pub fn reason(cause: Cause, rcpt: &str, server: Option<(&str, &str, u16)>, domain: &str) -> String {
+    let (h, a, port) = server.unwrap_or((domain, "192.0.2.255", 25));
     match cause {
         Cause::Greylisted => format!(
             "host {h}[{a}] said: 450 4.2.0 <{rcpt}>: Recipient address rejected: Greylisted, please try again later (in reply to RCPT TO command)"
@@ -160,8 +159,8 @@ pub fn reason(cause: Cause, rcpt: &str, server: Option<(&str, &str)>, domain: &s
         Cause::GreetingTempfail => format!(
             "host {h}[{a}] refused to talk to me: 421 4.7.0 Service not available, closing transmission channel"
         ),
-        Cause::ConnectionRefused => format!("connect to {h}[{a}]:25: Connection refused"),
-        Cause::ConnectionTimedOut => format!("connect to {h}[{a}]:25: Connection timed out"),
+        Cause::ConnectionRefused => format!("connect to {h}[{a}]:{port}: Connection refused"),
+        Cause::ConnectionTimedOut => format!("connect to {h}[{a}]:{port}: Connection timed out"),
         Cause::GreetingTimedOut => format!(
             "conversation with {h}[{a}] timed out while receiving the initial server greeting"
         ),
@@ -193,20 +192,36 @@ pub fn reason(cause: Cause, rcpt: &str, server: Option<(&str, &str)>, domain: &s
             "Host or domain name not found. Name service error for name={h} type=A: Host not found"
         ),
         Cause::Unavailable => "server unavailable or unable to receive mail".to_string(),
+        Cause::InsufficientStorage => format!(
+            "host {h}[{a}] said: 452 4.3.1 Insufficient system storage (in reply to end of DATA command)"
+        ),
+        Cause::AdminExpired => "message is administratively expired".to_string(),
+        Cause::QueueWriteError => format!(
+            "host {h}[{a}] said: 451 4.3.0 Error: queue file write error (in reply to end of DATA command)"
+        ),
     }
 }
 
 /// The text of a status line for recipient status `r` of queue file `id`.
 pub fn status_text(id: u64, r: &RecipientStatus<'_>, rcpt: &str) -> String {
+    let server = r.server.map(|(h, a)| (h, a, r.port));
     match (r.status, r.cause, r.saved) {
-        (Status::Sent, _, _) => match r.agent {
-            Agent::Local => "delivered to mailbox".to_string(),
+        (Status::Sent, _, _) => match (r.agent, r.queued_as) {
+            (Agent::Local, _) => "delivered to mailbox".to_string(),
+            // amavisd-new answers with the reply of the smtpd it re-injected into, which by
+            // its convention listens on the next port (FILTER_README's 10024/10025).
+            (Agent::Smtp(t), Some(new)) if t.contains("amavis") => format!(
+                "250 2.0.0 from MTA(smtp:[127.0.0.1]:{}): 250 2.0.0 Ok: queued as {}",
+                r.port.saturating_add(1),
+                queue_id(new)
+            ),
+            (_, Some(new)) => format!("250 2.0.0 Ok: queued as {}", queue_id(new)),
             _ => format!("250 2.0.0 Ok: queued as {}", remote_queue_id(id, r)),
         },
         // The retry service logs the reason qmgr saved, word for word.
         (_, _, Some(text)) => text.to_string(),
-        (_, Some(c), None) => reason(c, rcpt, r.server, r.destination),
-        (_, None, None) => reason(Cause::Unavailable, rcpt, r.server, r.destination),
+        (_, Some(c), None) => reason(c, rcpt, server, r.destination),
+        (_, None, None) => reason(Cause::Unavailable, rcpt, server, r.destination),
     }
 }
 
@@ -233,7 +248,12 @@ pub struct MailLog {
     error: Option<Error>,
     /// Also log qmgr's deferred-scan starts, as a qmgr run with `-v` does.
     pub scans: bool,
+    /// The pids of the master, qmgr and pickup now (new processes after a reload or
+    /// start), and the next pid handed out.
+    master_pid: u32,
     qmgr_pid: u32,
+    pickup_pid: u32,
+    next_pid: u32,
 }
 
 impl MailLog {
@@ -244,8 +264,21 @@ impl MailLog {
             line: String::with_capacity(256),
             error: None,
             scans: false,
+            master_pid: 860,
             qmgr_pid: QMGR_PID,
+            pickup_pid: 870,
+            next_pid: 5000,
         }
+    }
+
+    fn new_pid(&mut self) -> u32 {
+        self.next_pid += 1;
+        self.next_pid
+    }
+
+    /// postsuper is a process per command: one pid per instant.
+    fn postsuper_pid(&self, t: Time) -> u32 {
+        pid_for(t as u64, 4000)
     }
 
     /// The complete log under its temporary name, for the run's set of files.
@@ -297,22 +330,30 @@ impl Observer for MailLog {
     fn event(&mut self, e: &Event<'_>) {
         let qid = queue_id(e.id);
         match e.what {
+            Happening::SmtpdClient => {
+                // One smtpd session per message, opened and closed around it, so that
+                // collate.pl (which groups smtpd lines from `connect from` to `disconnect
+                // from` per pid) finds where each one ends.
+                let smtpd = pid_for(e.id, 2100);
+                self.begin(e.t, "postfix/smtpd", smtpd);
+                let _ = write!(self.line, "connect from {CLIENT}");
+                self.end();
+                self.begin(e.t, "postfix/smtpd", smtpd);
+                let _ = write!(self.line, "{qid}: client={CLIENT}");
+                self.end();
+            }
             Happening::Received {
-                via,
-                sender,
-                size: _,
-                nrcpt,
+                via, sender, nrcpt, ..
             } => {
                 let smtpd = pid_for(e.id, 2100);
                 let client = match via {
                     Via::Reinjected => "localhost[127.0.0.1]",
-                    _ => "client.example.org[198.51.100.200]",
+                    _ => CLIENT,
                 };
                 match via {
-                    Via::Smtp | Via::Reinjected => {
-                        // One smtpd session per message, opened and closed around it, so
-                        // that collate.pl (which groups smtpd lines from `connect from`
-                        // to `disconnect from` per pid) finds where each one ends.
+                    // smtpd logged its client= when cleanup gave it the queue ID.
+                    Via::Smtp => {}
+                    Via::Reinjected => {
                         self.begin(e.t, "postfix/smtpd", smtpd);
                         let _ = write!(self.line, "connect from {client}");
                         self.end();
@@ -321,12 +362,14 @@ impl Observer for MailLog {
                         self.end();
                     }
                     Via::Pickup => {
-                        self.begin(e.t, "postfix/pickup", 870);
+                        self.begin(e.t, "postfix/pickup", self.pickup_pid);
                         let _ = write!(self.line, "{qid}: uid=1000 from=<{sender}>");
                         self.end();
                     }
                     Via::Notice { .. } => {}
                 }
+                // The Message-ID header is the message's own: every later queue file of it
+                // (re-injected, requeued) carries the one it was first received with.
                 self.begin(e.t, "postfix/cleanup", pid_for(e.id, 2200));
                 // The Message-ID header is the sender's: the same for the re-injected copy
                 // of a filtered message.
@@ -374,9 +417,9 @@ impl Observer for MailLog {
                     (Agent::Local, _) => "local".to_string(),
                     // log_adhoc.c: a cached session's use count follows the relay.
                     (_, Some((h, a))) if r.conn_use > 0 => {
-                        format!("{h}[{a}]:25, conn_use={}", r.conn_use)
+                        format!("{h}[{a}]:{}, conn_use={}", r.port, r.conn_use)
                     }
-                    (_, Some((h, a))) => format!("{h}[{a}]:25"),
+                    (_, Some((h, a))) => format!("{h}[{a}]:{}", r.port),
                     (_, None) => "none".to_string(),
                 };
                 let delay = r.done - r.arrival;
@@ -526,19 +569,113 @@ impl Observer for MailLog {
                 );
                 self.end();
             }
+            Happening::PostqueueFatal { site } => {
+                // postqueue.c's msg_fatal_status texts.
+                self.begin(e.t, "postfix/postqueue", pid_for(e.t as u64, 4100));
+                match site {
+                    Some(site) => {
+                        let _ = write!(
+                            self.line,
+                            "fatal: Flush service is not configured for destination \"{site}\""
+                        );
+                    }
+                    None => self
+                        .line
+                        .push_str("fatal: Cannot flush mail queue - mail system is down"),
+                }
+                self.end();
+            }
             Happening::Skipped => {
                 self.begin(e.t, "postfix/qmgr", self.qmgr_pid);
                 let _ = write!(self.line, "{qid}: skipped, still being delivered");
                 self.end();
             }
-            Happening::Admin { what } => {
-                self.begin(e.t, "postfix/postsuper", 4000);
-                let _ = write!(self.line, "{qid}: {what}");
+            Happening::Admin { what, listed } => {
+                if listed {
+                    self.begin(e.t, "postfix/postsuper", self.postsuper_pid(e.t));
+                    let _ = write!(self.line, "{qid}: {what}");
+                    self.end();
+                }
+            }
+            Happening::PostsuperSummary { what, count } => {
+                self.begin(e.t, "postfix/postsuper", self.postsuper_pid(e.t));
+                let plural = if count == 1 { "" } else { "s" };
+                let _ = write!(self.line, "{what}: {count} message{plural}");
                 self.end();
+            }
+            Happening::Master(action) => {
+                // postfix-script's $INFO line, then the master's own (master.c, master_sig.c).
+                let (script, master) = match action {
+                    MasterAction::Reload => (
+                        "refreshing the Postfix mail system",
+                        format!("reload -- version {MAIL_VERSION}, configuration /etc/postfix"),
+                    ),
+                    MasterAction::Stop => (
+                        "stopping the Postfix mail system",
+                        "terminating on signal 15".to_string(),
+                    ),
+                    MasterAction::Start => (
+                        "starting the Postfix mail system",
+                        format!(
+                            "daemon started -- version {MAIL_VERSION}, configuration /etc/postfix"
+                        ),
+                    ),
+                };
+                let script_pid = self.new_pid();
+                self.begin(e.t, "postfix/postfix-script", script_pid);
+                self.line.push_str(script);
+                self.end();
+                if action == MasterAction::Start {
+                    self.master_pid = self.new_pid();
+                }
+                self.begin(e.t, "postfix/master", self.master_pid);
+                self.line.push_str(&master);
+                self.end();
+                if action != MasterAction::Stop {
+                    // A new qmgr and pickup (master_restart_service, master_start_service).
+                    self.qmgr_pid = self.new_pid();
+                    self.pickup_pid = self.new_pid();
+                }
+            }
+            Happening::Refused(Refusal::WriteError) => {
+                // The session got as far as a queue file (its client= is logged); cleanup's
+                // write failed (cleanup_out.c), smtpd answered 451 and the file was removed.
+                self.begin(e.t, "postfix/cleanup", pid_for(e.id, 2200));
+                let _ = write!(
+                    self.line,
+                    "warning: {qid}: write queue file: No space left on device"
+                );
+                self.end();
+            }
+            Happening::Refused(why) => {
+                // smtpd_check.c: smtpd_check_size, smtpd_check_queue (log_whatsup, before
+                // the sender is known, then the warning).
+                let pid = pid_for(e.t as u64, 2100);
+                self.begin(e.t, "postfix/smtpd", pid);
+                let reply = match why {
+                    Refusal::InsufficientStorage { .. } => "452 4.3.1 Insufficient system storage",
+                    Refusal::TooLarge | Refusal::WriteError => {
+                        "552 5.3.4 Message size exceeds fixed limit"
+                    }
+                };
+                let _ = write!(
+                    self.line,
+                    "NOQUEUE: reject: MAIL from {CLIENT}: {reply}; proto=ESMTP helo=<{CLIENT_NAME}>"
+                );
+                self.end();
+                if let Refusal::InsufficientStorage { free } = why {
+                    self.begin(e.t, "postfix/smtpd", pid);
+                    let _ = write!(
+                        self.line,
+                        "warning: not enough free space in mail queue: {free} bytes < 1.5*message size limit"
+                    );
+                    self.end();
+                }
             }
             Happening::ConnectFailed {
                 host,
                 address,
+                port,
                 cause,
                 pid,
                 transport,
@@ -547,7 +684,7 @@ impl Observer for MailLog {
                 let _ = write!(
                     self.line,
                     "{}",
-                    reason(cause, "", Some((host, address)), host)
+                    reason(cause, "", Some((host, address, port)), host)
                 );
                 self.end();
             }
@@ -571,7 +708,7 @@ impl Observer for MailLog {
                 let _ = write!(
                     self.line,
                     "{qid}: {}",
-                    reason(cause, &rcpt, Some((host, address)), destination)
+                    reason(cause, &rcpt, Some((host, address, 25)), destination)
                 );
                 self.end();
             }

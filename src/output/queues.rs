@@ -1,12 +1,15 @@
 //! `queues.csv`: the number of queue files per directory every `sample` step.
 //!
-//! Columns: `time_s,maildrop,incoming,active,deferred,hold`. The row at time T shows the
-//! state after every event at or before T.
+//! Columns: `time_s,maildrop,incoming,active,deferred,hold,free_bytes`. The row at time T
+//! shows the state after every event at or before T; `free_bytes` (free space on the queue
+//! file system) is empty without a `[disk]`.
 
 use crate::engine::time::{Time, write_seconds};
 use crate::postfix::QueueCounts;
 
-pub const HEADER: &str = "time_s,maildrop,incoming,active,deferred,hold\n";
+pub const HEADER: &str = "time_s,maildrop,incoming,active,deferred,hold,free_bytes\n";
+/// The header before `free_bytes` was added (still read by `mailsim plot`).
+const OLD_HEADER: &str = "time_s,maildrop,incoming,active,deferred,hold";
 
 /// The sampled series, kept for the plot and written as CSV at the end of the run (a few
 /// thousand rows even for long runs: bounded by duration / sample, not by messages).
@@ -18,6 +21,8 @@ pub struct QueueSeries {
     pub destinations: usize,
     /// When set, qshape.csv rows are added at every sample (`run --qshape`).
     pub qshape: Option<String>,
+    /// Free bytes of the queue file system at each point (`None`: no `[disk]`).
+    pub free_bytes: Vec<Option<u64>>,
 }
 
 impl QueueSeries {
@@ -25,9 +30,16 @@ impl QueueSeries {
         self.points.push((t, c));
     }
 
-    /// A point with the deferred files of each destination too.
-    pub fn push_with_destinations(&mut self, t: Time, c: QueueCounts, deferred: &[u64]) {
+    /// A point with the deferred files of each destination and the free space too.
+    pub fn push_with_destinations(
+        &mut self,
+        t: Time,
+        c: QueueCounts,
+        deferred: &[u64],
+        free_bytes: Option<u64>,
+    ) {
         self.points.push((t, c));
+        self.free_bytes.push(free_bytes);
         self.destinations = deferred.len();
         self.deferred_by_destination.extend_from_slice(deferred);
     }
@@ -62,14 +74,18 @@ impl QueueSeries {
     pub fn to_csv(&self) -> String {
         let mut s = String::with_capacity(HEADER.len() + self.points.len() * 32);
         s.push_str(HEADER);
-        for (t, c) in &self.points {
+        for (i, (t, c)) in self.points.iter().enumerate() {
             write_seconds(&mut s, *t);
             use std::fmt::Write;
-            let _ = writeln!(
+            let _ = write!(
                 s,
-                ",{},{},{},{},{}",
+                ",{},{},{},{},{},",
                 c.maildrop, c.incoming, c.active, c.deferred, c.hold
             );
+            if let Some(Some(free)) = self.free_bytes.get(i) {
+                let _ = write!(s, "{free}");
+            }
+            s.push('\n');
         }
         s
     }
@@ -79,15 +95,26 @@ impl QueueSeries {
     /// Reads a `queues.csv` written by [`QueueSeries::to_csv`] (for `mailsim plot`).
     pub fn from_csv(text: &str) -> Result<QueueSeries, String> {
         let mut lines = text.lines();
-        if lines.next() != Some(HEADER.trim_end()) {
+        let header = lines.next();
+        let with_free = header == Some(HEADER.trim_end());
+        if !with_free && header != Some(OLD_HEADER) {
             return Err("not a mailsim queues.csv (unexpected header)".into());
         }
         let mut points = Vec::new();
+        let mut free_bytes = Vec::new();
         for (n, line) in lines.enumerate() {
             let bad = || format!("line {}: `{line}` is not a queues.csv row", n + 2);
             let cells: Vec<&str> = line.split(',').collect();
-            let [t, md, inc, act, def, hold] = cells.as_slice() else {
-                return Err(bad());
+            let (t, md, inc, act, def, hold) = match (cells.as_slice(), with_free) {
+                ([t, md, inc, act, def, hold, free], true) => {
+                    free_bytes.push(match *free {
+                        "" => None,
+                        f => Some(f.parse::<u64>().map_err(|_| bad())?),
+                    });
+                    (t, md, inc, act, def, hold)
+                }
+                ([t, md, inc, act, def, hold], false) => (t, md, inc, act, def, hold),
+                _ => return Err(bad()),
             };
             let secs: f64 = t.parse().map_err(|_| bad())?;
             let num = |s: &str| s.parse::<u64>().map_err(|_| bad());
@@ -104,6 +131,7 @@ impl QueueSeries {
         }
         Ok(QueueSeries {
             points,
+            free_bytes,
             ..QueueSeries::default()
         })
     }

@@ -27,7 +27,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
 /// The causes, in report order.
-pub const CAUSES: [&str; 13] = [
+pub const CAUSES: [&str; 14] = [
     "incoming",
     "content_filter",
     "no_free_agent",
@@ -41,6 +41,7 @@ pub const CAUSES: [&str; 13] = [
     "dead_destination",
     "scan_wait",
     "hold",
+    "receiving",
 ];
 
 const N: usize = CAUSES.len();
@@ -57,6 +58,9 @@ const BACKOFF: usize = 9;
 const DEAD: usize = 10;
 const SCAN: usize = 11;
 const HOLD: usize = 12;
+/// The smtpd session, from MAIL FROM (the arrival time) until cleanup has the file: the
+/// client's transfer and cleanup's in_flow_delay sleep.
+const RECEIVING: usize = 13;
 
 /// Which stall.csv column a file's recipients are counted in now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +114,8 @@ struct File {
     counted_waiting: bool,
     /// Indexes of its recipients with an entry in `rcpts`.
     members: Vec<u32>,
+    /// (arrival, when cleanup wrote it), for the first attempt of its recipients.
+    received: Option<(Time, Time)>,
 }
 
 /// Where a recipient's accounted time ends, and where it last waited.
@@ -520,6 +526,7 @@ pub fn headline(
             see("blackhole-starvation.toml")
         ),
         "hold" => "messages sat on hold until released (postsuper -H)".into(),
+        "receiving" => "smtpd sessions took the time: the clients' transfers, or cleanup's in_flow_delay sleeps while qmgr was behind (in_flow_delays in summary.json)".into(),
         _ => "delivery itself took most of the time: nothing is stuck".into(),
     };
     Some(format!(
@@ -550,7 +557,7 @@ impl Observer for StallAttribution {
     fn event(&mut self, e: &Event<'_>) {
         self.advance(e.t);
         match e.what {
-            Happening::Received { nrcpt, .. } => {
+            Happening::Received { nrcpt, arrival, .. } => {
                 // A new file, or a requeued one coming back through pickup.
                 if let Some(f) = self.files.get(&e.id) {
                     let n = f.nrcpt as i64;
@@ -577,6 +584,7 @@ impl Observer for StallAttribution {
                         waits: Vec::new(),
                         counted_waiting: false,
                         members: old.map(|f| f.members).unwrap_or_default(),
+                        received: Some((arrival, e.t)),
                     },
                 );
             }
@@ -601,7 +609,7 @@ impl Observer for StallAttribution {
                 "maildrop" => self.move_to(e.id, Slot::Incoming),
                 _ => self.remove_file(e.id, e.t),
             },
-            Happening::Admin { what } => {
+            Happening::Admin { what, .. } => {
                 let slot = self.files.get(&e.id).map(|f| f.slot);
                 match (what, slot) {
                     // While active, the move shows when qmgr lets go (`LeftActive`).
@@ -648,12 +656,26 @@ impl StallAttribution {
     fn recipient(&mut self, e: &Event<'_>, r: &crate::observe::RecipientStatus<'_>) {
         let key = (e.origin, r.index);
         let dest = self.dest_id(r.destination);
-        let rcpt = self.rcpts.get(&key).copied().unwrap_or(Rcpt {
-            accounted_to: r.arrival,
-            rounds_seen: 0,
-            dest,
-        });
         let mut parts = [0i64; N];
+        let rcpt = match self.rcpts.get(&key).copied() {
+            Some(rcpt) => rcpt,
+            None => {
+                // First seen: its smtpd session came first, from MAIL FROM (the arrival)
+                // until cleanup wrote the file.
+                let written = self
+                    .files
+                    .get(&e.id)
+                    .and_then(|f| f.received)
+                    .filter(|&(arrival, _)| arrival == r.arrival)
+                    .map_or(r.arrival, |(_, at)| at.clamp(r.arrival, r.done));
+                parts[RECEIVING] += written - r.arrival;
+                Rcpt {
+                    accounted_to: written,
+                    rounds_seen: 0,
+                    dest,
+                }
+            }
+        };
         if r.to_filter {
             // Everything up to the filter's answer is the filter's (§7.3).
             parts[FILTER] += r.done - rcpt.accounted_to;

@@ -37,8 +37,17 @@ pub struct Summary {
     /// or connection refused while Postfix was stopped.
     pub refused_disk_full: u64,
     pub refused_stopped: u64,
+    /// Messages whose queue file did not fit when cleanup wrote it (451 after DATA; the
+    /// senders retry).
+    pub refused_write_error: u64,
     /// Messages whose sender gave up after being refused until `sender_lifetime`.
     pub not_accepted: u64,
+    /// Messages the traffic offered: accepted (`messages`) + `rejected_too_large` +
+    /// `not_accepted` + `waiting_at_senders_at_end` (checked every run).
+    pub offered: u64,
+    /// Messages still outside the queue at the end: refused and waiting for their sender's
+    /// next try, in an smtpd session, or in the listen backlog.
+    pub waiting_at_senders_at_end: u64,
     /// Messages rejected for good at the door (552 5.3.4, over message_size_limit).
     pub rejected_too_large: u64,
     /// Messages whose cleanup slept `in_flow_delay` for want of an in_flow token.
@@ -163,6 +172,8 @@ impl Summary {
     pub fn columns(&self) -> Vec<(String, Option<f64>)> {
         let n = |v: u64| Some(v as f64);
         let mut out: Vec<(String, Option<f64>)> = vec![
+            // The scan clock's phase: with `qmgr_start = "random"` it differs per run.
+            ("qmgr_start_s".into(), Some(self.qmgr_start_s)),
             ("messages".into(), n(self.messages)),
             ("recipients".into(), n(self.recipients)),
             ("notices".into(), n(self.notices)),
@@ -177,7 +188,13 @@ impl Summary {
             ("deleted_messages".into(), n(self.deleted_messages)),
             ("refused_disk_full".into(), n(self.refused_disk_full)),
             ("refused_stopped".into(), n(self.refused_stopped)),
+            ("refused_write_error".into(), n(self.refused_write_error)),
             ("not_accepted".into(), n(self.not_accepted)),
+            ("offered".into(), n(self.offered)),
+            (
+                "waiting_at_senders_at_end".into(),
+                n(self.waiting_at_senders_at_end),
+            ),
             ("rejected_too_large".into(), n(self.rejected_too_large)),
             ("in_flow_delays".into(), n(self.in_flow_delays)),
             ("filtered".into(), n(self.filtered)),

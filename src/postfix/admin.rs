@@ -1,25 +1,22 @@
 //! Admin commands on the timeline (`[[admin]]`), with the effects of §2.1–2.2: what moves,
 //! what wakes, what waits.
 //!
-//! - `postqueue -f`: qmgr triggers F (revive every dead queue), A (ignore time stamps),
-//!   D and I (scan deferred and incoming), and pickup is woken.
-//! - `postqueue -s site`: F, then every deferred file with mail for the site gets mtime =
-//!   now and moves to incoming (if the site is a fast-flush domain), then I.
-//! - `postqueue -i id`: a deferred file moves to incoming with mtime = now and the g+r bit,
-//!   which makes qmgr unthrottle its destinations when it reads it.
+//! - `postqueue -f`, `-s site`, `-i id`: the flush service (`flush.rs`).
 //! - `postsuper -d/-h/-H/-r/-e/-f`: renames and removals. A file in the active queue is
 //!   renamed under qmgr's feet: deliveries already with an agent finish, queued ones are
 //!   dropped, and the rename shows when qmgr lets go of the message.
-//! - `postfix reload`, `stop`, `start`: qmgr exits (its agents finish their requests), and
-//!   a new one moves active files back to incoming, forgets every window and dead queue,
-//!   and starts both scans with a new scan phase.
+//! - `postfix reload`: qmgr exits (its agents finish their requests), and a new one moves
+//!   active files back to incoming, forgets every window and dead queue, and starts both
+//!   scans with a new scan phase. `postfix stop` kills the agents and smtpd instead (the
+//!   master's SIGTERM to its process group); `postfix start` is a reload after a stop.
 
 use super::message::{LeaveAction, Location, RcptStatus};
+use super::notes::NoteKind;
 use super::qmgr::event_loop::{EventLoop, Timer};
 use super::{Event, Mta};
 use crate::engine::EventQueue;
 use crate::engine::time::{SECOND, Time, whole_seconds};
-use crate::observe::Observer;
+use crate::observe::{MasterAction, Observer};
 use crate::scenario::{AdminCommand, QueueSet, Selection};
 use crate::world::World;
 use std::cmp::Reverse;
@@ -67,58 +64,23 @@ impl Mta {
             self.note(now, 0, 0, super::notes::NoteKind::Command { what, config });
         }
         match action.command {
-            AdminCommand::Flush => {
-                if self.running {
-                    self.enable_all();
-                    let stamp = self.next_move_stamp;
-                    self.qmgr
-                        .request_scan(super::qmgr::Dir::Deferred, stamp, true);
-                    self.qmgr
-                        .request_scan(super::qmgr::Dir::Incoming, u64::MAX, true);
-                }
-                self.pickup(now);
-            }
-            AdminCommand::FlushSite { destination } => {
-                if !self.running {
-                    return;
-                }
-                self.enable_all();
-                let now_s = whole_seconds(now);
-                for m in self.select(Selection::All, DEFERRED_ONLY) {
-                    let for_site =
-                        self.messages.get(m).recipients.iter().any(|r| {
-                            r.status == RcptStatus::Pending && r.dest as usize == destination
-                        });
-                    if for_site {
-                        self.messages.get_mut(m).mtime = now_s;
-                        let stamp = self.relocate(m, Location::Incoming);
-                        self.qmgr.incoming_push(m, stamp);
-                    }
-                }
-            }
-            AdminCommand::FlushId(id) => {
-                if let Some(m) = self.find(id)
-                    && self.messages.get(m).location == Location::Deferred
-                {
-                    let msg = self.messages.get_mut(m);
-                    msg.mtime = whole_seconds(now);
-                    msg.flush_bit = true;
-                    let stamp = self.relocate(m, Location::Incoming);
-                    self.qmgr.incoming_push(m, stamp);
-                }
-            }
+            AdminCommand::Flush => self.flush_all(now, events),
+            AdminCommand::FlushSite { destination } => self.flush_site(destination, now),
+            AdminCommand::FlushId(id) => self.flush_file(id, now),
             AdminCommand::Delete(selection, queues) => {
-                for m in self.select(selection, queues) {
+                let files = self.select(selection, queues);
+                for &m in &files {
                     // postsuper removes the file at once and says so (postsuper.c:
                     // delete_one), also under qmgr's feet.
-                    self.admin_note(m, now, "removed");
-                    if self.messages.get(m).location == Location::Active {
+                    self.admin_note(m, now, "removed", selection);
+                    if self.owned_by_qmgr(m) {
                         self.messages.get_mut(m).on_leave = LeaveAction::Delete;
                         self.cancel_queued_entries(m, now, events, obs);
                     } else {
                         self.delete_file(m, now, obs);
                     }
                 }
+                self.postsuper_summary(now, "Deleted", files.len());
             }
             AdminCommand::Hold(selection, queues) => {
                 let queues = QueueSet {
@@ -126,70 +88,137 @@ impl Mta {
                     hold: false,
                     ..queues
                 };
-                for m in self.select(selection, queues) {
-                    self.admin_note(m, now, "placed on hold");
-                    if self.messages.get(m).location == Location::Active {
+                let files = self.select(selection, queues);
+                for &m in &files {
+                    self.admin_note(m, now, "placed on hold", selection);
+                    if self.owned_by_qmgr(m) {
                         self.messages.get_mut(m).on_leave = LeaveAction::Hold;
                         self.cancel_queued_entries(m, now, events, obs);
                     } else {
+                        self.messages.get_mut(m).on_leave = LeaveAction::Normal;
                         self.relocate(m, Location::Hold);
                     }
                 }
+                self.postsuper_summary(now, "Placed on hold", files.len());
             }
-            AdminCommand::Release(selection) => {
-                for m in self.select(selection, HOLD_ONLY) {
-                    self.admin_note(m, now, "released from hold");
+            AdminCommand::Release(selection, queues) => {
+                let files = self.select(
+                    selection,
+                    QueueSet {
+                        hold: queues.hold,
+                        ..QueueSet::default()
+                    },
+                );
+                for &m in &files {
+                    self.admin_note(m, now, "released from hold", selection);
                     self.release(m);
                 }
+                self.postsuper_summary(now, "Released from hold", files.len());
             }
             AdminCommand::Requeue(selection, queues) => {
-                for m in self.select(selection, queues) {
+                let queues = QueueSet {
+                    maildrop: false, // already there
+                    ..queues
+                };
+                let files = self.select(selection, queues);
+                for &m in &files {
                     if selection != Selection::All {
                         // A single ID also gets mtime = now (postsuper.c: requeue_one).
                         self.messages.get_mut(m).mtime = whole_seconds(now);
                     }
-                    if self.messages.get(m).location == Location::Active {
-                        self.admin_note(m, now, "requeued");
+                    self.admin_note(m, now, "requeued", selection);
+                    if self.owned_by_qmgr(m) {
                         self.messages.get_mut(m).on_leave = LeaveAction::Requeue;
                         self.cancel_queued_entries(m, now, events, obs);
-                    } else if self.messages.get(m).location != Location::Maildrop {
-                        self.admin_note(m, now, "requeued");
+                    } else {
+                        self.messages.get_mut(m).on_leave = LeaveAction::Normal;
                         self.requeue_to_maildrop(m, now, events);
                     }
                 }
+                self.postsuper_summary(now, "Requeued", files.len());
             }
             AdminCommand::Expire {
                 selection,
                 queues,
                 release,
             } => {
-                for m in self.select(selection, queues) {
-                    self.admin_note(m, now, "expired");
+                let queues = QueueSet {
+                    maildrop: false, // expire_one and super() skip maildrop
+                    ..queues
+                };
+                let files = self.select(selection, queues);
+                let mut released = 0;
+                for &m in &files {
+                    self.admin_note(m, now, "expired", selection);
                     self.messages.get_mut(m).force_expired = true;
                     if release && self.messages.get(m).location == Location::Hold {
+                        // postsuper -f: exp_rel_one = expire_one, then release_one.
+                        self.admin_note(m, now, "released from hold", selection);
                         self.release(m);
+                        released += 1;
                     }
+                }
+                self.postsuper_summary(now, "Force-expired", files.len());
+                if release {
+                    self.postsuper_summary(now, "Released from hold", released);
                 }
             }
             AdminCommand::Postconf(_) => {} // read at the next reload or start
             AdminCommand::Reload { config } => {
-                self.qmgr_exit();
+                self.note(now, 0, 0, NoteKind::Master(MasterAction::Reload));
+                self.qmgr_exit(now, obs);
                 self.qmgr_start(config, now, events, world);
             }
-            AdminCommand::Stop => self.qmgr_exit(),
-            AdminCommand::Start { config } => self.qmgr_start(config, now, events, world),
+            AdminCommand::Stop => {
+                self.note(now, 0, 0, NoteKind::Master(MasterAction::Stop));
+                // SIGTERM to the whole process group (master_sig.c: `master_sigdeath`):
+                // agents and smtpd die where they are, before qmgr's state is dropped.
+                self.kill_agents(world);
+                self.smtpd_killed(now, events);
+                self.qmgr_exit(now, obs);
+            }
+            AdminCommand::Start { config } => {
+                self.note(now, 0, 0, NoteKind::Master(MasterAction::Start));
+                self.qmgr_start(config, now, events, world);
+            }
         }
         self.ensure_pickup_wakeup(now, events);
     }
 
-    /// postsuper's log line for queue file `m`.
-    fn admin_note(&mut self, m: u32, now: Time, what: &'static str) {
+    /// Is file `m` in a running qmgr's memory? Only then does a rename or removal wait for
+    /// qmgr to let go of it (§2.2); with Postfix stopped, postsuper's rename or unlink of a
+    /// file in active/ is all there is (postsuper.c: `delete_one`, `hold_one`, `requeue_one`
+    /// and `super()` act on any queue directory named).
+    fn owned_by_qmgr(&self, m: u32) -> bool {
+        self.running && self.messages.get(m).location == Location::Active
+    }
+
+    /// What postsuper did to queue file `m`. Only an operation on one queue ID logs it
+    /// (`delete_one`, `hold_one`, … in postsuper.c); `ALL` works silently (`super()`).
+    fn admin_note(&mut self, m: u32, now: Time, what: &'static str, selection: Selection) {
         let (id, origin) = (self.messages.get(m).id, self.messages.get(m).origin_id);
-        self.note(now, id, origin, super::notes::NoteKind::Admin { what });
+        let listed = selection != Selection::All;
+        self.note(
+            now,
+            id,
+            origin,
+            super::notes::NoteKind::Admin { what, listed },
+        );
+    }
+
+    /// postsuper's closing report, e.g. `Deleted: 3 messages` (postsuper.c: `main`).
+    fn postsuper_summary(&mut self, now: Time, what: &'static str, count: usize) {
+        let count = u64::try_from(count).unwrap_or(u64::MAX);
+        self.note(
+            now,
+            0,
+            0,
+            super::notes::NoteKind::PostsuperSummary { what, count },
+        );
     }
 
     /// Queue files matching a `postsuper` selection, in message-id order.
-    fn select(&self, selection: Selection, queues: QueueSet) -> Vec<u32> {
+    pub(super) fn select(&self, selection: Selection, queues: QueueSet) -> Vec<u32> {
         let in_set = |loc: Location| match loc {
             Location::Maildrop => queues.maildrop,
             Location::Incoming => queues.incoming,
@@ -204,7 +233,8 @@ impl Mta {
             .filter(|(_, msg)| in_set(msg.location))
             .filter(|(_, msg)| match selection {
                 Selection::All => true,
-                Selection::Id(id) => msg.id == id,
+                Selection::QueueId(id) => msg.id == id,
+                Selection::Message(id) => msg.origin_id == id,
             })
             .map(|(m, msg)| (msg.id, m))
             .collect();
@@ -212,8 +242,9 @@ impl Mta {
         found.into_iter().map(|(_, m)| m).collect()
     }
 
-    fn find(&self, id: u64) -> Option<u32> {
-        self.select(Selection::Id(id), ALL_QUEUES).first().copied()
+    /// Every queue file `selection` names, in any queue.
+    pub(super) fn find(&self, selection: Selection) -> Vec<u32> {
+        self.select(selection, ALL_QUEUES)
     }
 
     /// `postsuper -d` of a file not in the active queue.
@@ -240,6 +271,7 @@ impl Mta {
 
     /// `postsuper -r`: into maildrop, for pickup's next wakeup (postsuper sends no trigger).
     fn requeue_to_maildrop(&mut self, m: u32, now: Time, events: &mut EventQueue<Event>) {
+        self.messages.get_mut(m).requeued = true;
         let stamp = self.relocate(m, Location::Maildrop);
         self.maildrop.push_back((m, stamp));
         self.ensure_pickup_wakeup(now, events);
@@ -280,6 +312,7 @@ impl Mta {
             }
             LeaveAction::Delete => self.delete_file(m, now, obs),
             LeaveAction::Requeue => {
+                self.messages.get_mut(m).requeued = true;
                 let stamp = self.relocate(m, Location::Maildrop);
                 self.maildrop.push_back((m, stamp));
                 self.pickup_wanted = true;
@@ -306,11 +339,18 @@ impl Mta {
     }
 
     /// qmgr exits (`postfix reload` or `stop`): its in-memory state is gone; agents at work
-    /// finish their requests and update the files.
-    fn qmgr_exit(&mut self) {
+    /// finish their requests and update the files. A rename or removal an admin made while
+    /// the file was in qmgr's memory already happened on disk: it shows now.
+    fn qmgr_exit(&mut self, now: Time, obs: &mut dyn Observer) {
         self.abandon_entries();
         self.running = false;
         self.qmgr_generation += 1;
+        for m in self.select(Selection::All, ACTIVE_ONLY) {
+            let action = self.messages.get(m).on_leave;
+            if action != LeaveAction::Normal {
+                self.leave_after_admin(m, action, now, obs);
+            }
+        }
     }
 
     /// A new qmgr starts with configuration `config` (`qmgr_post_init`): active files go
@@ -324,7 +364,12 @@ impl Mta {
         world: &mut World,
     ) {
         if let Some(c) = self.reconfigurations.get(config).cloned() {
+            let was_eligible = self.fast_flush_eligibility();
             self.cfg = c.postfix.clone();
+            self.fast_flush_reconfigured(&was_eligible, now);
+            self.filter_on = c.filter_on;
+            // New smtpd and cleanup processes, and the new qmgr's token target.
+            self.inbound_reconfigure(&c);
             world.reconfigure(&c.smtp);
             self.qmgr.restart(
                 c.postfix.qmgr_message_active_limit,
@@ -358,7 +403,13 @@ impl Mta {
         for d in 0..self.domains.len() as u32 {
             self.sync_dead(d, super::notes::DeadNote::QmgrRestart);
         }
-        self.pickup(now);
+        // The master restarts every service's wakeup timer from now, with a wakeup at once
+        // (master_service.c: master_restart_service, master_start_service call
+        // master_wakeup_init), and pickup is a new process: nothing of an old one's cleanup
+        // sleep survives.
+        self.master_started_at = now;
+        self.pickup_busy_until = None;
+        self.pickup(now, events);
     }
 
     /// A pickup wakeup is due if maildrop has files nobody triggered for.
@@ -377,7 +428,7 @@ impl Mta {
     pub(super) fn pickup_wakeup(&mut self, now: Time, events: &mut EventQueue<Event>) {
         self.pickup_wakeup_pending = false;
         if self.running {
-            self.pickup(now);
+            self.pickup(now, events);
         }
         self.ensure_pickup_wakeup(now, events);
     }
@@ -407,20 +458,6 @@ impl Mta {
     }
 }
 
-const DEFERRED_ONLY: QueueSet = QueueSet {
-    maildrop: false,
-    incoming: false,
-    active: false,
-    deferred: true,
-    hold: false,
-};
-const HOLD_ONLY: QueueSet = QueueSet {
-    maildrop: false,
-    incoming: false,
-    active: false,
-    deferred: false,
-    hold: true,
-};
 const ACTIVE_ONLY: QueueSet = QueueSet {
     maildrop: false,
     incoming: false,

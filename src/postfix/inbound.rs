@@ -14,12 +14,14 @@
 //!   `sender_lifetime`.
 //!
 //! sendmail submissions go through postdrop into maildrop, which only fails when the file
-//! does not fit; pickup's own in_flow sleeps are not modelled. A `load` fault stretches
-//! smtpd's session time.
+//! does not fit; pickup, the filter's re-injection and bounce are cleanup clients too and
+//! share the bucket (`in_flow_token`). A `load` fault stretches smtpd's session time.
 
-use super::{Event, Mta};
+use super::notes::NoteKind;
+use super::{Event, Mta, SmtpdFile};
 use crate::engine::time::{SECOND, Time};
 use crate::engine::{EventQueue, RngStreams, SimRng};
+use crate::observe::Refusal;
 use crate::scenario::{FaultKind, Scenario, Submit};
 use crate::world::latency::Sampler;
 use std::collections::VecDeque;
@@ -31,6 +33,11 @@ struct Offered {
     dests: Vec<u32>,
     size: u64,
     first_try: Time,
+    /// In a session: smtpd adds a FILTER record (its main.cf had a content_filter when the
+    /// session began), the queue ID cleanup gave it, and its MAIL FROM time.
+    filter: bool,
+    id: u64,
+    mail_from: Time,
 }
 
 /// What happened to an offer.
@@ -117,6 +124,7 @@ impl Mta {
         size: u64,
         events: &mut EventQueue<Event>,
     ) {
+        self.totals.offered += 1;
         self.offer(now, stream, dests, size, now, events);
     }
 
@@ -136,7 +144,7 @@ impl Mta {
         events: &mut EventQueue<Event>,
     ) {
         let outcome = if self.inbound.via_maildrop[stream as usize] {
-            self.postdrop(now, stream, dests, size)
+            self.postdrop(now, stream, dests, size, events)
         } else if !self.running {
             self.totals.refused_stopped += 1;
             Outcome::Refused
@@ -146,6 +154,9 @@ impl Mta {
                 dests: dests.to_vec(),
                 size,
                 first_try,
+                filter: false,
+                id: 0,
+                mail_from: 0,
             });
             Outcome::Pending
         } else {
@@ -157,12 +168,19 @@ impl Mta {
     }
 
     /// postdrop writes maildrop; it only fails when the file does not fit.
-    fn postdrop(&mut self, now: Time, stream: u16, dests: &[u32], size: u64) -> Outcome {
+    fn postdrop(
+        &mut self,
+        now: Time,
+        stream: u16,
+        dests: &[u32],
+        size: u64,
+        events: &mut EventQueue<Event>,
+    ) -> Outcome {
         if self.disk.is_some() && self.free_space(now) < size {
             self.totals.refused_disk += 1;
             return Outcome::Refused;
         }
-        self.submit(now, stream, dests, size, true);
+        self.submit(now, stream, dests, size, None, events);
         Outcome::Accepted
     }
 
@@ -181,16 +199,22 @@ impl Mta {
         if limit > 0 && size > limit {
             // 552 5.3.4 Message size exceeds fixed limit: the sender bounces it.
             self.totals.rejected_messages += 1;
+            self.note(now, 0, 0, NoteKind::Refused(Refusal::TooLarge));
             return Outcome::Rejected;
         }
-        if self.disk.is_some() {
-            // smtpd_check_queue: 452 4.3.1 Insufficient system storage.
-            let free = u128::from(self.free_space(now));
-            if free <= u128::from(self.cfg.queue_minfree) || 2 * free < 3 * u128::from(limit) {
-                self.totals.refused_disk += 1;
-                return Outcome::Refused;
-            }
+        if let Some(free) = self.short_of_queue_space(now) {
+            self.totals.refused_disk += 1;
+            self.note(
+                now,
+                0,
+                0,
+                NoteKind::Refused(Refusal::InsufficientStorage { free }),
+            );
+            return Outcome::Refused;
         }
+        // smtpd reads content_filter when its process starts; one that began after a
+        // reload has the new value (smtpd.c: the FILTER record from var_filter_xport).
+        let filter = self.filter_on;
         let s = stream as usize;
         let inbound = &mut self.inbound;
         let mut delay = inbound.receive[s]
@@ -205,16 +229,26 @@ impl Mta {
         if load != 1.0 {
             delay = (delay as f64 * load).min(i64::MAX as f64 / 4.0) as Time;
         }
-        if inbound.in_flow_delay > 0 {
-            if inbound.tokens > 0 {
-                inbound.tokens -= 1;
-            } else {
-                delay += inbound.in_flow_delay;
-                self.totals.in_flow_delays += 1;
-            }
+        // smtpd opens the cleanup stream at the first accepted RCPT: cleanup takes a token
+        // or sleeps first, then gives the file its queue ID, which smtpd logs (`client=`).
+        let mut sleep = 0;
+        if !self.in_flow_token() {
+            sleep = self.inbound.in_flow_delay;
+            self.totals.in_flow_delays += 1;
         }
+        delay += sleep;
+        let id = self.reserve_queue_id();
+        self.note(now + sleep, id, id, NoteKind::SmtpdClient);
+        let file = SmtpdFile {
+            filter,
+            id,
+            arrival: now, // the T record is MAIL FROM's time
+        };
         if delay == 0 {
-            self.submit(now, stream, dests, size, false);
+            if !self.queue_file_fits(now, size, id) {
+                return Outcome::Refused;
+            }
+            self.submit(now, stream, dests, size, Some(file), events);
             return Outcome::Accepted;
         }
         let inbound = &mut self.inbound;
@@ -224,6 +258,9 @@ impl Mta {
             dests: dests.to_vec(),
             size,
             first_try,
+            filter,
+            id,
+            mail_from: now,
         };
         let session = match inbound.free_sessions.pop() {
             Some(i) => {
@@ -247,11 +284,36 @@ impl Mta {
             .get_mut(session as usize)
             .and_then(Option::take)
         else {
+            // Killed by `postfix stop`: the slot was kept until this event.
+            inbound.free_sessions.push(session);
             return;
         };
         inbound.free_sessions.push(session);
         inbound.busy -= 1;
-        self.submit(now, offered.stream, &offered.dests, offered.size, false);
+        if self.queue_file_fits(now, offered.size, offered.id) {
+            let file = SmtpdFile {
+                filter: offered.filter,
+                id: offered.id,
+                arrival: offered.mail_from,
+            };
+            self.submit(
+                now,
+                offered.stream,
+                &offered.dests,
+                offered.size,
+                Some(file),
+                events,
+            );
+        } else {
+            self.sender_retries(
+                now,
+                offered.stream,
+                &offered.dests,
+                offered.size,
+                offered.first_try,
+                events,
+            );
+        }
         while self.running
             && (self.inbound.maxproc == 0 || self.inbound.busy < self.inbound.maxproc)
         {
@@ -279,6 +341,50 @@ impl Mta {
         }
     }
 
+    /// `postfix stop`: smtpd dies with the master's SIGTERM (cleanup removes its unfinished
+    /// queue file), so every client in a session, asleep in cleanup's in_flow_delay, or in
+    /// the listen backlog sees the connection drop and tries again later, like a client
+    /// refused while Postfix is down. A killed session's slot is freed by its pending
+    /// `SmtpdDone`.
+    pub(super) fn smtpd_killed(&mut self, now: Time, events: &mut EventQueue<Event>) {
+        let mut dropped: Vec<Offered> = std::mem::take(&mut self.inbound.backlog).into();
+        for slot in &mut self.inbound.sessions {
+            if let Some(o) = slot.take() {
+                self.inbound.busy -= 1;
+                dropped.push(o);
+            }
+        }
+        for o in dropped {
+            self.totals.refused_stopped += 1;
+            self.sender_retries(now, o.stream, &o.dests, o.size, o.first_try, events);
+        }
+    }
+
+    /// smtpd_check_queue (smtpd_check.c), at every smtpd's MAIL FROM: `452 4.3.1
+    /// Insufficient system storage` when free space is at most queue_minfree or below 1.5 ×
+    /// message_size_limit. Returns the free bytes when it refuses.
+    pub(super) fn short_of_queue_space(&self, now: Time) -> Option<u64> {
+        self.disk?;
+        let free = self.free_space(now);
+        let wide = u128::from(free);
+        let limit = u128::from(self.cfg.message_size_limit);
+        (wide <= u128::from(self.cfg.queue_minfree) || 2 * wide < 3 * limit).then_some(free)
+    }
+
+    /// cleanup writes the queue file at the end of DATA: if it does not fit the write
+    /// fails, smtpd answers `451 4.3.0 Error: queue file write error` (spec §7.1) and the
+    /// sender tries again; the 452 check at MAIL FROM only looked at the space then, and
+    /// sessions running side by side can overcommit it. The file's queue ID `id` is used
+    /// up.
+    fn queue_file_fits(&mut self, now: Time, size: u64, id: u64) -> bool {
+        if self.disk.is_none() || self.free_space(now) >= size {
+            return true;
+        }
+        self.totals.refused_write_error += 1;
+        self.note(now, id, id, NoteKind::Refused(Refusal::WriteError));
+        false
+    }
+
     /// The sender keeps a refused message and tries again after `sender_retry`, unless it is
     /// too old by then.
     fn sender_retries(
@@ -301,6 +407,9 @@ impl Mta {
             dests: dests.to_vec(),
             size,
             first_try,
+            filter: false,
+            id: 0,
+            mail_from: 0,
         };
         let inbound = &mut self.inbound;
         let slot = match inbound.free_retrying.pop() {
@@ -329,6 +438,37 @@ impl Mta {
         inbound.free_retrying.push(slot);
         inbound.retry_waiting -= 1;
         self.offer(now, o.stream, &o.dests, o.size, o.first_try, events);
+    }
+
+    /// cleanup's in_flow gate for one new queue file, whoever its client is (smtpd, pickup,
+    /// the filter's re-injecting smtpd, bounce): every cleanup connection takes a token, or
+    /// cleanup sleeps `in_flow_delay` before serving it (single_server.c: `mail_flow_get`,
+    /// `doze`; cleanup is an in-flow-delay service). True when it may go on at once.
+    pub(super) fn in_flow_token(&mut self) -> bool {
+        let inbound = &mut self.inbound;
+        if inbound.in_flow_delay == 0 {
+            return true;
+        }
+        if inbound.tokens > 0 {
+            inbound.tokens -= 1;
+            return true;
+        }
+        false
+    }
+
+    pub(super) fn inbound_in_flow_delay(&self) -> Time {
+        self.inbound.in_flow_delay
+    }
+
+    /// After `postfix reload` or `start`: smtpd's maxproc (master.cf, `-` following
+    /// default_process_limit), cleanup's in_flow_delay and qmgr's token target are the new
+    /// ones; sessions under way keep their processes.
+    pub(super) fn inbound_reconfigure(&mut self, c: &crate::scenario::Reconfiguration) {
+        let inbound = &mut self.inbound;
+        inbound.maxproc = c.smtpd_maxproc;
+        inbound.in_flow_delay = c.postfix.in_flow_delay * SECOND;
+        inbound.token_limit = c.postfix.default_process_limit;
+        inbound.tokens = inbound.tokens.min(inbound.token_limit);
     }
 
     /// qmgr's side of the in_flow bucket, once per pass of its loop (`qmgr_loop`).

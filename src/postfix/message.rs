@@ -151,13 +151,24 @@ pub struct Message {
     /// What an admin command asked for while the file was in the active queue; applied
     /// when qmgr is done with it (the rename happened under qmgr's feet, §2.2).
     pub on_leave: LeaveAction,
-    /// `postsuper -e`/`-f`: expire at the next activation without a delivery attempt.
+    /// `postsuper -e`/`-f` set the file's g+x bit: expire at the next activation without a
+    /// delivery attempt (mailq shows `#`).
     pub force_expired: bool,
+    /// qmgr read the g+x bit when it activated the file this time (`QMGR_FORCE_EXPIRE`,
+    /// qmgr_message.c): only then does the round end in expiry.
+    pub expire_this_round: bool,
     /// `postqueue -i`: unthrottle this message's destinations when it is read (g+r bit).
     pub flush_bit: bool,
     /// Deliveries still running in agents of a qmgr that has exited (reload, stop): the
     /// file is locked and the new qmgr skips it (`skipped, still being delivered`).
     pub locked: u32,
+    /// `postsuper -r` put it in maildrop: pickup copies it into a new queue file.
+    pub requeued: bool,
+    /// When qmgr last moved it to deferred/ (`Time::MIN`: never); its recipients' sites
+    /// logged it for the flush service then.
+    pub deferred_at: Time,
+    /// Counts the uses of this arena slot (set by [`Arena::alloc`]).
+    pub generation: u32,
     pub recipients: Recipients,
 }
 
@@ -296,7 +307,9 @@ impl Arena {
             let slot = &mut self.slots[i as usize];
             let mut rcpts = std::mem::take(&mut slot.recipients);
             rcpts.clear();
+            let generation = slot.generation.wrapping_add(1);
             *slot = template(rcpts);
+            slot.generation = generation;
             i
         } else {
             self.slots.push(template(Recipients::default()));
@@ -376,7 +389,11 @@ mod tests {
 
     #[test]
     fn a_one_recipient_file_has_no_heap_vector() {
-        // The point of the type: no allocation, and no bigger than the vector it replaced.
-        assert!(std::mem::size_of::<Recipients>() <= std::mem::size_of::<Vec<Recipient>>() + 8);
+        // The point of the type: no allocation, and smaller than the vector it replaced plus
+        // the one recipient that vector would hold on the heap.
+        assert!(
+            std::mem::size_of::<Recipients>()
+                <= std::mem::size_of::<Vec<Recipient>>() + std::mem::size_of::<Recipient>()
+        );
     }
 }

@@ -10,6 +10,7 @@
 
 mod admin;
 mod deferred_index;
+mod flush;
 mod inbound;
 pub mod message;
 mod notes;
@@ -42,8 +43,10 @@ pub enum Event {
     QmgrWakeup { generation: u32 },
     /// pickup's periodic wakeup.
     PickupWakeup,
+    /// cleanup's in_flow_delay sleep for the file pickup is handing it has ended.
+    PickupResume,
     /// The scenario's admin action `index`.
-    Admin { index: u16 },
+    Admin { index: u32 },
     /// The agent of request `entry` moves on to its next host or site.
     SmtpStep { entry: u32 },
     /// A delivery agent finished the request `entry`.
@@ -82,7 +85,10 @@ impl QueueCounts {
 /// Running totals, per recipient unless named otherwise.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
-    /// Messages that arrived from traffic streams.
+    /// Messages the traffic streams offered at the door (each counted once, however often
+    /// its sender tries).
+    pub offered: u64,
+    /// Messages that arrived from traffic streams (accepted into the queue).
     pub messages: u64,
     /// Notices (non-delivery and delay notifications) Postfix generated.
     pub notices: u64,
@@ -103,6 +109,8 @@ pub struct Totals {
     /// Offers refused with 452 (disk) or because Postfix was stopped; the sender retries.
     pub refused_disk: u64,
     pub refused_stopped: u64,
+    /// Messages refused at the end of DATA: the queue file did not fit (451).
+    pub refused_write_error: u64,
     /// Messages whose sender gave up after refusals.
     pub not_accepted: u64,
     /// Messages rejected for good at the door (552, too large).
@@ -142,6 +150,9 @@ pub struct Mta {
     master_started_at: Time,
     qmgr_wakeup_pending: bool,
     pickup_wakeup_pending: bool,
+    /// pickup waits for cleanup's in_flow_delay sleep on the file at the head of maildrop
+    /// until this time; that file then goes in without a token.
+    pickup_busy_until: Option<Time>,
     pickup_wanted: bool,
     admin_actions: Vec<crate::scenario::AdminAction>,
     reconfigurations: Vec<crate::scenario::Reconfiguration>,
@@ -150,7 +161,10 @@ pub struct Mta {
     disk_fills: Vec<(Time, Time, Option<u64>)>,
     /// Bytes of all queue files.
     queue_bytes: u64,
+    /// The content filter's transport and destination (FILTER records name it).
     pub(crate) content_filter: Option<crate::scenario::ContentFilter>,
+    /// main.cf has a content_filter now: smtpd and pickup add FILTER records.
+    filter_on: bool,
     /// transport_down faults: (start, end, transport).
     transport_faults: Vec<(Time, Time, usize)>,
     inbound: inbound::Inbound,
@@ -162,7 +176,7 @@ pub struct Mta {
     /// The `local` transport's index.
     local_transport: Option<u16>,
     /// Every server host's name and address, by host id (named in reason texts).
-    hosts: Vec<(String, String)>,
+    hosts: Vec<(String, String, u16)>,
     /// Reason texts qmgr saved (a dead queue's `delivery temporarily suspended: …`), each
     /// once, by [`message::DeferWhy::Saved`] index.
     saved_texts: Vec<String>,
@@ -173,6 +187,8 @@ pub struct Mta {
     dest_dead: Vec<bool>,
     /// `[host]`: how long qmgr's hand-offs to and from the agents take.
     host: crate::scenario::HostSpeed,
+    /// Per destination: the flush service's fast-flush log for that site.
+    fast_flush: Vec<flush::FastFlushLog>,
 }
 
 impl Mta {
@@ -202,6 +218,7 @@ impl Mta {
             master_started_at: 0,
             qmgr_wakeup_pending: false,
             pickup_wakeup_pending: false,
+            pickup_busy_until: None,
             pickup_wanted: false,
             admin_actions: scenario.admin.clone(),
             reconfigurations: scenario.reconfigurations.clone(),
@@ -215,7 +232,8 @@ impl Mta {
                 })
                 .collect(),
             queue_bytes: 0,
-            content_filter: scenario.content_filter,
+            content_filter: scenario.filter,
+            filter_on: scenario.filter_on,
             transport_faults: scenario
                 .faults
                 .iter()
@@ -243,6 +261,7 @@ impl Mta {
             defer_seq: 0,
             dest_dead: vec![false; scenario.destinations.len()],
             host: scenario.host,
+            fast_flush: vec![flush::FastFlushLog::default(); scenario.destinations.len()],
         }
     }
 
@@ -251,16 +270,16 @@ impl Mta {
         self.hosts = (0..world.host_count())
             .map(|h| {
                 let (n, a) = world.host(h);
-                (n.to_string(), a.to_string())
+                (n.to_string(), a.to_string(), world.port(h))
             })
             .collect();
     }
 
     /// Host `h`'s name and address, if it is one.
-    pub(crate) fn host_text(&self, h: u32) -> Option<(&str, &str)> {
+    pub(crate) fn host_text(&self, h: u32) -> Option<(&str, &str, u16)> {
         self.hosts
             .get(h as usize)
-            .map(|(n, a)| (n.as_str(), a.as_str()))
+            .map(|(n, a, p)| (n.as_str(), a.as_str(), *p))
     }
 
     /// The reason text `defer_append` logs for recipient `r` of `m` given `cause` by `host`
@@ -403,6 +422,18 @@ impl Mta {
         &self.deferred_by_destination
     }
 
+    /// A new queue ID (one per queue file, used up even when the file is not finished).
+    pub(super) fn reserve_queue_id(&mut self) -> u64 {
+        let id = self.next_message_id;
+        self.next_message_id += 1;
+        id
+    }
+
+    /// Free bytes on the queue file system at `now`, if the scenario has a `[disk]`.
+    pub fn free_bytes(&self, now: Time) -> Option<u64> {
+        self.disk.map(|_| self.free_space(now))
+    }
+
     /// Free bytes on the queue file system at `now`.
     pub fn free_space(&self, now: Time) -> u64 {
         let Some(disk) = self.disk else {
@@ -427,49 +458,118 @@ impl Mta {
         stream: u16,
         dests: &[u32],
         size: u64,
-        via_maildrop: bool,
+        smtpd: Option<SmtpdFile>,
+        events: &mut EventQueue<Event>,
     ) {
         self.totals.messages += 1;
-        self.first_arrival.get_or_insert(now);
-        let m = self.new_queue_file(now, Origin::Stream(stream), false, size, dests);
-        if via_maildrop {
+        let arrival = smtpd.map_or(now, |f| f.arrival);
+        self.first_arrival = Some(self.first_arrival.map_or(arrival, |a| a.min(arrival)));
+        let m = self.new_queue_file(
+            now,
+            arrival,
+            smtpd.map(|f| f.id),
+            Origin::Stream(stream),
+            false,
+            size,
+            dests,
+        );
+        if let Some(f) = smtpd {
+            self.cleanup_done(m, now, Via::Smtp, f.filter);
+        } else {
             // postdrop writes maildrop/ and triggers pickup, which copies the file to
             // cleanup at once (pickup.c); the arrival time is the maildrop file's.
             let stamp = self.relocate(m, Location::Maildrop);
             self.maildrop.push_back((m, stamp));
-            self.pickup(now);
-        } else {
-            self.cleanup_done(m, now, Via::Smtp);
+            self.pickup(now, events);
         }
     }
 
-    /// pickup: every maildrop file goes through cleanup into incoming.
-    fn pickup(&mut self, now: Time) {
+    /// pickup: the maildrop files go through cleanup into incoming, one at a time. Each
+    /// cleanup connection takes an in_flow token, or cleanup sleeps `in_flow_delay` first
+    /// while pickup waits for it (single_server.c: `mail_flow_get` or `doze`; pickup is
+    /// one process, so its sleeps add up).
+    fn pickup(&mut self, now: Time, events: &mut EventQueue<Event>) {
+        if !self.running || self.pickup_busy_until.is_some() {
+            return;
+        }
+        while let Some(&(m, stamp)) = self.maildrop.front() {
+            let msg = self.messages.get(m);
+            if msg.location != Location::Maildrop || msg.move_stamp != stamp {
+                self.maildrop.pop_front();
+                continue;
+            }
+            if !self.in_flow_token() {
+                self.totals.in_flow_delays += 1;
+                let until = now + self.inbound_in_flow_delay();
+                self.pickup_busy_until = Some(until);
+                events.schedule(until, Event::PickupResume);
+                return;
+            }
+            self.maildrop.pop_front();
+            self.pickup_one(m, now);
+        }
+    }
+
+    /// The file at the head of maildrop has waited out cleanup's sleep: it goes in without
+    /// a token, and pickup carries on.
+    pub(super) fn pickup_resume(&mut self, now: Time, events: &mut EventQueue<Event>) {
+        if self.pickup_busy_until != Some(now) {
+            return; // the sleep of a pickup process that has since died (postfix stop)
+        }
+        self.pickup_busy_until = None;
         if !self.running {
             return;
         }
         while let Some((m, stamp)) = self.maildrop.pop_front() {
             let msg = self.messages.get(m);
-            if msg.location != Location::Maildrop || msg.move_stamp != stamp {
-                continue;
+            if msg.location == Location::Maildrop && msg.move_stamp == stamp {
+                self.pickup_one(m, now);
+                break;
             }
-            // A new queue file: cleanup stamps a new create_time.
-            self.messages.get_mut(m).create_time = whole_seconds(now);
-            self.cleanup_done(m, now, Via::Pickup);
         }
+        self.pickup(now, events);
+        self.ensure_pickup_wakeup(now, events);
+    }
+
+    fn pickup_one(&mut self, m: u32, now: Time) {
+        if std::mem::take(&mut self.messages.get_mut(m).requeued) {
+            // pickup copies a requeued file into a new queue file, so cleanup gives it a new
+            // queue ID (postsuper.c: requeue_one; pickup.c): the old ID's defer log stays
+            // behind, and the new file has normal permissions (no g+x force-expiry, no g+r).
+            let id = self.next_message_id;
+            self.next_message_id += 1;
+            let msg = self.messages.get_mut(m);
+            msg.id = id;
+            msg.force_expired = false;
+            msg.flush_bit = false;
+            msg.deferred_at = Time::MIN;
+            // postsuper.c requeue_one removes the defer and bounce logs with the file.
+            for r in msg.recipients.iter_mut() {
+                r.defer_log = None;
+            }
+        }
+        // A new queue file: cleanup stamps a new create_time.
+        self.messages.get_mut(m).create_time = whole_seconds(now);
+        // pickup adds the FILTER record to every maildrop file, requeued second passes and
+        // notices included (pickup.c: `if (*var_filter_xport) rec_fprintf(… REC_TYPE_FILT`).
+        let filter = self.filter_on;
+        self.cleanup_done(m, now, Via::Pickup, filter);
     }
 
     /// Allocates a queue file with its recipients sorted by destination (so each delivery
     /// request is a contiguous slice).
+    #[allow(clippy::too_many_arguments)]
     fn new_queue_file(
         &mut self,
         now: Time,
+        arrival: Time,
+        id: Option<u64>,
         origin: Origin,
         null_sender: bool,
         size: u64,
         dests: &[u32],
     ) -> u32 {
-        let m = self.alloc_queue_file(now, origin, null_sender, size, |recipients| {
+        let m = self.alloc_queue_file(now, arrival, id, origin, null_sender, size, |recipients| {
             recipients.extend(dests.iter().map(|&dest| Recipient {
                 dest,
                 status: RcptStatus::Pending,
@@ -488,20 +588,25 @@ impl Mta {
         m
     }
 
-    /// A queue file with recipients filled in by `fill`; `origin_id`/`origin_arrival` are
+    /// A queue file written by cleanup at `now`, with recipients filled in by `fill`.
+    /// `arrival` is its `T` record (smtpd's MAIL FROM, or now); `id` the queue ID smtpd
+    /// got when it opened the file (`None`: a new one). `origin_id`/`origin_arrival` are
     /// its own until the caller says otherwise.
+    #[allow(clippy::too_many_arguments)]
     fn alloc_queue_file(
         &mut self,
         now: Time,
+        arrival: Time,
+        id: Option<u64>,
         origin: Origin,
         null_sender: bool,
         size: u64,
         fill: impl FnOnce(&mut message::Recipients),
     ) -> u32 {
-        let id = self.next_message_id;
-        self.next_message_id += 1;
+        let id = id.unwrap_or_else(|| self.reserve_queue_id());
+        // cleanup_envelope.c: the W record is the arrival time plus delay_warning_time.
         let warn_time = if !null_sender && self.cfg.delay_warning_time > 0 {
-            whole_seconds(now) + self.cfg.delay_warning_time
+            whole_seconds(arrival) + self.cfg.delay_warning_time
         } else {
             0
         };
@@ -512,9 +617,9 @@ impl Mta {
                 origin,
                 null_sender,
                 size,
-                arrival: now,
+                arrival,
                 origin_id: id,
-                origin_arrival: now,
+                origin_arrival: arrival,
                 filter_pass: false,
                 create_time: whole_seconds(now),
                 mtime: whole_seconds(now),
@@ -529,8 +634,12 @@ impl Mta {
                 bounced_this_round: false,
                 on_leave: LeaveAction::Normal,
                 force_expired: false,
+                expire_this_round: false,
                 flush_bit: false,
                 locked: 0,
+                requeued: false,
+                deferred_at: Time::MIN,
+                generation: 0,
                 recipients,
             }
         })
@@ -538,8 +647,16 @@ impl Mta {
 
     /// The content filter answered 250 for recipients `lo..hi` of `m` that it accepted: it
     /// has re-injected them through its own smtpd as a new queue file (new queue ID, new
-    /// arrival and create time; §7.3). The new file is not filtered again.
-    pub(crate) fn reinject_filtered(&mut self, m: u32, lo: usize, hi: usize, now: Time) {
+    /// arrival — that smtpd's MAIL FROM, `arrival` — and create time; §7.3). The new file
+    /// is not filtered again.
+    pub(crate) fn reinject_filtered(
+        &mut self,
+        m: u32,
+        lo: usize,
+        hi: usize,
+        now: Time,
+        arrival: Time,
+    ) {
         let (origin, null_sender, size, origin_id, origin_arrival) = {
             let msg = self.messages.get(m);
             (
@@ -567,27 +684,36 @@ impl Mta {
             return;
         }
         self.totals.filtered += moved.len() as u64;
-        let new = self.alloc_queue_file(now, origin, null_sender, size, |recipients| {
-            recipients.extend_from_slice(&moved);
-        });
+        let new = self.alloc_queue_file(
+            now,
+            arrival,
+            None,
+            origin,
+            null_sender,
+            size,
+            |recipients| {
+                recipients.extend_from_slice(&moved);
+            },
+        );
         let msg = self.messages.get_mut(new);
         msg.origin_id = origin_id;
         msg.origin_arrival = origin_arrival;
-        self.cleanup_done(new, now, Via::Reinjected);
+        // The filter's smtpd runs with `-o content_filter=` (FILTER_README).
+        self.cleanup_done(new, now, Via::Reinjected, false);
     }
 
     /// cleanup has written the file: it enters incoming and qmgr is woken (`W` trigger).
-    /// With a content_filter, mail from outside gets a FILTER record; a re-injected file
-    /// (from the filter) and Postfix's own notices do not (`internal_mail_filter_classes`
-    /// is empty by default).
-    fn cleanup_done(&mut self, m: u32, now: Time, via: Via) {
+    /// `filter`: its client (smtpd, pickup) added a FILTER record; the filter's re-injecting
+    /// smtpd and the bounce daemon add none.
+    fn cleanup_done(&mut self, m: u32, now: Time, via: Via, filter: bool) {
         let stamp = self.relocate(m, Location::Incoming);
-        let filter = self.content_filter.is_some();
+        let filter = filter && self.content_filter.is_some();
         let msg = self.messages.get_mut(m);
-        msg.filter_pass = filter && !msg.null_sender && msg.origin_id == msg.id;
+        msg.filter_pass = filter;
         msg.create_time = whole_seconds(now);
         msg.mtime = whole_seconds(now);
         let (id, origin, size, sender) = (msg.id, msg.origin_id, msg.size, msg.sender_key());
+        let arrival = msg.arrival;
         let nrcpt = u32::try_from(msg.pending_recipients()).unwrap_or(u32::MAX);
         msg.nrcpt = nrcpt;
         self.qmgr.incoming_push(m, stamp);
@@ -600,6 +726,7 @@ impl Mta {
                 sender,
                 size,
                 nrcpt,
+                arrival,
             },
         );
     }
@@ -612,9 +739,12 @@ impl Mta {
             Origin::Notice(_) => return, // double bounces are discarded (notify_classes default)
         };
         self.totals.notices += 1;
+        // bounce(8) writes the notice through cleanup: it takes an in_flow token if there is
+        // one (with none, cleanup's one-second sleep before the notice is not modelled).
+        let _ = self.in_flow_token();
         let size = self.messages.get(about).size.min(u64::MAX - 2_000) + 2_000;
         let dest = self.notices_destination;
-        let m = self.new_queue_file(now, Origin::Notice(origin), true, size, &[dest]);
+        let m = self.new_queue_file(now, now, None, Origin::Notice(origin), true, size, &[dest]);
         let (about_id, about_origin) = {
             let msg = self.messages.get(about);
             (msg.id, msg.origin_id)
@@ -629,6 +759,7 @@ impl Mta {
                 about: about_id,
                 delay_warning,
             },
+            false,
         );
         self.note(
             now,
@@ -847,6 +978,16 @@ impl Mta {
                 t.recipients, t.sent, t.bounced, t.expired, t.deleted, queued, accounted
             ));
         }
+        // The door: what was offered is in the queue, refused for good, given up by its
+        // sender, or still with the senders (retrying, in a session, in the backlog).
+        let waiting = self.inbound_pending() as u64;
+        let door = t.messages + t.rejected_messages + t.not_accepted + waiting;
+        if door != t.offered {
+            return Err(format!(
+                "conservation violated at the door: {} messages offered but accepted {} + rejected {} + not accepted {} + waiting at the senders {} = {}",
+                t.offered, t.messages, t.rejected_messages, t.not_accepted, waiting, door
+            ));
+        }
         let mut by_dir = QueueCounts::default();
         for m in self.messages.iter_live() {
             if let Some(c) = by_dir.slot(m.location) {
@@ -926,11 +1067,12 @@ impl Mta {
             }
             Event::PickupWakeup => self.pickup_wakeup(now, events),
             Event::Admin { index } => {
-                if self.admin_wakes_qmgr(usize::from(index)) {
+                if self.admin_wakes_qmgr(index as usize) {
                     self.run_due_timers(now, events);
                 }
-                self.admin(usize::from(index), now, events, world, obs)
+                self.admin(index as usize, now, events, world, obs)
             }
+            Event::PickupResume => self.pickup_resume(now, events),
             Event::SmtpStep { entry } => self.smtp_step(entry, now, events, world),
             Event::DeliveryDone { entry } => {
                 // The agent's status is an I/O event: due timers run first (events.c).
@@ -1053,3 +1195,13 @@ impl Mta {
 /// qmgr's index of the deferred directory (named when it was a heap; the name stays so that
 /// `qmgr/` reads as before).
 pub(crate) type DeferredHeap = deferred_index::DeferredIndex;
+
+/// What smtpd hands cleanup with a message: whether it added a FILTER record, the queue
+/// ID it got when it opened the file, and the arrival time it stamped at MAIL FROM
+/// (smtpd.c: `state->arrival_time`, after the queue-space check).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct SmtpdFile {
+    pub filter: bool,
+    pub id: u64,
+    pub arrival: Time,
+}

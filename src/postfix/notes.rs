@@ -49,6 +49,8 @@ pub(crate) struct RecipientNote {
     pub window_wait: Time,
     /// The agent's DNS time.
     pub dns: Time,
+    /// For the filter's 250: the queue file it re-injected the message as.
+    pub queued_as: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -58,6 +60,7 @@ pub(crate) enum NoteKind {
         sender: u32,
         size: u64,
         nrcpt: u32,
+        arrival: Time,
     },
     Activated {
         nrcpt: u32,
@@ -80,7 +83,15 @@ pub(crate) enum NoteKind {
     Skipped,
     Admin {
         what: &'static str,
+        listed: bool,
     },
+    PostsuperSummary {
+        what: &'static str,
+        count: u64,
+    },
+    Master(crate::observe::MasterAction),
+    SmtpdClient,
+    Refused(crate::observe::Refusal),
     /// An agent's info line about a server it gave up on (`crate::world::ConnectFailure`).
     ServerFailed {
         host: u32,
@@ -120,6 +131,11 @@ pub(crate) enum NoteKind {
     Command {
         what: &'static str,
         config: Option<usize>,
+    },
+    /// postqueue failed: the mail system is down (`None`), or the site is not a fast-flush
+    /// domain.
+    PostqueueFatal {
+        site: Option<u32>,
     },
 }
 
@@ -191,9 +207,11 @@ impl Mta {
                     sender,
                     size,
                     nrcpt,
+                    arrival,
                 } => Happening::Received {
                     via,
                     sender: self.sender_text(sender),
+                    arrival,
                     size,
                     nrcpt,
                 },
@@ -227,7 +245,7 @@ impl Mta {
                         cause: r.cause,
                         suspended_by: r.suspended_by,
                         saved: r.saved_text.map(|t| self.saved_text(t)),
-                        server: self.host_text(r.server),
+                        server: self.host_text(r.server).map(|(h, a, _)| (h, a)),
                         agent: match r.agent {
                             AgentNote::Smtp(t) => Agent::Smtp(
                                 self.transport_names
@@ -240,6 +258,9 @@ impl Mta {
                         },
                         relay: r.relay.map(|h| world.host(h)),
                         tried: r.tried.map(|h| world.host(h)),
+                        port: r.relay.or(r.tried).map_or(25, |h| world.port(h)),
+                        pid: r.pid,
+                        queued_as: r.queued_as,
                         arrival: r.arrival,
                         active: r.active,
                         handoff: r.handoff,
@@ -248,7 +269,6 @@ impl Mta {
                         done: n.t,
                         index: r.index,
                         to_filter: r.to_filter,
-                        pid: r.pid,
                         window_wait: r.window_wait,
                         dns: r.dns,
                     })
@@ -267,7 +287,13 @@ impl Mta {
                     delay_warning,
                 },
                 NoteKind::Skipped => Happening::Skipped,
-                NoteKind::Admin { what } => Happening::Admin { what },
+                NoteKind::Admin { what, listed } => Happening::Admin { what, listed },
+                NoteKind::PostsuperSummary { what, count } => {
+                    Happening::PostsuperSummary { what, count }
+                }
+                NoteKind::Master(action) => Happening::Master(action),
+                NoteKind::SmtpdClient => Happening::SmtpdClient,
+                NoteKind::Refused(why) => Happening::Refused(why),
                 NoteKind::ServerFailed {
                     host,
                     cause,
@@ -277,6 +303,7 @@ impl Mta {
                     transport,
                     notice_to,
                 } => {
+                    let port = world.port(host);
                     let (host, address) = world.host(host);
                     let transport = self
                         .transport_names
@@ -292,6 +319,7 @@ impl Mta {
                         crate::world::FailureKind::Connect => Happening::ConnectFailed {
                             host,
                             address,
+                            port,
                             cause,
                             pid,
                             transport,
@@ -373,6 +401,14 @@ impl Mta {
                     messages,
                     active_limit,
                     advice,
+                },
+                NoteKind::PostqueueFatal { site } => Happening::PostqueueFatal {
+                    site: site.map(|d| {
+                        self.domains
+                            .get(d as usize)
+                            .map(String::as_str)
+                            .unwrap_or("?")
+                    }),
                 },
             };
             obs.event(&Event {

@@ -26,12 +26,16 @@ impl QueueSet {
     };
 }
 
-/// Which queue files a `postsuper` command applies to.
+/// Which queue files a `postsuper` or `postqueue -i` command applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Selection {
     All,
-    /// One message by the id mailsim prints (`message_id` in deliveries.csv).
-    Id(u64),
+    /// One queue file, by the queue ID mailq and mail.log show (10 hex digits); the value
+    /// is the file's number behind it.
+    QueueId(u64),
+    /// Every queue file of one message, by its `message_id` in deliveries.csv (the
+    /// message's first file, its content-filter second pass, a requeued copy).
+    Message(u64),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -41,13 +45,14 @@ pub enum AdminCommand {
     /// `postqueue -s site`: the flush service's fast-flush log for one destination.
     FlushSite { destination: usize },
     /// `postqueue -i id`.
-    FlushId(u64),
+    FlushId(Selection),
     /// `postsuper -d`.
     Delete(Selection, QueueSet),
     /// `postsuper -h`.
     Hold(Selection, QueueSet),
-    /// `postsuper -H` (hold queue only).
-    Release(Selection),
+    /// `postsuper -H`: releases only from the hold queue, and only if that is one of the
+    /// queues named (postsuper.c: release_one, super()).
+    Release(Selection, QueueSet),
     /// `postsuper -r`.
     Requeue(Selection, QueueSet),
     /// `postsuper -e`; with `release`, `postsuper -f` (expire and release from hold).
@@ -122,7 +127,7 @@ pub fn split_words(text: &str) -> Result<Vec<String>, String> {
 pub enum Parsed {
     Flush,
     FlushSite(String),
-    FlushId(u64),
+    FlushId(Selection),
     Postsuper(char, Selection, QueueSet),
     Postconf(Vec<(String, String)>),
     Reload,
@@ -160,7 +165,7 @@ pub fn parse(text: &str) -> Result<Parsed, String> {
                             .into(),
                     );
                 }
-                id => Selection::Id(parse_id(id)?),
+                id => parse_id(id)?,
             };
             let set = if queues.is_empty() {
                 QueueSet::DEFAULT
@@ -218,10 +223,24 @@ pub fn parse(text: &str) -> Result<Parsed, String> {
     }
 }
 
-fn parse_id(id: &str) -> Result<u64, String> {
-    id.parse::<u64>().map_err(|_| {
-        format!("`{id}` is not ALL or a message id (the numbers in deliveries.csv, message_id)")
-    })
+/// A queue ID as mailq and mail.log show it (10 hex digits), or else a message_id of
+/// deliveries.csv (a decimal number; ten digits that also spell a queue ID are the queue
+/// ID).
+fn parse_id(id: &str) -> Result<Selection, String> {
+    if let Some(n) = crate::observe::parse_queue_id(id) {
+        return Ok(Selection::QueueId(n));
+    }
+    if id.len() == 10 && !id.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "`{id}` is not a queue ID of this run (mailsim's are 10 hex digits, as mailq and mail.log show them)"
+        ));
+    }
+    match id.parse::<u64>() {
+        Ok(n) if !id.starts_with('+') => Ok(Selection::Message(n)),
+        _ => Err(format!(
+            "`{id}` is not ALL, a queue ID (10 hex digits, as mailq and mail.log show them) or a message_id of deliveries.csv"
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -249,7 +268,11 @@ mod tests {
         );
         assert_eq!(
             parse("postsuper -H 17"),
-            Ok(Parsed::Postsuper('H', Selection::Id(17), QueueSet::DEFAULT))
+            Ok(Parsed::Postsuper(
+                'H',
+                Selection::Message(17),
+                QueueSet::DEFAULT
+            ))
         );
         assert_eq!(
             parse("postconf -e 'queue_run_delay = 60s' \"minimal_backoff_time=60s\""),
@@ -259,6 +282,30 @@ mod tests {
             ]))
         );
         assert_eq!(parse("postfix reload"), Ok(Parsed::Reload));
+    }
+
+    #[test]
+    fn queue_ids_as_shown_and_message_ids_both_select_files() {
+        let qid = crate::observe::queue_id(2);
+        assert_eq!(
+            parse(&format!("postsuper -d {qid}")),
+            Ok(Parsed::Postsuper(
+                'd',
+                Selection::QueueId(2),
+                QueueSet::DEFAULT
+            ))
+        );
+        assert_eq!(
+            parse(&format!("postqueue -i {}", qid.to_ascii_lowercase())),
+            Ok(Parsed::FlushId(Selection::QueueId(2)))
+        );
+        // Another first digit than the run's own for that file: no queue ID of this run.
+        let first = u8::from_str_radix(&qid[..1], 16).expect("hex");
+        let other = format!("{:X}{}", (first + 1) % 16, &qid[1..]);
+        assert!(
+            parse(&format!("postsuper -d {other}")).is_err_and(|e| e.contains("not a queue ID"))
+        );
+        assert!(parse("postsuper -d 12x").is_err_and(|e| e.contains("message_id")));
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub use remote::{
     SmtpClientConfig, SpamSpec, Stage, TcpStack,
 };
 pub use resolve_admin::Reconfiguration;
-pub use resolve_host::SizeDist;
+pub use resolve_host::{FilterNexthop, SizeDist};
 pub use resolve_world::fault_kind_name;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -80,6 +80,8 @@ pub struct PostfixConfig {
     pub in_flow_delay: i64,
     /// Seconds between a queue's clog warnings (0 = none).
     pub qmgr_clog_warn_time: i64,
+    /// Sites the flush service keeps fast-flush logs for (`postqueue -s`), lower case.
+    pub fast_flush_domains: Vec<String>,
 }
 
 /// One delivery transport (a master.cf service used by qmgr) with its resolved
@@ -208,9 +210,17 @@ pub struct Scenario {
     pub tcp: TcpStack,
     /// `[host]`: how long Postfix's own hand-offs take.
     pub host: HostSpeed,
-    pub content_filter: Option<ContentFilter>,
+    /// The content filter's transport and destination, if main.cf names one at the start
+    /// or a `postconf -e` names one later.
+    pub filter: Option<ContentFilter>,
+    /// main.cf's content_filter is set at the start (smtpd and pickup add FILTER records).
+    pub filter_on: bool,
     /// master.cf maxproc of smtpd (0 = unlimited).
     pub smtpd_maxproc: u32,
+    /// `[host] agent_cpu`: the CPU time a delivery agent spends on our host per request
+    /// (reading the queue file, TLS, writing the message), before it connects; `load`
+    /// faults multiply it.
+    pub agent_cpu: Time,
     /// Things the user should know that are not errors (accepted but unmodelled parameters).
     pub warnings: Vec<String>,
 }
@@ -374,7 +384,8 @@ impl Resolver<'_> {
             }
         }
         let postfix_values = self.postfix_values(&raw.postfix, &mut warnings)?;
-        let postfix = self.postfix_config(&postfix_values, &mut warnings);
+        let mut postfix = self.postfix_config(&postfix_values, &mut warnings);
+        postfix.fast_flush_domains = self.fast_flush_domains(&raw.postfix)?;
         let qmgr_start = match raw.qmgr_start.as_deref() {
             None => QmgrStart::At(0),
             Some("random") => QmgrStart::Random,
@@ -410,13 +421,14 @@ impl Resolver<'_> {
             }
         }
         // The content filter's transport is a master.cf service too.
-        let filter_nexthop = self.content_filter_setting(&raw.postfix, raw.filter.is_some())?;
-        if let Some((transport, _)) = &filter_nexthop
-            && !transport_names.contains(transport)
+        let filter_nexthop =
+            self.content_filter_setting(&raw.postfix, &raw.admin, raw.filter.is_some())?;
+        if let Some(f) = &filter_nexthop
+            && !transport_names.contains(&f.transport)
         {
-            transport_names.push(transport.clone());
+            transport_names.push(f.transport.clone());
         }
-        let maxprocs = self.master(&raw.master, &transport_names, postfix.default_process_limit)?;
+        let maxprocs = self.master(&raw.master, &transport_names)?;
         self.check_transport_prefixes(&raw.postfix, &transport_names, &mut warnings)?;
         let transports: Vec<TransportConfig> = transport_names
             .iter()
@@ -444,22 +456,38 @@ impl Resolver<'_> {
             ));
         }
         let user_destinations = destinations.len();
-        let content_filter = match &filter_nexthop {
-            Some((transport, host)) => {
+        let filter = match &filter_nexthop {
+            Some(f) => {
                 let transport = transport_names
                     .iter()
-                    .position(|t| t == transport)
+                    .position(|t| *t == f.transport)
                     .unwrap_or(0);
-                let spec =
-                    self.filter_destination(host, transport, raw.filter.as_ref(), &destinations)?;
+                let spec = self.filter_destination(
+                    &f.host,
+                    transport,
+                    raw.filter.as_ref(),
+                    &destinations,
+                )?;
                 destinations.push(spec);
                 Some(ContentFilter {
                     transport,
                     destination: destinations.len() - 1,
+                    port: f.port,
                 })
             }
             None => None,
         };
+        // On from the start only if main.cf has it; a filter first set by `postconf -e`
+        // exists (transport, destination) but is off until that reload.
+        let filter_on = self
+            .parse_content_filter(
+                ("postfix", None, params::CONTENT_FILTER),
+                &raw.postfix
+                    .get(params::CONTENT_FILTER)
+                    .map(|v| v.as_text())
+                    .unwrap_or_default(),
+            )?
+            .is_some();
         let local_index = destinations.len();
         let local_latency = match raw.notices.as_ref().and_then(|n| n.latency.as_ref()) {
             Some(v) => self.latency(("notices", None, "latency"), v)?,
@@ -543,13 +571,25 @@ impl Resolver<'_> {
                 transports: &transport_names,
                 maxprocs: &maxprocs,
                 destinations: &destinations[..local_index],
+                filter: filter.zip(filter_nexthop.clone()),
+                fast_flush_domains: &postfix.fast_flush_domains,
             },
             &mut warnings,
         )?;
-        let smtpd_maxproc = maxprocs
-            .get(SMTPD_SERVICE)
-            .copied()
-            .unwrap_or(postfix.default_process_limit);
+        let smtpd_maxproc = smtpd_maxproc(&maxprocs, postfix.default_process_limit);
+        let agent_cpu = match raw.host.as_ref().and_then(|h| h.agent_cpu.as_deref()) {
+            Some(text) => self.duration(("host", None, "agent_cpu"), text, false)?,
+            None => 0,
+        };
+        self.warn_idle_load(
+            &faults,
+            &traffic,
+            filter.is_some(),
+            agent_cpu,
+            &destinations[..user_destinations],
+            &transport_names,
+            &mut warnings,
+        );
         Ok(Scenario {
             name: raw.name.clone(),
             description: raw.description.clone().unwrap_or_default(),
@@ -569,10 +609,47 @@ impl Resolver<'_> {
             disk,
             tcp,
             host,
-            content_filter,
+            filter,
+            filter_on,
             smtpd_maxproc,
+            agent_cpu,
             warnings,
         })
+    }
+
+    /// A `load` fault slows what our host does itself: smtpd sessions (`receive`), the
+    /// content filter, local delivery and the agents' `[host] agent_cpu`. With none of them
+    /// but the local delivery of notices, it changes (next to) nothing: say so.
+    #[allow(clippy::too_many_arguments)]
+    fn warn_idle_load(
+        &self,
+        faults: &[FaultSpec],
+        traffic: &[TrafficStream],
+        filter: bool,
+        agent_cpu: Time,
+        destinations: &[DestinationSpec],
+        transports: &[String],
+        warnings: &mut Vec<String>,
+    ) {
+        let sessions = traffic
+            .iter()
+            .any(|t| t.submit == Submit::Smtp && t.receive != Latency::Fixed(0));
+        let local = destinations
+            .iter()
+            .any(|d| transports.get(d.transport).map(String::as_str) == Some("local"));
+        if sessions || filter || agent_cpu > 0 || local {
+            return;
+        }
+        for (i, f) in faults.iter().enumerate() {
+            if matches!(f.kind, FaultKind::Load { .. }) {
+                warnings.push(format!(
+                    "{}:{}: [[fault]] #{}: a load fault slows smtpd sessions (`receive`), the content filter, local delivery and `[host] agent_cpu`; this scenario has none of them but the local delivery of notices, so it changes next to nothing (qmgr's own work takes no time in the model): give the traffic a `receive` time or set `[host] agent_cpu`",
+                    self.file,
+                    locate::key_line(self.text, "fault", Some(i), Some("kind")).unwrap_or(0),
+                    i + 1
+                ));
+            }
+        }
     }
 
     /// Parses every `[postfix]` entry; unknown names are errors (with a near miss), names the
@@ -594,10 +671,11 @@ impl Resolver<'_> {
             {
                 kind
             } else if params::RELAY_LISTS.contains(&name.as_str())
+                || params::DOMAIN_LISTS.contains(&name.as_str())
                 || name == params::CONTENT_FILTER
                 || name == params::CACHE_DESTINATIONS
             {
-                continue; // lists and nexthops: `smtp_client` and `content_filter_setting` read them
+                continue; // lists and nexthops: `smtp_client`, `fast_flush_domains` and `content_filter_setting` read them
             } else if params::ACCEPTED_NOT_MODELLED.contains(&name.as_str()) {
                 warnings.push(format!(
                     "{}:{}: [postfix] {name} is a Postfix parameter this model does not use yet; it has no effect",
@@ -610,6 +688,7 @@ impl Resolver<'_> {
                     .iter()
                     .map(|(n, _, _)| *n)
                     .chain(params::RELAY_LISTS.iter().copied())
+                    .chain(params::DOMAIN_LISTS.iter().copied())
                     .chain([params::CONTENT_FILTER, params::CACHE_DESTINATIONS])
                     .chain(params::ACCEPTED_NOT_MODELLED.iter().copied());
                 return Err(self.err(
@@ -658,7 +737,26 @@ impl Resolver<'_> {
             message_size_limit: u64::try_from(int("message_size_limit")).unwrap_or(0),
             in_flow_delay: secs("in_flow_delay"),
             qmgr_clog_warn_time: secs("qmgr_clog_warn_time"),
+            fast_flush_domains: Vec::new(), // set by `fast_flush_domains` from the table
         }
+    }
+
+    /// `fast_flush_domains` (default `$relay_domains`) with `relay_domains` (default empty:
+    /// `${{$compatibility_level} <level {2} ? {$mydestination} : {}}` in mail_params.h, and
+    /// the model's host is at level ≥ 2, as Debian 12's main.cf is).
+    fn fast_flush_domains(
+        &self,
+        table: &BTreeMap<String, raw::ParamValue>,
+    ) -> Result<Vec<String>, InputError> {
+        let text = |name: &str| table.get(name).map(|v| v.as_text());
+        let at = |name| ("postfix", None, name);
+        let relay = params::parse_domain_list(&text("relay_domains").unwrap_or_default(), None)
+            .map_err(|m| self.err(at("relay_domains"), m))?;
+        params::parse_domain_list(
+            &text("fast_flush_domains").unwrap_or_else(|| "$relay_domains".into()),
+            Some(&relay),
+        )
+        .map_err(|m| self.err(at("fast_flush_domains"), m))
     }
 
     /// A `<transport>_<tail>` parameter for a transport the scenario does not have is a
@@ -704,8 +802,7 @@ impl Resolver<'_> {
         &self,
         table: &BTreeMap<String, raw::ParamValue>,
         transports: &[String],
-        default_limit: u32,
-    ) -> Result<BTreeMap<String, u32>, InputError> {
+    ) -> Result<BTreeMap<String, Option<u32>>, InputError> {
         let mut out = BTreeMap::new();
         for (service, value) in table {
             let at = ("master", None, service.as_str());
@@ -723,12 +820,13 @@ impl Resolver<'_> {
                 ));
             }
             let text = value.as_text();
+            // `-` stays `-`: it means default_process_limit as of the latest reload.
             let maxproc = if text.trim() == "-" {
-                default_limit
+                None
             } else {
-                text.trim().parse::<u32>().map_err(|_| {
+                Some(text.trim().parse::<u32>().map_err(|_| {
                     self.err(at, format!("`{text}`: maxproc is a non-negative integer, `-` (default_process_limit) or 0 (unlimited)"))
-                })?
+                })?)
             };
             out.insert(service.clone(), maxproc);
         }
@@ -1157,10 +1255,19 @@ fn global_seconds(values: &BTreeMap<String, Value>, name: &str) -> i64 {
 
 /// Resolves `<transport>_<tail>`, falling back to `default_<tail>` (or the bare
 /// `initial_destination_concurrency`), with the `local` transport's own built-in defaults.
+/// smtpd's maxproc: its `[master]` entry, or `-` (default_process_limit).
+fn smtpd_maxproc(maxprocs: &BTreeMap<String, Option<u32>>, default_process_limit: u32) -> u32 {
+    maxprocs
+        .get(SMTPD_SERVICE)
+        .copied()
+        .flatten()
+        .unwrap_or(default_process_limit)
+}
+
 fn transport_config(
     name: &str,
     values: &BTreeMap<String, Value>,
-    maxprocs: &BTreeMap<String, u32>,
+    maxprocs: &BTreeMap<String, Option<u32>>,
     default_process_limit: u32,
 ) -> TransportConfig {
     let get = |tail: &str, fallback: &str| -> Value {
@@ -1206,7 +1313,11 @@ fn transport_config(
     }
     TransportConfig {
         name: name.to_string(),
-        maxproc: maxprocs.get(name).copied().unwrap_or(default_process_limit),
+        maxproc: maxprocs
+            .get(name)
+            .copied()
+            .flatten()
+            .unwrap_or(default_process_limit),
         dest_concurrency_limit: limit,
         initial_concurrency: initial,
         recipient_limit: u32::try_from(int(get(

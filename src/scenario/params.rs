@@ -52,7 +52,8 @@ pub const ACCEPTED_NOT_MODELLED: &[&str] = &[
     "service_throttle_time",
     "enable_long_queue_ids",
     "delay_logging_resolution_limit",
-    "fast_flush_domains",
+    "fast_flush_purge_time",
+    "fast_flush_refresh_time",
 ];
 
 /// Global (not per-transport) parameters the model uses.
@@ -147,6 +148,60 @@ pub const CACHE_DESTINATIONS: &str = "smtp_connection_cache_destinations";
 /// `:port`). They name the scenario's destinations and hosts, so they are resolved after the
 /// destinations (`resolve_world.rs`), not by [`parse_value`].
 pub const RELAY_LISTS: &[&str] = &["smtp_fallback_relay", "fallback_relay"];
+
+/// Domain lists (`domain`, `.domain`, `$relay_domains`), read by [`parse_domain_list`]:
+/// `fast_flush_domains` (default `$relay_domains`) decides which sites `postqueue -s` may
+/// flush; `relay_domains` (empty at compatibility_level ≥ 2) is read only as its default.
+pub const DOMAIN_LISTS: &[&str] = &["fast_flush_domains", "relay_domains"];
+
+/// A domain list as Postfix's `match_list` reads it for these parameters: names separated
+/// by commas and/or spaces, case-insensitive; `$relay_domains` (or `${relay_domains}`)
+/// stands for `relay` where that is given. Negations, files and lookup tables are not
+/// modelled.
+pub fn parse_domain_list(text: &str, relay: Option<&[String]>) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for item in text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+    {
+        if item == "$relay_domains" || item == "${relay_domains}" {
+            match relay {
+                Some(list) => out.extend(list.iter().cloned()),
+                None => return Err(format!("`{item}` cannot be used here")),
+            }
+            continue;
+        }
+        let name = item.to_ascii_lowercase();
+        let body = name.strip_prefix('.').unwrap_or(&name);
+        if body.is_empty()
+            || !body
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "`{item}`: mailsim reads domain names here (`example.com`, `.example.com`{}); negations, files and lookup tables are not modelled",
+                if relay.is_some() {
+                    ", `$relay_domains`"
+                } else {
+                    ""
+                }
+            ));
+        }
+        out.push(name);
+    }
+    Ok(out)
+}
+
+/// Does `site` match a domain list? With `parent_domain_matches_subdomains` (whose default
+/// names fast_flush_domains and relay_domains), `example.com` also matches its
+/// subdomains; `.example.com` matches only them (match_list.c, domain_list.c).
+pub fn domain_list_matches(list: &[String], site: &str) -> bool {
+    let site = site.to_ascii_lowercase();
+    list.iter().any(|d| match d.strip_prefix('.') {
+        Some(_) => site.ends_with(d.as_str()),
+        None => site == *d || site.ends_with(&format!(".{d}")),
+    })
+}
 
 /// `content_filter = transport:[host]:port`, read by `resolve_host.rs`.
 pub const CONTENT_FILTER: &str = "content_filter";
@@ -343,6 +398,23 @@ mod tests {
         assert!(parse_feedback("2").is_err());
         assert!(parse_feedback("2/concurrency").is_err());
         assert!(parse_feedback("sqrt_concurrency").is_err());
+    }
+
+    #[test]
+    fn fast_flush_domains_match_like_parent_domain_matches_subdomains() {
+        let relay = vec!["relay.test".to_string()];
+        let list =
+            parse_domain_list("a.test, .b.test $relay_domains", Some(&relay)).expect("valid");
+        assert_eq!(list, ["a.test", ".b.test", "relay.test"]);
+        assert!(domain_list_matches(&list, "a.test"));
+        assert!(domain_list_matches(&list, "mx.A.test"));
+        assert!(!domain_list_matches(&list, "b.test"));
+        assert!(domain_list_matches(&list, "x.b.test"));
+        assert!(domain_list_matches(&list, "relay.test"));
+        assert!(!domain_list_matches(&list, "aa.test"));
+        assert!(parse_domain_list("!a.test", None).is_err());
+        assert!(parse_domain_list("hash:/etc/postfix/relay", None).is_err());
+        assert!(parse_domain_list("$relay_domains", None).is_err());
     }
 
     #[test]

@@ -128,12 +128,14 @@ pub struct Kernel {
     pub tcp_syn_linear_timeouts: Option<i64>,
 }
 
-/// How fast our host runs Postfix's own hand-offs (`[host]`).
+/// How fast our host runs Postfix's own hand-offs, and the agents' own CPU work (what a
+/// `load` fault slows) (`[host]`).
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct Host {
     pub agent_handoff: Option<String>,
     pub agent_report: Option<String>,
+    pub agent_cpu: Option<String>,
 }
 
 /// An administrator's command on the timeline.

@@ -251,6 +251,8 @@ pub struct ContentFilter {
     pub transport: usize,
     /// Index into `Scenario::destinations`: the filter's nexthop and its behaviour.
     pub destination: usize,
+    /// The port of the nexthop (`relay=host[addr]:port`).
+    pub port: u16,
 }
 
 /// Our host's TCP stack (`[kernel]`): how an unanswered SYN is sent again. Linux starts with

@@ -10,6 +10,14 @@ use crate::engine::time::{SECOND, Time};
 use crate::error::InputError;
 use std::collections::BTreeMap;
 
+/// A content_filter value: its transport, host and port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilterNexthop {
+    pub transport: String,
+    pub host: String,
+    pub port: u16,
+}
+
 /// A message-size distribution, in bytes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum SizeDist {
@@ -20,52 +28,108 @@ pub enum SizeDist {
 }
 
 impl Resolver<'_> {
-    /// `content_filter = transport:[host]:port` → (transport, host); `None` when unset or
-    /// empty. A `[filter]` table without a content_filter is a mistake.
+    /// `content_filter = transport:[host]:port` in `[postfix]`, or else the first one a
+    /// `postconf -e` sets (the filter's transport and destination must exist from the start
+    /// for a reload to switch it on). A `[filter]` table without any content_filter is a
+    /// mistake.
     pub(super) fn content_filter_setting(
         &self,
         table: &BTreeMap<String, raw::ParamValue>,
+        admin: &[raw::Admin],
         has_filter_table: bool,
-    ) -> Result<Option<(String, String)>, InputError> {
+    ) -> Result<Option<FilterNexthop>, InputError> {
         let at = ("postfix", None, params::CONTENT_FILTER);
         let text = table
             .get(params::CONTENT_FILTER)
             .map(|v| v.as_text())
             .unwrap_or_default();
+        if let Some(f) = self.parse_content_filter(at, &text)? {
+            return Ok(Some(f));
+        }
+        for (i, a) in admin.iter().enumerate() {
+            let Ok(super::admin::Parsed::Postconf(pairs)) = super::admin::parse(&a.command) else {
+                continue; // a bad command is reported with the rest of [[admin]]
+            };
+            for (name, value) in pairs {
+                if name == params::CONTENT_FILTER
+                    && let Some(f) =
+                        self.parse_content_filter(("admin", Some(i), "command"), &value)?
+                {
+                    return Ok(Some(f));
+                }
+            }
+        }
+        if has_filter_table {
+            return Err(self.err(
+                ("filter", None, "latency"),
+                "[filter] describes a content filter, but [postfix] sets no content_filter (e.g. content_filter = \"smtp-amavis:[127.0.0.1]:10024\")".into(),
+            ));
+        }
+        Ok(None)
+    }
+
+    /// One content_filter value; `None` when empty (no filter).
+    pub(super) fn parse_content_filter(
+        &self,
+        at: At<'_>,
+        text: &str,
+    ) -> Result<Option<FilterNexthop>, InputError> {
         let text = text.trim();
         if text.is_empty() {
-            if has_filter_table {
-                return Err(self.err(
-                    ("filter", None, "latency"),
-                    "[filter] describes a content filter, but [postfix] sets no content_filter (e.g. content_filter = \"smtp-amavis:[127.0.0.1]:10024\")".into(),
-                ));
-            }
             return Ok(None);
         }
         let shape = "is transport:[host]:port, e.g. \"smtp-amavis:[127.0.0.1]:10024\"";
         let Some((transport, nexthop)) = text.split_once(':') else {
-            return Err(self.err(at, format!("`{text}` {shape}")));
+            return Err(self.err(at, format!("content_filter `{text}` {shape}")));
         };
         if !is_service_name(transport) || transport == "local" {
             return Err(self.err(
                 at,
-                format!("`{transport}` is not an SMTP transport name (master.cf service); the value {shape}"),
+                format!("`{transport}` is not an SMTP transport name (master.cf service); the content_filter value {shape}"),
             ));
         }
-        let host = match nexthop.strip_prefix('[') {
-            Some(rest) => rest.split(']').next().unwrap_or_default(),
-            None => nexthop.split(':').next().unwrap_or_default(),
-        }
-        .trim()
-        .to_ascii_lowercase();
+        let (host, rest) = match nexthop.strip_prefix('[') {
+            Some(inner) => match inner.split_once(']') {
+                Some((h, rest)) => (h, rest),
+                None => (inner, ""),
+            },
+            None => match nexthop.split_once(':') {
+                Some((h, _)) => (h, &nexthop[h.len()..]),
+                None => (nexthop, ""),
+            },
+        };
+        let host = host.trim().to_ascii_lowercase();
         if host.is_empty()
             || !host
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
         {
-            return Err(self.err(at, format!("`{nexthop}`: the nexthop {shape}")));
+            return Err(self.err(
+                at,
+                format!("`{nexthop}`: the content_filter nexthop {shape}"),
+            ));
         }
-        Ok(Some((transport.to_string(), host)))
+        // smtp(8) connects to port 25 unless the nexthop names one.
+        let port = match rest.trim() {
+            "" => 25,
+            p => match p
+                .strip_prefix(':')
+                .and_then(|n| n.trim().parse::<u16>().ok())
+            {
+                Some(n) if n > 0 => n,
+                _ => {
+                    return Err(self.err(
+                        at,
+                        format!("`{nexthop}`: the port of the content_filter nexthop must be a number from 1 to 65535; the value {shape}"),
+                    ));
+                }
+            },
+        };
+        Ok(Some(FilterNexthop {
+            transport: transport.to_string(),
+            host,
+            port,
+        }))
     }
 
     /// The filter as a destination of its transport: a server on our host answering every

@@ -185,6 +185,8 @@ pub struct World {
     /// Per server: runs on our own host (the content filter), so host load slows it.
     on_our_host: Vec<bool>,
     faults: Timeline,
+    /// `[host] agent_cpu`: an SMTP agent's own work per request, before it connects.
+    agent_cpu: Time,
     limits: ClientLimits,
     /// Our TCP stack's SYN retransmissions (`[kernel]`).
     syn: tcp::SynSchedule,
@@ -199,6 +201,8 @@ pub struct World {
     /// Host names, in host-id order, and the documentation addresses standing in for theirs.
     host_names: Vec<String>,
     host_addresses: Vec<String>,
+    /// The port each host listens on: 25, or the content filter's own.
+    host_ports: Vec<u16>,
     /// Failed connects since the caller last took them (only kept when `keep_notes`).
     pub connect_failures: Vec<ConnectFailure>,
     /// Agents' warnings without a queue ID, with their time (only kept when `keep_notes`).
@@ -317,6 +321,7 @@ impl World {
             local,
             on_our_host,
             faults,
+            agent_cpu: scenario.agent_cpu,
             limits: ClientLimits::from(&scenario.smtp, &syn),
             syn,
             fallback: Vec::new(),
@@ -327,6 +332,7 @@ impl World {
             accepted: Vec::new(),
             host_names: Vec::new(),
             host_addresses: Vec::new(),
+            host_ports: Vec::new(),
             connect_failures: Vec::new(),
             agent_warnings: Vec::new(),
             domains: dests.iter().map(|d| d.domain.clone()).collect(),
@@ -344,6 +350,17 @@ impl World {
         world.host_names = named.iter().map(|(n, _)| (*n).clone()).collect();
         world.host_addresses = named.iter().map(|(n, id)| address_for(n, **id)).collect();
         world.greylisting = world.servers.iter().any(Server::greylists);
+        world.host_ports = vec![25; world.host_names.len()];
+        if let Some(f) = scenario.filter {
+            for &(_, h) in world
+                .mx
+                .get(f.destination)
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+            {
+                world.host_ports[h as usize] = f.port;
+            }
+        }
         world.reconfigure(&scenario.smtp);
         world
     }
@@ -374,6 +391,11 @@ impl World {
                 .map(String::as_str)
                 .unwrap_or("?"),
         )
+    }
+
+    /// The port host `h` listens on.
+    pub fn port(&self, h: u32) -> u16 {
+        self.host_ports.get(h as usize).copied().unwrap_or(25)
     }
 
     /// New delivery agents after `postfix reload` (or `start`) read the new `smtp_*`
@@ -472,7 +494,17 @@ impl World {
             CacheFlags::default()
         };
         self.clients[agent as usize].reset(cache);
-        self.step(agent, now, req)
+        // The agent's own CPU work comes first (it shows in delays= c); our host's load
+        // stretches it.
+        let begin = now + self.faults.scaled_by_load(self.agent_cpu, now);
+        self.step(agent, begin, req)
+    }
+
+    /// `agent` was killed between steps (`postfix stop`): its client is free again. What it
+    /// had planned with the server stays decided (§ "a conversation is decided when it
+    /// starts"), so a connection slot it held is given back only at the planned end.
+    pub fn abort(&mut self, agent: AgentId) {
+        self.free_clients.push(agent.0);
     }
 
     /// `agent` continues at `now` (after a [`Step::Wait`]).

@@ -984,8 +984,9 @@ impl World {
         }
         let c = &self.clients[e];
         let mut any_left = false;
-        // The last error's server: the last host tried (DNS errors name none).
-        let host = c.tried.unwrap_or(crate::postfix::message::NO_HOST);
+        // The last error's server: the last host tried (DNS errors name none; a fallback
+        // relay's failed lookup names the relay).
+        let host = tried.unwrap_or(crate::postfix::message::NO_HOST);
         for r in req.recipients.iter_mut().filter(|r| r.is_left()) {
             any_left = true;
             r.reply_host = host;

@@ -4,8 +4,8 @@
 
 use super::{Entry, Queue};
 use crate::engine::time::{Time, whole_seconds};
-use crate::observe::ClogAdvice;
 use crate::observe::Observer;
+use crate::observe::{Cause, ClogAdvice};
 use crate::postfix::Mta;
 use crate::postfix::message::{LeaveAction, Location, RcptStatus};
 use crate::postfix::notes::NoteKind;
@@ -50,10 +50,31 @@ impl Mta {
                 r.defer_log = None;
             }
         }
-        if self.messages.get(m).force_expired {
-            // §4.3: an administratively expired message is returned without an attempt.
-            self.messages.get_mut(m).deferred_this_round = true;
-            self.messages.get_mut(m).refcount = 0;
+        let expire = self.messages.get(m).force_expired;
+        self.messages.get_mut(m).expire_this_round = expire;
+        if expire {
+            // §4.3: an administratively expired message is returned without an attempt. With
+            // a defer log (some recipient was deferred before) its reasons are used;
+            // without one, every recipient goes through the retry service first, so that
+            // the notice says why (qmgr_message.c: qmgr_message_alloc, qmgr_message_resolve).
+            let msg = self.messages.get_mut(m);
+            msg.deferred_this_round = true;
+            msg.refcount = 0;
+            let has_defer_log = msg
+                .recipients
+                .iter()
+                .any(|r| r.status == RcptStatus::Pending && r.defer_log.is_some());
+            if !has_defer_log {
+                for r in 0..msg.recipients.len() {
+                    if self.messages.get(m).recipients[r].status == RcptStatus::Pending {
+                        let saved = (
+                            Cause::AdminExpired,
+                            self.save_text("message is administratively expired".into()),
+                        );
+                        self.retry_deferral(m, r, Cause::AdminExpired, saved, 0, now);
+                    }
+                }
+            }
             self.active_done(m, now, obs);
             return;
         }
@@ -171,13 +192,19 @@ impl Mta {
                 self.qmgr.next_entry_order += 1;
                 let entry = Entry {
                     msg: m,
+                    generation: self.messages.get(m).generation,
                     queue: q,
+                    transport: transport as u16,
+                    dest: self.qmgr.queues[q as usize].dest,
                     lo: start as u32,
                     hi: end as u32,
                     order,
                     site_failure: false,
                     agent: None,
                     orphan: false,
+                    killed: false,
+                    in_flow_slept: false,
+                    reinjected_at: 0,
                     handoff: 0,
                     relay: None,
                     setup_done: None,
@@ -300,7 +327,7 @@ impl Mta {
                 return;
             }
         }
-        let force_expired = self.messages.get(m).force_expired;
+        let force_expired = self.messages.get(m).expire_this_round;
         if deferred {
             let lifetime = if null_sender {
                 self.cfg.bounce_queue_lifetime
@@ -349,6 +376,7 @@ impl Mta {
             self.note(now, id, origin, NoteKind::Deferred { mtime });
             let stamp = self.relocate(m, Location::Deferred);
             self.qmgr.deferred.push(Reverse((mtime, stamp, m)));
+            self.fast_flush_add(m, now);
         } else {
             self.remove(m, now);
         }

@@ -214,7 +214,7 @@ impl Mta {
         obs: &mut dyn Observer,
     ) {
         let entry = self.qmgr.entries[e as usize];
-        let dest = self.qmgr.queues[entry.queue as usize].dest;
+        let dest = entry.dest;
         let msg = self.messages.get_mut(entry.msg);
         let (message_id, arrival) = (msg.origin_id, msg.origin_arrival);
         let mut count = 0;
@@ -255,7 +255,7 @@ impl Mta {
     /// The delivery request `e` as its agent sees it.
     fn request(&mut self, e: u32) -> Request<'_> {
         let entry = self.qmgr.entries[e as usize];
-        let dest = self.qmgr.queues[entry.queue as usize].dest;
+        let dest = entry.dest;
         let msg = self.messages.get_mut(entry.msg);
         Request {
             dest,
@@ -283,6 +283,7 @@ impl Mta {
                 dns,
             } => {
                 let entry = &mut self.qmgr.entries[e as usize];
+                entry.agent = None; // the world has freed the client
                 entry.site_failure = site_failure;
                 entry.relay = relay;
                 entry.setup_done = setup_done;
@@ -304,6 +305,10 @@ impl Mta {
         events: &mut EventQueue<Event>,
         world: &mut World,
     ) {
+        if self.qmgr.entries[e as usize].killed {
+            self.qmgr.free_entries.push(e);
+            return;
+        }
         let Some(agent) = self.qmgr.entries[e as usize].agent else {
             return;
         };
@@ -356,31 +361,64 @@ impl Mta {
         obs: &mut dyn Observer,
     ) {
         let entry = self.qmgr.entries[e as usize];
-        if entry.orphan {
-            self.orphan_done(e, now, obs);
+        if entry.killed {
+            self.qmgr.free_entries.push(e);
             return;
         }
         let m = entry.msg;
-        let to_filter = self.messages.get(m).filter_pass
-            && self.content_filter.is_some_and(|cf| {
-                cf.destination as u32 == self.qmgr.queues[entry.queue as usize].dest
-            });
+        let msg = self.messages.get(m);
+        let same_file = msg.generation == entry.generation && msg.location != Location::Gone;
+        let to_filter = same_file
+            && msg.filter_pass
+            && self
+                .content_filter
+                .is_some_and(|cf| cf.destination as u32 == entry.dest);
+        if to_filter && self.filter_reinjects(&entry) {
+            // The filter re-injects through our smtpd on its reinjection port.
+            if !entry.in_flow_slept
+                && let Some(cause) = self.reinjection_refused_at_mail_from(now)
+            {
+                self.filter_answers(&entry, cause);
+            } else if !entry.in_flow_slept && !self.in_flow_token() {
+                // That smtpd hands the file to cleanup, which sleeps in_flow_delay before
+                // taking it (no token); the filter's 250, and so this agent, wait for it.
+                self.totals.in_flow_delays += 1;
+                self.qmgr.entries[e as usize].in_flow_slept = true;
+                self.qmgr.entries[e as usize].reinjected_at = now;
+                events.schedule(
+                    now + self.inbound_in_flow_delay(),
+                    Event::DeliveryDone { entry: e },
+                );
+                return;
+            } else if self.disk.is_some() && self.free_space(now) < self.messages.get(m).size {
+                self.filter_answers(&entry, Cause::QueueWriteError);
+            }
+        }
+        if entry.orphan {
+            self.orphan_done(e, now, to_filter, obs);
+            return;
+        }
         let mut any_deferred = false;
-        let mut any_filtered = false;
+        let mut taken = Vec::new();
         let mut first_deferral: Option<(Cause, usize, u32)> = None;
+        // The filter's 250 names the file it re-injected the message as (§7.3): the next
+        // queue file made, by `reinject_filtered` below.
+        let queued_as =
+            (to_filter && self.filter_reinjects(&entry)).then_some(self.next_message_id);
         for r in entry.lo as usize..entry.hi as usize {
             let rc = self.messages.get(m).recipients[r];
             if rc.status != RcptStatus::Pending {
                 continue;
             }
-            self.note_attempt(e, r, now);
+            if to_filter && rc.reply == Reply::Sent {
+                // Not delivered yet: handed over, and re-injected below; the filter's 250
+                // (logged after the re-injection's lines) names the new file.
+                self.messages.get_mut(m).recipients[r].status = RcptStatus::Filtered;
+                taken.push(r);
+                continue;
+            }
+            self.note_attempt(e, r, now, rc.reply, None);
             match rc.reply {
-                Reply::Sent if to_filter => {
-                    // Not delivered yet: handed over, and re-injected below.
-                    self.messages.get_mut(m).recipients[r].status = RcptStatus::Filtered;
-                    any_filtered = true;
-                    continue;
-                }
                 Reply::Sent => self.finalize(m, r, RcptStatus::Sent, now, obs),
                 Reply::Bounced(cause) => {
                     self.totals.bounced_by_cause.add(cause);
@@ -415,8 +453,14 @@ impl Mta {
         if any_deferred {
             self.messages.get_mut(m).deferred_this_round = true;
         }
-        if any_filtered {
-            self.reinject_filtered(m, entry.lo as usize, entry.hi as usize, now);
+        if !taken.is_empty() {
+            let arrival = if entry.in_flow_slept {
+                entry.reinjected_at
+            } else {
+                now
+            };
+            self.reinject_filtered(m, entry.lo as usize, entry.hi as usize, now, arrival);
+            self.note_filtered(e, now, &taken, queued_as);
         }
         let q = entry.queue;
         let t = self.qmgr.queues[q as usize].transport as usize;
@@ -454,18 +498,69 @@ impl Mta {
         self.entry_done(e, true, now, events, obs);
     }
 
+    /// The filter's `status=sent` lines for the recipients `taken` of request `e`.
+    fn note_filtered(&mut self, e: u32, now: Time, taken: &[usize], queued_as: Option<u64>) {
+        for &r in taken {
+            self.note_attempt(e, r, now, Reply::Sent, queued_as);
+        }
+    }
+
+    /// The filter's smtpd runs smtpd_check_queue at MAIL FROM like any smtpd (smtpd.c):
+    /// with the queue file system short of space it answers 452, and the filter passes
+    /// that back to our agent, so the first pass is deferred.
+    fn reinjection_refused_at_mail_from(&self, now: Time) -> Option<Cause> {
+        self.short_of_queue_space(now)
+            .map(|_| Cause::InsufficientStorage)
+    }
+
+    /// The filter could not re-inject: what it had accepted gets its 4xx instead.
+    fn filter_answers(&mut self, entry: &super::Entry, cause: Cause) {
+        let msg = self.messages.get_mut(entry.msg);
+        for r in &mut msg.recipients[entry.lo as usize..entry.hi as usize] {
+            if r.status == RcptStatus::Pending && r.reply == Reply::Sent {
+                r.reply = Reply::Deferred(cause);
+            }
+        }
+    }
+
+    /// Did the filter accept some recipient of request `e` (so that it re-injects a file)?
+    fn filter_reinjects(&self, entry: &super::Entry) -> bool {
+        self.messages.get(entry.msg).recipients[entry.lo as usize..entry.hi as usize]
+            .iter()
+            .any(|r| r.status == RcptStatus::Pending && r.reply == Reply::Sent)
+    }
+
     /// An agent of an exited qmgr finishes: it writes its results into the queue file (sent
     /// and bounced recipients are done; deferred ones stay pending for the new qmgr) and
     /// gives back its process; no feedback reaches anyone.
-    fn orphan_done(&mut self, e: u32, now: Time, obs: &mut dyn Observer) {
+    fn orphan_done(&mut self, e: u32, now: Time, to_filter: bool, obs: &mut dyn Observer) {
         let entry = self.qmgr.entries[e as usize];
         let m = entry.msg;
+        if let Some(transport) = self.qmgr.transports.get_mut(entry.transport as usize) {
+            transport.busy_agents = transport.busy_agents.saturating_sub(1);
+        }
+        self.qmgr.free_entries.push(e);
+        let msg = self.messages.get(m);
+        if msg.generation != entry.generation || msg.location == Location::Gone {
+            // `postsuper -d` removed the file under the agent: its updates went to a
+            // deleted file, and its recipients were counted as deleted then.
+            return;
+        }
+        let queued_as =
+            (to_filter && self.filter_reinjects(&entry)).then_some(self.next_message_id);
+        let mut taken = Vec::new();
         for r in entry.lo as usize..entry.hi as usize {
             let rc = self.messages.get(m).recipients[r];
             if rc.status != RcptStatus::Pending {
                 continue;
             }
-            self.note_attempt(e, r, now);
+            if to_filter && rc.reply == Reply::Sent {
+                // Handed to the filter, which re-injects it as for a live qmgr.
+                self.messages.get_mut(m).recipients[r].status = RcptStatus::Filtered;
+                taken.push(r);
+                continue;
+            }
+            self.note_attempt(e, r, now, rc.reply, None);
             match rc.reply {
                 Reply::Sent => self.finalize(m, r, RcptStatus::Sent, now, obs),
                 Reply::Bounced(cause) => {
@@ -486,9 +581,14 @@ impl Mta {
             }
             self.messages.get_mut(m).recipients[r].reply = Reply::None;
         }
-        let t = self.qmgr.queues[entry.queue as usize].transport as usize;
-        if let Some(transport) = self.qmgr.transports.get_mut(t) {
-            transport.busy_agents = transport.busy_agents.saturating_sub(1);
+        if !taken.is_empty() {
+            let arrival = if entry.in_flow_slept {
+                entry.reinjected_at
+            } else {
+                now
+            };
+            self.reinject_filtered(m, entry.lo as usize, entry.hi as usize, now, arrival);
+            self.note_filtered(e, now, &taken, queued_as);
         }
         self.qmgr.free_pid(entry.pid);
         self.qmgr.free_entries.push(e);
@@ -501,21 +601,22 @@ impl Mta {
     }
 
     /// The status line of recipient `r` after delivery request `e` (§8.1).
-    fn note_attempt(&mut self, e: u32, r: usize, now: Time) {
+    /// `reply` is what the agent answered for it (the recipient's own may be cleared by
+    /// then).
+    fn note_attempt(&mut self, e: u32, r: usize, now: Time, reply: Reply, queued_as: Option<u64>) {
         if !self.record_notes {
             return;
         }
         let entry = self.qmgr.entries[e as usize];
         let msg = self.messages.get(entry.msg);
         let rc = msg.recipients[r];
-        let (status, cause) = match rc.reply {
+        let (status, cause) = match reply {
             Reply::Sent => (crate::observe::Status::Sent, None),
             Reply::Bounced(c) => (crate::observe::Status::Bounced, Some(c)),
             Reply::Deferred(c) => (crate::observe::Status::Deferred, Some(c)),
             Reply::None => (crate::observe::Status::Deferred, Some(Cause::Unavailable)),
         };
-        let queue = &self.qmgr.queues[entry.queue as usize];
-        let local = self.local_transport == Some(queue.transport);
+        let local = self.local_transport == Some(entry.transport);
         let note = crate::postfix::notes::RecipientNote {
             index: rc.orig_index,
             dest: rc.dest,
@@ -532,7 +633,7 @@ impl Mta {
             agent: if local {
                 crate::postfix::notes::AgentNote::Local
             } else {
-                crate::postfix::notes::AgentNote::Smtp(queue.transport)
+                crate::postfix::notes::AgentNote::Smtp(entry.transport)
             },
             relay: entry.relay,
             tried: entry.tried,
@@ -546,7 +647,8 @@ impl Mta {
             to_filter: msg.filter_pass
                 && self
                     .content_filter
-                    .is_some_and(|cf| cf.destination as u32 == queue.dest),
+                    .is_some_and(|cf| cf.destination as u32 == entry.dest),
+            queued_as: queued_as.filter(|_| reply == Reply::Sent),
         };
         let (id, origin) = (msg.id, msg.origin_id);
         self.note(
@@ -624,6 +726,7 @@ impl Mta {
             to_filter: false,
             window_wait,
             dns: 0,
+            queued_as: None,
         };
         let (id, origin) = (msg.id, msg.origin_id);
         self.note(
@@ -634,24 +737,64 @@ impl Mta {
         );
     }
 
-    /// qmgr exits: in-flight requests are orphaned, queued ones are forgotten (the file
-    /// keeps the recipients).
-    pub(crate) fn abandon_entries(&mut self) {
+    /// Requests not yet with an agent are forgotten (the files keep the recipients).
+    fn abandon_queued(&mut self) {
         for q in 0..self.qmgr.queues.len() {
             while let Some(e) = self.qmgr.queues[q].todo.pop_front() {
                 self.qmgr.free_entries.push(e);
             }
         }
+    }
+
+    /// qmgr exits: in-flight requests are orphaned, queued ones are forgotten (the file
+    /// keeps the recipients).
+    pub(crate) fn abandon_entries(&mut self) {
+        self.abandon_queued();
         let free: std::collections::HashSet<u32> = self.qmgr.free_entries.iter().copied().collect();
         for e in 0..self.qmgr.entries.len() as u32 {
             if free.contains(&e) {
                 continue;
             }
             let entry = &mut self.qmgr.entries[e as usize];
-            if !entry.orphan {
+            if !entry.orphan && !entry.killed {
                 entry.orphan = true;
                 let m = entry.msg;
                 self.messages.get_mut(m).locked += 1;
+            }
+        }
+    }
+
+    /// `postfix stop`: the master's SIGTERM to its process group kills every delivery
+    /// agent at once, those of an earlier qmgr too (master_sig.c: `master_sigdeath`; smtp(8)
+    /// and local(8) catch no SIGTERM). Their requests leave no trace: the recipients stay
+    /// pending in the files, which stay in active/ for the next qmgr, and nothing is logged.
+    /// Queued requests are forgotten as at any qmgr exit.
+    pub(crate) fn kill_agents(&mut self, world: &mut World) {
+        self.abandon_queued();
+        let free: std::collections::HashSet<u32> = self.qmgr.free_entries.iter().copied().collect();
+        for e in 0..self.qmgr.entries.len() as u32 {
+            let entry = self.qmgr.entries[e as usize];
+            if free.contains(&e) || entry.killed {
+                continue;
+            }
+            self.qmgr.entries[e as usize].killed = true;
+            if let Some(agent) = self.qmgr.entries[e as usize].agent.take() {
+                world.abort(agent);
+            }
+            if let Some(t) = self.qmgr.transports.get_mut(entry.transport as usize) {
+                t.busy_agents = t.busy_agents.saturating_sub(1);
+            }
+            let msg = self.messages.get_mut(entry.msg);
+            if msg.generation != entry.generation || msg.location == Location::Gone {
+                continue;
+            }
+            for r in &mut msg.recipients[entry.lo as usize..entry.hi as usize] {
+                if r.status == RcptStatus::Pending {
+                    r.reply = Reply::None; // what the agent had heard dies with it
+                }
+            }
+            if entry.orphan {
+                msg.locked = msg.locked.saturating_sub(1);
             }
         }
     }

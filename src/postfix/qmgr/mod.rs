@@ -93,7 +93,14 @@ pub(crate) struct Transport {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Entry {
     pub msg: u32,
+    /// The message slot's generation when the request was made: a file removed (and its
+    /// slot reused) under an agent of an exited qmgr is recognised by it.
+    pub generation: u32,
     pub queue: u32,
+    /// The queue's transport and destination, kept here because an exited qmgr's queues
+    /// are gone while its agents finish.
+    pub transport: u16,
+    pub dest: u32,
     pub lo: u32,
     pub hi: u32,
     /// Scheduling order (activation order, then destination order within a message).
@@ -104,6 +111,15 @@ pub(crate) struct Entry {
     /// Its qmgr has exited (reload, stop): the agent finishes and updates the file, and
     /// nobody takes its reply.
     pub orphan: bool,
+    /// Its agent was killed (`postfix stop`): the request leaves no trace, and its pending
+    /// event only frees it.
+    pub killed: bool,
+    /// The filter's answer waited for cleanup's in_flow_delay sleep on the re-injected
+    /// file (its smtpd, the filter and this agent all wait for it).
+    pub in_flow_slept: bool,
+    /// When the filter's smtpd got the re-injection's MAIL FROM (before that sleep): the
+    /// arrival of the new file.
+    pub reinjected_at: crate::engine::time::Time,
     /// When the agent took it, the server that answered, and when its handshake completed
     /// (for `relay=` and `delays=`).
     pub handoff: crate::engine::time::Time,
