@@ -36,7 +36,61 @@ struct Gap {
 /// Known gaps between mailsim and the recordings, with their reasons. Each bound is the
 /// measured figure rounded modestly (the simulation is deterministic), and each must be
 /// needed: [`every_gap_is_needed_and_met`] fails a gap whose figure meets the default bound.
-const GAPS: &[Gap] = &[];
+const GAPS: &[Gap] = &[
+    Gap {
+        scenario: "greylisting",
+        figure: "deferred curve",
+        bound: 0.16,
+        reason: "Host speed, not Postfix: on the recording host a delivery over a reused \
+            session takes 88 ms (median rcpt-to-rcpt on one connection; 10th percentile \
+            32 ms, 90th 172 ms; 1 011 cycles in events.csv.gz) where the scenario's RCPT \
+            reply takes 10 ms, so the first retry wave runs 8.24-9.49 s (145 of 300 end \
+            before 9 s) against mailsim's 8.13-8.53 s. qmgr_active.c sets the deferred \
+            mtime to event_time() + clamp(event_time() - create_time, 5, 40), whole \
+            seconds, and qmgr_active_feed takes mtime <= time() + 1: a retry ending at 8 s \
+            of a message created at 2-4 s goes at the 13.5 s scan, one ending at 9 s only \
+            if created at 4 s (the recording follows this exactly). So 112 real, 226 \
+            simulated retry at 13.5 s and pass greylisting at 23.5 s; the other 188 real \
+            (79 simulated) wait until 38.5 s: 109 files of difference for 15 s, 15.1 % of \
+            the peak. With agent_report = 40 ms (the host's cost put in the model's \
+            hand-off) the curve is 7.6 % off: the delivery time alone makes the gap.",
+    },
+    Gap {
+        scenario: "concurrency-limit",
+        figure: "same attempts",
+        bound: 0.45,
+        reason: "Which request of a wave loses is the host's scheduling: a finished \
+            delivery lets qmgr start two, one reuses the parked session and the other's new \
+            connection gets the 421 (events.csv.gz at 3.65 s: conn 8 reused, conn 14 \
+            refused); which smtp process reaches scache first is a race mailsim cannot \
+            replay. Both sides deliver in arrival order (581 inversions of 17 955 pairs \
+            among real first-attempt successes), defer 110 first attempts with as many \
+            adjacent pairs by arrival rank (34 real, 37 simulated), agree in histogram \
+            (2.7 % distance, total attempts 0.9 % off), and the per-recipient agreement, \
+            46.3 %, is what two independent draws of these histograms give (47.3 %).",
+    },
+    Gap {
+        scenario: "rate-limit-421",
+        figure: "same attempts",
+        bound: 0.50,
+        reason: "How many requests fail once the bucket empties is timing: at each of the \
+            six full revivals (0-235 s, a backlog of 30 or more) qmgr starts from the same \
+            state (window 5: five connections open first), yet the recording fails 21 to 35 attempts per wave (greeting 421s 13-26, MAIL FROM \
+            421s on reused sessions 7-11) as smtp processes race for parked sessions; \
+            mailsim's replay fails 24 in every wave. Which messages draw the extra failures \
+            cascades into their later attempts: 51.3 % same counts, total attempts 304 vs \
+            329 (7.6 %), drain, peaks and curves within 1 %.",
+    },
+    Gap {
+        scenario: "rate-limit-421",
+        figure: "attempts distance",
+        bound: 0.15,
+        reason: "The same race as its same-attempts gap: 21-35 failed attempts per real \
+            wave against mailsim's constant 24 shift recipients between 2 and 3 attempts \
+            (real 1:37 2:56 3:48 4:9, mailsim 1:36 2:77 3:34 4:3): 14.0 % would have to \
+            change.",
+    },
+];
 
 /// A compared figure, its default bound (issue 9) and whether it is a floor.
 struct Figure {
