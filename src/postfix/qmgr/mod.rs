@@ -20,6 +20,7 @@
 
 mod active;
 mod deliver;
+mod due_order;
 pub mod event_loop;
 pub mod feedback;
 mod scan;
@@ -168,7 +169,9 @@ pub(crate) struct Qmgr {
     /// deferred/ by time stamp: the files not yet found due.
     pub deferred: DeferredHeap,
     /// Due files in directory order (readdir key, move stamp, slot), for the running pass.
-    pub due: BinaryHeap<Reverse<(u64, u64, u32)>>,
+    pub due: due_order::DueOrder,
+    /// Files found due by the latest look at deferred/, on their way into `due`.
+    pub due_batch: Vec<due_order::DueItem>,
     /// The running deferred pass's position in directory order (the last key it read).
     pub deferred_cursor: u64,
     /// Files that came due behind the cursor (mtime, stamp, slot): the next pass sees them.
@@ -244,7 +247,8 @@ impl Qmgr {
             incoming: VecDeque::new(),
             incoming_later: Vec::new(),
             deferred: DeferredHeap::default(),
-            due: BinaryHeap::new(),
+            due: due_order::DueOrder::default(),
+            due_batch: Vec::new(),
             deferred_cursor: 0,
             behind_cursor: Vec::new(),
             held_back: Vec::new(),

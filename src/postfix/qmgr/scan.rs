@@ -163,10 +163,14 @@ impl Mta {
             if key < self.qmgr.deferred_cursor {
                 self.qmgr.behind_cursor.push((mtime, stamp, m));
             } else {
-                self.qmgr.due.push(Reverse((key, stamp, m)));
+                self.qmgr.due_batch.push((key, stamp, m));
             }
         }
-        while let Some(Reverse((key, stamp, m))) = self.qmgr.due.pop() {
+        if !self.qmgr.due_batch.is_empty() {
+            let qmgr = &mut self.qmgr;
+            qmgr.due.add(&mut qmgr.due_batch);
+        }
+        while let Some((key, stamp, m)) = self.qmgr.due.pop() {
             let msg = self.messages.get(m);
             if msg.location != Location::Deferred || msg.move_stamp != stamp {
                 continue;
