@@ -153,8 +153,16 @@ impl Observer for NullObserver {
 pub enum Cause {
     /// `450 4.2.0 Greylisted` at RCPT.
     Greylisted,
-    /// A rate limiter: `450 4.2.1` at RCPT or `421 4.7.0` at the greeting.
+    /// A message-rate limiter answering `450 4.2.1` to each RCPT.
     RateLimited,
+    /// A message-rate limiter answering `421 4.7.0` at the greeting: `refused to talk to
+    /// me`, a site failure.
+    RateLimitedGreeting,
+    /// A connection-rate limiter's `421 4.7.0` at the greeting.
+    ConnectionRateLimited,
+    /// A message-rate limiter's `421 4.7.0` to MAIL FROM, on a session from the
+    /// connection cache (no greeting to refuse).
+    RateLimitedMail,
     /// The server's connection limit: `421 4.7.0 Too many connections` at the greeting.
     TooManyConnections,
     /// A 4xx at RCPT (the destination's `tempfail`, or a `tempfail` fault at `rcpt`).
@@ -208,9 +216,12 @@ pub enum Cause {
 }
 
 impl Cause {
-    pub const ALL: [Cause; 24] = [
+    pub const ALL: [Cause; 27] = [
         Cause::Greylisted,
         Cause::RateLimited,
+        Cause::RateLimitedGreeting,
+        Cause::RateLimitedMail,
+        Cause::ConnectionRateLimited,
         Cause::TooManyConnections,
         Cause::RecipientTempfail,
         Cause::MailTempfail,
@@ -244,6 +255,9 @@ impl Cause {
         match self {
             Cause::Greylisted => "greylisted",
             Cause::RateLimited => "rate_limited",
+            Cause::RateLimitedGreeting => "rate_limited_at_greeting",
+            Cause::RateLimitedMail => "rate_limited_at_mail_from",
+            Cause::ConnectionRateLimited => "connection_rate_limited",
             Cause::TooManyConnections => "too_many_connections",
             Cause::RecipientTempfail => "recipient_tempfail",
             Cause::MailTempfail => "mail_tempfail",
@@ -274,6 +288,9 @@ impl Cause {
         match self {
             Cause::Greylisted => "4.2.0",
             Cause::RateLimited => "4.2.1",
+            Cause::RateLimitedGreeting | Cause::RateLimitedMail | Cause::ConnectionRateLimited => {
+                "4.7.0"
+            }
             Cause::TooManyConnections => "4.7.0",
             Cause::RecipientTempfail => "4.2.0",
             Cause::MailTempfail => "4.3.0",

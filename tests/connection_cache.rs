@@ -385,8 +385,8 @@ fn a_message_rate_limit_answers_a_reused_session_at_mail_from() {
             (Status::Sent, 0, None),
             (Status::Sent, 2, None),
             (Status::Sent, 3, None),
-            (Status::Deferred, 4, Some(Cause::RateLimited)),
-            (Status::Deferred, 0, Some(Cause::RateLimited)),
+            (Status::Deferred, 4, Some(Cause::RateLimitedMail)),
+            (Status::Deferred, 0, Some(Cause::RateLimitedGreeting)),
         ]
     );
     // Message 4: DNS, RSET, then the 421 to MAIL FROM one round trip later; message 5: the
@@ -493,7 +493,7 @@ fn a_connection_rate_limit_counts_only_new_connections() {
         (lines[1].status, lines[1].cause, lines[1].done),
         (
             Status::Deferred,
-            Some(Cause::RateLimited),
+            Some(Cause::ConnectionRateLimited),
             SECOND + ms(10 + 50 + 100)
         )
     );

@@ -831,3 +831,30 @@ latency = "0s"
         .expect("sent");
     assert!(sent.contains("delay=10, delays=10/0/0/0,"), "{sent}");
 }
+
+#[test]
+fn a_421_rate_limiter_is_logged_as_postfix_3_7_logged_it() {
+    // The reasons real Postfix 3.7.11 logged for this scenario (`zcat
+    // tests/fidelity/rate-limit-421/real/maillog.gz | grep status=deferred`), host names
+    // aside: the greeting's 421 (a site failure, later repeated by the retry service for
+    // the dead queue) and, on a cached session, the 421 to MAIL FROM; dsn=4.7.0 for all.
+    let dir = temp("rate-421");
+    let (log, _) = run_with_log("tests/fidelity/rate-limit-421/scenario.toml", &dir);
+    let mut reasons = std::collections::BTreeSet::new();
+    for line in log.lines().filter(|l| l.contains("status=deferred")) {
+        assert!(line.contains(", dsn=4.7.0, "), "{line}");
+        let reason = line.split_once("status=deferred (").expect("reason").1;
+        // "host NAME[ADDR] refused …" → "host … refused …"
+        let (before, after) = reason.split_once("host ").expect("a host");
+        let tail = after.split_once("] ").expect("host[addr]").1;
+        reasons.insert(format!("{before}host … {tail}"));
+    }
+    assert_eq!(
+        reasons.into_iter().collect::<Vec<_>>(),
+        [
+            "delivery temporarily suspended: host … refused to talk to me: 421 4.7.0 Message rate limit exceeded)",
+            "host … refused to talk to me: 421 4.7.0 Message rate limit exceeded)",
+            "host … said: 421 4.7.0 Message rate limit exceeded (in reply to MAIL FROM command))",
+        ]
+    );
+}

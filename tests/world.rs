@@ -541,7 +541,7 @@ fn a_message_rate_limit_with_421_throttles_the_destination_to_death() {
     let t = report.mta_totals;
     assert_eq!(t.sent, 60);
     assert_eq!(t.attempts, 66);
-    assert_eq!(t.deferred_by_cause.get(Cause::RateLimited), 6);
+    assert_eq!(t.deferred_by_cause.get(Cause::RateLimitedGreeting), 6);
     assert_eq!(t.suspended_deferrals, 534);
 }
 

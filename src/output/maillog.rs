@@ -144,6 +144,17 @@ pub fn reason(cause: Cause, rcpt: &str, server: Option<(&str, &str, u16)>, domai
         Cause::RateLimited => format!(
             "host {h}[{a}] said: 450 4.2.1 <{rcpt}>: receiving mail at a rate that prevents additional messages, try again later (in reply to RCPT TO command)"
         ),
+        // The recorder's fake servers say these (validation/recorder/fake_smtp.py), as
+        // Postfix 3.7.11 logged them in tests/fidelity/rate-limit-421.
+        Cause::RateLimitedGreeting => {
+            format!("host {h}[{a}] refused to talk to me: 421 4.7.0 Message rate limit exceeded")
+        }
+        Cause::RateLimitedMail => format!(
+            "host {h}[{a}] said: 421 4.7.0 Message rate limit exceeded (in reply to MAIL FROM command)"
+        ),
+        Cause::ConnectionRateLimited => {
+            format!("host {h}[{a}] refused to talk to me: 421 4.7.0 Connection rate limit exceeded")
+        }
         Cause::TooManyConnections => format!(
             "host {h}[{a}] refused to talk to me: 421 4.7.0 Too many concurrent connections, try again later"
         ),

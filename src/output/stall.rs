@@ -484,7 +484,13 @@ pub fn headline(
             "deferred files waited out their own retry time, clamp(age, minimal_backoff_time, maximal_backoff_time), after the destination was back{after_fault}{flush}"
         ),
         "backoff" => match ctx.top_deferral.as_deref() {
-            Some("rate_limited" | "too_many_connections") => format!(
+            Some(
+                "rate_limited"
+                | "rate_limited_at_greeting"
+                | "rate_limited_at_mail_from"
+                | "connection_rate_limited"
+                | "too_many_connections",
+            ) => format!(
                 "deferred files waited out their retry time after the remote's rate limiter refused them (a 421 at the greeting also kills the destination's queue); sending at, not above, the remote's rate — a <transport>_destination_concurrency_limit of about limit × transaction time — keeps the limiter quiet; sending well below it (a long rate delay) makes the backlog last longer{}",
                 see("provider-rate-limit.toml")
             ),

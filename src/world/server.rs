@@ -73,12 +73,12 @@ impl Server {
     /// An accepted connection uses a connection token.
     pub fn greet(&mut self, t: Time) -> Option<Cause> {
         if self.connections.as_ref().is_some_and(|b| !b.available(t)) {
-            return Some(Cause::RateLimited);
+            return Some(Cause::ConnectionRateLimited);
         }
         if self.rate_reply == RateReply::Greeting421
             && self.messages.as_ref().is_some_and(|b| !b.available(t))
         {
-            return Some(Cause::RateLimited);
+            return Some(Cause::RateLimitedGreeting);
         }
         if let Some(b) = self.connections.as_mut() {
             b.take(t);

@@ -802,7 +802,7 @@ impl World {
         let mail_refusal = match self.faults.host(host, t) {
             Some(FaultKind::Tempfail(Stage::Mail)) => Some(Cause::MailTempfail),
             Some(FaultKind::Reject(Stage::Mail)) => Some(Cause::MailRejected),
-            _ if from_cache && self.servers[owner].mail_refused(t) => Some(Cause::RateLimited),
+            _ if from_cache && self.servers[owner].mail_refused(t) => Some(Cause::RateLimitedMail),
             _ => None,
         };
         if let Some(cause) = mail_refusal {
@@ -814,7 +814,7 @@ impl World {
                 }
             }
             return match cause {
-                Cause::RateLimited => TransactionEnd::Closed(t),
+                Cause::RateLimitedMail => TransactionEnd::Closed(t),
                 _ => TransactionEnd::Done(t),
             };
         }
