@@ -21,6 +21,7 @@
 //! every recipient's time up to its last attempt, delivered or not.
 
 use crate::engine::hash::IdMap;
+use crate::engine::one_or_many::OneOrMany;
 use crate::engine::time::Time;
 use crate::observe::{Agent, Cause, Event, Happening, Observer, RecipientOutcome, Status};
 use std::cmp::Reverse;
@@ -86,18 +87,35 @@ struct WaitFor {
     overlap: Time,
 }
 
+/// A queue file. Kept to 40 bytes: in a growing queue most files sit in incoming, never
+/// activated, and this record (in a hash map) is all they cost here — issue 7's bytes per
+/// queued message. What qmgr's handling adds is in [`Handled`], boxed, made on first need.
+/// (Its message id is not kept: every event about the file carries it as `origin`.)
 #[derive(Clone, Debug)]
 struct File {
-    origin: u64,
-    slot: Slot,
+    /// Its arrival (`T` record) and when cleanup wrote it, for the first attempt of its
+    /// recipients.
+    arrival: Time,
+    written: Time,
     /// Recipients still to be delivered.
-    nrcpt: u64,
+    nrcpt: u32,
     /// Invalidates due-heap entries of earlier waits.
     generation: u32,
-    /// When it last left the active queue into a wait (deferred or hold), and how many
-    /// times it did.
-    deferred_at: Time,
+    /// How many times it left the active queue into a wait (deferred or hold).
     deferrals: u32,
+    slot: Slot,
+    /// `None`: as [`Handled::default`].
+    handled: Option<Box<Handled>>,
+}
+
+/// A file's rounds and waits, from its first deferral, hold or deferred recipient on.
+/// The fields up to `held` are set when it leaves the active queue into a wait, before
+/// anything reads them (a recipient's gap is split by them only when `deferrals` shows a
+/// wait since its last attempt).
+#[derive(Clone, Debug)]
+struct Handled {
+    /// When it last left the active queue into a wait.
+    deferred_at: Time,
     /// Its time stamp then (seconds; 0: no backoff, e.g. put on hold).
     last_mtime: i64,
     /// What the time before `deferred_at` was for a recipient not tried in that round:
@@ -106,16 +124,41 @@ struct File {
     hold_since: Option<Time>,
     /// Time on hold since `deferred_at`.
     held: Time,
-    /// Destinations of the recipients deferred in the current round.
-    round: Vec<(u32, u32)>,
+    /// Destinations of the recipients deferred in the current round (usually one: kept
+    /// inline, as are the next two lists).
+    round: OneOrMany<(u32, u32)>,
     /// The same during the wait that followed, with their dead overlaps.
-    waits: Vec<WaitFor>,
+    waits: OneOrMany<WaitFor>,
     /// The stretch of backoff now running is counted in `waiting_by_dest`.
     counted_waiting: bool,
     /// Indexes of its recipients with an entry in `rcpts`.
-    members: Vec<u32>,
-    /// (arrival, when cleanup wrote it), for the first attempt of its recipients.
-    received: Option<(Time, Time)>,
+    members: OneOrMany<u32>,
+}
+
+impl Default for Handled {
+    fn default() -> Self {
+        Handled {
+            deferred_at: 0,
+            last_mtime: 0,
+            before_wait: INCOMING,
+            hold_since: None,
+            held: 0,
+            round: OneOrMany::default(),
+            waits: OneOrMany::default(),
+            counted_waiting: false,
+            members: OneOrMany::default(),
+        }
+    }
+}
+
+impl File {
+    fn handled(&mut self) -> &mut Handled {
+        self.handled.get_or_insert_with(Box::default)
+    }
+
+    fn last_mtime(&self) -> i64 {
+        self.handled.as_ref().map_or(0, |h| h.last_mtime)
+    }
 }
 
 /// Where a recipient's accounted time ends, and where it last waited.
@@ -139,6 +182,18 @@ impl DeadClock {
     fn at(&self, t: Time) -> Time {
         self.total + self.since.map_or(0, |s| (t - s).max(0))
     }
+}
+
+/// Destination `d`'s dead time up to `t`.
+fn clock(clocks: &[DeadClock], d: u32, t: Time) -> Time {
+    clocks.get(d as usize).map_or(0, |c| c.at(t))
+}
+
+/// Moves file `f`'s recipients to `to`'s column of `slots`.
+fn shift(slots: &mut [i64; 5], f: &mut File, to: Slot) {
+    slots[slot_index(f.slot)] -= i64::from(f.nrcpt);
+    slots[slot_index(to)] += i64::from(f.nrcpt);
+    f.slot = to;
 }
 
 #[derive(Default)]
@@ -202,77 +257,56 @@ impl StallAttribution {
         d
     }
 
-    fn clock(&self, d: u32, t: Time) -> Time {
-        self.clocks.get(d as usize).map_or(0, |c| c.at(t))
-    }
-
     /// Moves file `id`'s recipients to `to`'s column.
     fn move_to(&mut self, id: u64, to: Slot) {
         if let Some(f) = self.files.get_mut(&id) {
-            self.slots[slot_index(f.slot)] -= f.nrcpt as i64;
-            self.slots[slot_index(to)] += f.nrcpt as i64;
-            f.slot = to;
+            shift(&mut self.slots, f, to);
         }
     }
 
     /// The file's stretch of backoff ends at `t` (its time stamp came, it was activated or
     /// put on hold): its dead overlaps take the destinations' clocks up to `t`.
     fn close_wait(&mut self, id: u64, t: Time) {
-        let Some(f) = self.files.get(&id) else {
+        let Some(h) = self
+            .files
+            .get_mut(&id)
+            .and_then(|f| f.handled.as_deref_mut())
+        else {
             return;
         };
-        if !f.counted_waiting {
+        if !h.counted_waiting {
             return;
         }
-        let waits: Vec<WaitFor> = f
-            .waits
-            .iter()
-            .map(|w| WaitFor {
-                overlap: w.overlap + (self.clock(w.dest, t) - w.dead_clock_at).max(0),
-                ..*w
-            })
-            .collect();
-        for w in &waits {
+        for w in h.waits.iter_mut() {
+            w.overlap += (clock(&self.clocks, w.dest, t) - w.dead_clock_at).max(0);
             if let Some(c) = self.waiting_by_dest.get_mut(w.dest as usize) {
                 *c -= i64::from(w.n);
             }
         }
-        if let Some(f) = self.files.get_mut(&id) {
-            f.waits = waits;
-            f.counted_waiting = false;
-        }
+        h.counted_waiting = false;
     }
 
-    /// File `id` waits in deferred/ (or back from hold) from `t` with time stamp `mtime`.
+    /// File `id` waits in deferred/ (or back from hold) from `t` with its time stamp.
     fn start_wait(&mut self, id: u64, t: Time) {
-        let Some(f) = self.files.get(&id) else {
+        let Some(f) = self.files.get_mut(&id) else {
             return;
         };
-        let mtime = secs(f.last_mtime);
+        let mtime = secs(f.last_mtime());
         if mtime <= t {
-            self.move_to(id, Slot::Scan);
+            shift(&mut self.slots, f, Slot::Scan);
             return;
         }
-        let waits: Vec<WaitFor> = f
-            .waits
-            .iter()
-            .map(|w| WaitFor {
-                dead_clock_at: self.clock(w.dest, t),
-                ..*w
-            })
-            .collect();
-        for w in &waits {
+        shift(&mut self.slots, f, Slot::Backoff);
+        f.generation += 1;
+        self.due.push(Reverse((mtime, id, f.generation)));
+        let h = f.handled();
+        for w in h.waits.iter_mut() {
+            w.dead_clock_at = clock(&self.clocks, w.dest, t);
             if let Some(c) = self.waiting_by_dest.get_mut(w.dest as usize) {
                 *c += i64::from(w.n);
             }
         }
-        self.move_to(id, Slot::Backoff);
-        if let Some(f) = self.files.get_mut(&id) {
-            f.waits = waits;
-            f.counted_waiting = true;
-            f.generation += 1;
-            self.due.push(Reverse((mtime, id, f.generation)));
-        }
+        h.counted_waiting = true;
     }
 
     /// Deferred files whose time has come move from backoff to waiting for the scan. No
@@ -295,13 +329,14 @@ impl StallAttribution {
         }
     }
 
-    fn remove_file(&mut self, id: u64, t: Time) {
+    /// File `id` of message `origin` is gone (delivered, bounced, removed, expired).
+    fn remove_file(&mut self, id: u64, origin: u64, t: Time) {
         self.close_wait(id, t);
         if let Some(f) = self.files.remove(&id) {
-            self.slots[slot_index(f.slot)] -= f.nrcpt as i64;
-            for i in f.members {
-                self.rcpts.remove(&(f.origin, i));
-                self.pending.remove(&(f.origin, i));
+            self.slots[slot_index(f.slot)] -= i64::from(f.nrcpt);
+            for &i in f.handled.iter().flat_map(|h| h.members.iter()) {
+                self.rcpts.remove(&(origin, i));
+                self.pending.remove(&(origin, i));
             }
         }
     }
@@ -309,16 +344,16 @@ impl StallAttribution {
     /// The file left the active queue into a wait at `t` (deferred, or on hold).
     fn leave_active(&mut self, id: u64, t: Time, mtime: i64, before_wait: usize) {
         if let Some(f) = self.files.get_mut(&id) {
-            f.deferred_at = t;
             f.deferrals += 1;
-            f.last_mtime = mtime;
-            f.before_wait = before_wait;
-            f.held = 0;
-            f.hold_since = None;
-            f.waits = f
-                .round
-                .drain(..)
-                .map(|(dest, n)| WaitFor {
+            let h = f.handled();
+            h.deferred_at = t;
+            h.last_mtime = mtime;
+            h.before_wait = before_wait;
+            h.held = 0;
+            h.hold_since = None;
+            h.waits = std::mem::take(&mut h.round)
+                .iter()
+                .map(|&(dest, n)| WaitFor {
                     dest,
                     n,
                     dead_clock_at: 0,
@@ -332,7 +367,7 @@ impl StallAttribution {
         self.close_wait(id, t);
         self.move_to(id, Slot::Hold);
         if let Some(f) = self.files.get_mut(&id) {
-            f.hold_since = Some(t);
+            f.handled().hold_since = Some(t);
         }
     }
 
@@ -378,7 +413,11 @@ fn account_gap(
     if active <= from {
         return None;
     }
-    let Some(f) = file.filter(|f| f.deferrals > rcpt.rounds_seen) else {
+    // (A file that left the active queue into a wait has its `Handled`.)
+    let Some(f) = file
+        .filter(|f| f.deferrals > rcpt.rounds_seen)
+        .and_then(|f| f.handled.as_deref())
+    else {
         // Not deferred since: waiting in incoming (first activation, or after a
         // content-filter pass or a requeue).
         parts[INCOMING] += active - from;
@@ -560,31 +599,33 @@ impl Observer for StallAttribution {
             Happening::Received { nrcpt, arrival, .. } => {
                 // A new file, or a requeued one coming back through pickup.
                 if let Some(f) = self.files.get(&e.id) {
-                    let n = f.nrcpt as i64;
-                    self.slots[slot_index(f.slot)] -= n;
+                    self.slots[slot_index(f.slot)] -= i64::from(f.nrcpt);
                 }
                 self.close_wait(e.id, e.t);
                 let old = self.files.remove(&e.id);
                 self.slots[slot_index(Slot::Incoming)] += i64::from(nrcpt);
+                // A requeued file starts over (its recipients wait in incoming), keeping
+                // only which of them have an entry in `rcpts`.
+                let generation = old.as_ref().map_or(0, |f| f.generation + 1);
+                let members = old
+                    .and_then(|f| f.handled)
+                    .map(|h| h.members)
+                    .filter(|m| !m.is_empty());
                 self.files.insert(
                     e.id,
                     File {
-                        origin: e.origin,
-                        slot: Slot::Incoming,
-                        nrcpt: u64::from(nrcpt),
-                        generation: old.as_ref().map_or(0, |f| f.generation + 1),
-                        deferred_at: e.t,
-                        // A requeued file starts over: its recipients wait in incoming.
+                        arrival,
+                        written: e.t,
+                        nrcpt,
+                        generation,
                         deferrals: 0,
-                        last_mtime: 0,
-                        before_wait: INCOMING,
-                        hold_since: None,
-                        held: 0,
-                        round: Vec::new(),
-                        waits: Vec::new(),
-                        counted_waiting: false,
-                        members: old.map(|f| f.members).unwrap_or_default(),
-                        received: Some((arrival, e.t)),
+                        slot: Slot::Incoming,
+                        handled: members.map(|members| {
+                            Box::new(Handled {
+                                members,
+                                ..Handled::default()
+                            })
+                        }),
                     },
                 );
             }
@@ -592,7 +633,9 @@ impl Observer for StallAttribution {
                 self.close_wait(e.id, e.t);
                 self.move_to(e.id, Slot::Active);
                 if let Some(f) = self.files.get_mut(&e.id) {
-                    f.round.clear();
+                    if let Some(h) = f.handled.as_deref_mut() {
+                        h.round.clear();
+                    }
                     f.generation += 1;
                 }
             }
@@ -607,7 +650,7 @@ impl Observer for StallAttribution {
                     self.hold(e.id, e.t);
                 }
                 "maildrop" => self.move_to(e.id, Slot::Incoming),
-                _ => self.remove_file(e.id, e.t),
+                _ => self.remove_file(e.id, e.origin, e.t),
             },
             Happening::Admin { what, .. } => {
                 let slot = self.files.get(&e.id).map(|f| f.slot);
@@ -620,18 +663,21 @@ impl Observer for StallAttribution {
                     }
                     ("placed on hold", Some(Slot::Backoff | Slot::Scan)) => self.hold(e.id, e.t),
                     ("released from hold", Some(Slot::Hold)) => {
-                        if let Some(f) = self.files.get_mut(&e.id)
-                            && let Some(since) = f.hold_since.take()
+                        if let Some(h) = self
+                            .files
+                            .get_mut(&e.id)
+                            .and_then(|f| f.handled.as_deref_mut())
+                            && let Some(since) = h.hold_since.take()
                         {
-                            f.held += e.t - since;
+                            h.held += e.t - since;
                         }
                         self.start_wait(e.id, e.t);
                     }
-                    ("removed", Some(_)) => self.remove_file(e.id, e.t),
+                    ("removed", Some(_)) => self.remove_file(e.id, e.origin, e.t),
                     _ => {}
                 }
             }
-            Happening::Removed | Happening::Expired { .. } => self.remove_file(e.id, e.t),
+            Happening::Removed | Happening::Expired { .. } => self.remove_file(e.id, e.origin, e.t),
             Happening::DestinationState {
                 destination, dead, ..
             } => {
@@ -665,9 +711,8 @@ impl StallAttribution {
                 let written = self
                     .files
                     .get(&e.id)
-                    .and_then(|f| f.received)
-                    .filter(|&(arrival, _)| arrival == r.arrival)
-                    .map_or(r.arrival, |(_, at)| at.clamp(r.arrival, r.done));
+                    .filter(|f| f.arrival == r.arrival)
+                    .map_or(r.arrival, |f| f.written.clamp(r.arrival, r.done));
                 parts[RECEIVING] += written - r.arrival;
                 Rcpt {
                     accounted_to: written,
@@ -738,7 +783,9 @@ impl StallAttribution {
             self.rcpts.remove(&key);
             if let Some(f) = self.files.get_mut(&e.id) {
                 f.nrcpt = f.nrcpt.saturating_sub(1);
-                f.members.retain(|&i| i != r.index);
+                if let Some(h) = f.handled.as_deref_mut() {
+                    h.members.retain(|&i| i != r.index);
+                }
                 self.slots[slot_index(f.slot)] -= 1;
             }
             if self.keep_each {
@@ -763,12 +810,13 @@ impl StallAttribution {
         if let Some(f) = self.files.get_mut(&e.id) {
             rounds_seen = f.deferrals;
             if !r.to_filter {
-                if !f.members.contains(&r.index) {
-                    f.members.push(r.index);
+                let h = f.handled();
+                if !h.members.contains(&r.index) {
+                    h.members.push(r.index);
                 }
-                match f.round.iter_mut().find(|(d, _)| *d == dest) {
+                match h.round.iter_mut().find(|(d, _)| *d == dest) {
                     Some((_, n)) => *n += 1,
-                    None => f.round.push((dest, 1)),
+                    None => h.round.push((dest, 1)),
                 }
             }
         }
