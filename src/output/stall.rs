@@ -87,7 +87,7 @@ struct WaitFor {
     overlap: Time,
 }
 
-/// A queue file. Kept to 40 bytes: in a growing queue most files sit in incoming, never
+/// A queue file. Kept to 32 bytes: in a growing queue most files sit in incoming, never
 /// activated, and this record (in a hash map) is all they cost here — issue 7's bytes per
 /// queued message. What qmgr's handling adds is in [`Handled`], boxed, made on first need.
 /// (Its message id is not kept: every event about the file carries it as `origin`.)
@@ -99,31 +99,29 @@ struct File {
     written: Time,
     /// Recipients still to be delivered.
     nrcpt: u32,
-    /// Invalidates due-heap entries of earlier waits.
-    generation: u32,
-    /// How many times it left the active queue into a wait (deferred or hold).
-    deferrals: u32,
     slot: Slot,
     /// `None`: as [`Handled::default`].
     handled: Option<Box<Handled>>,
 }
 
 /// A file's rounds and waits, from its first deferral, hold or deferred recipient on.
-/// The fields up to `held` are set when it leaves the active queue into a wait, before
-/// anything reads them (a recipient's gap is split by them only when `deferrals` shows a
-/// wait since its last attempt).
+/// `deferred_at`, `last_mtime` and `before_wait` are set when it leaves the active queue
+/// into a wait, before anything reads them (a recipient's gap is split by them only when
+/// `deferrals` shows a wait since its last attempt).
 #[derive(Clone, Debug)]
 struct Handled {
     /// When it last left the active queue into a wait.
     deferred_at: Time,
     /// Its time stamp then (seconds; 0: no backoff, e.g. put on hold).
     last_mtime: i64,
+    /// Invalidates due-heap entries of earlier waits. Only a file with a `Handled` has
+    /// entries there (`start_wait` makes it), and a requeued file keeps counting on.
+    generation: u32,
+    /// How many times it left the active queue into a wait (deferred or hold).
+    deferrals: u32,
     /// What the time before `deferred_at` was for a recipient not tried in that round:
     /// the rest of the round, or waiting in incoming (held before its first activation).
-    before_wait: usize,
-    hold_since: Option<Time>,
-    /// Time on hold since `deferred_at`.
-    held: Time,
+    before_wait: u8,
     /// Destinations of the recipients deferred in the current round (usually one: kept
     /// inline, as are the next two lists).
     round: OneOrMany<(u32, u32)>,
@@ -140,9 +138,9 @@ impl Default for Handled {
         Handled {
             deferred_at: 0,
             last_mtime: 0,
-            before_wait: INCOMING,
-            hold_since: None,
-            held: 0,
+            generation: 0,
+            deferrals: 0,
+            before_wait: INCOMING as u8,
             round: OneOrMany::default(),
             waits: OneOrMany::default(),
             counted_waiting: false,
@@ -159,6 +157,18 @@ impl File {
     fn last_mtime(&self) -> i64 {
         self.handled.as_ref().map_or(0, |h| h.last_mtime)
     }
+
+    fn deferrals(&self) -> u32 {
+        self.handled.as_ref().map_or(0, |h| h.deferrals)
+    }
+}
+
+/// A file's time on hold since it last left the active queue into a wait (rare, so kept
+/// beside [`File`], not in it).
+#[derive(Clone, Copy, Debug, Default)]
+struct Held {
+    since: Option<Time>,
+    total: Time,
 }
 
 /// Where a recipient's accounted time ends, and where it last waited.
@@ -201,6 +211,7 @@ pub struct StallAttribution {
     /// Time (µs) per cause over every recipient, up to its last attempt.
     pub totals: [i64; N],
     files: IdMap<u64, File>,
+    holds: IdMap<u64, Held>,
     rcpts: IdMap<(u64, u32), Rcpt>,
     /// Recipients per stall.csv slot now (by [`Slot`] order).
     slots: [i64; 5],
@@ -297,9 +308,9 @@ impl StallAttribution {
             return;
         }
         shift(&mut self.slots, f, Slot::Backoff);
-        f.generation += 1;
-        self.due.push(Reverse((mtime, id, f.generation)));
         let h = f.handled();
+        h.generation += 1;
+        self.due.push(Reverse((mtime, id, h.generation)));
         for w in h.waits.iter_mut() {
             w.dead_clock_at = clock(&self.clocks, w.dest, t);
             if let Some(c) = self.waiting_by_dest.get_mut(w.dest as usize) {
@@ -318,11 +329,9 @@ impl StallAttribution {
                 break;
             }
             self.due.pop();
-            if self
-                .files
-                .get(&id)
-                .is_some_and(|f| f.generation == g && f.slot == Slot::Backoff)
-            {
+            if self.files.get(&id).is_some_and(|f| {
+                f.handled.as_ref().is_some_and(|h| h.generation == g) && f.slot == Slot::Backoff
+            }) {
                 self.close_wait(id, due);
                 self.move_to(id, Slot::Scan);
             }
@@ -332,6 +341,7 @@ impl StallAttribution {
     /// File `id` of message `origin` is gone (delivered, bounced, removed, expired).
     fn remove_file(&mut self, id: u64, origin: u64, t: Time) {
         self.close_wait(id, t);
+        self.holds.remove(&id);
         if let Some(f) = self.files.remove(&id) {
             self.slots[slot_index(f.slot)] -= i64::from(f.nrcpt);
             for &i in f.handled.iter().flat_map(|h| h.members.iter()) {
@@ -344,13 +354,12 @@ impl StallAttribution {
     /// The file left the active queue into a wait at `t` (deferred, or on hold).
     fn leave_active(&mut self, id: u64, t: Time, mtime: i64, before_wait: usize) {
         if let Some(f) = self.files.get_mut(&id) {
-            f.deferrals += 1;
+            self.holds.remove(&id);
             let h = f.handled();
+            h.deferrals += 1;
             h.deferred_at = t;
             h.last_mtime = mtime;
-            h.before_wait = before_wait;
-            h.held = 0;
-            h.hold_since = None;
+            h.before_wait = before_wait as u8;
             h.waits = std::mem::take(&mut h.round)
                 .iter()
                 .map(|&(dest, n)| WaitFor {
@@ -366,8 +375,8 @@ impl StallAttribution {
     fn hold(&mut self, id: u64, t: Time) {
         self.close_wait(id, t);
         self.move_to(id, Slot::Hold);
-        if let Some(f) = self.files.get_mut(&id) {
-            f.handled().hold_since = Some(t);
+        if self.files.contains_key(&id) {
+            self.holds.entry(id).or_default().since = Some(t);
         }
     }
 
@@ -404,6 +413,7 @@ impl StallAttribution {
 /// short of it.
 fn account_gap(
     file: Option<&File>,
+    held: Time,
     rcpt: Rcpt,
     active: Time,
     probe: Option<Time>,
@@ -415,7 +425,7 @@ fn account_gap(
     }
     // (A file that left the active queue into a wait has its `Handled`.)
     let Some(f) = file
-        .filter(|f| f.deferrals > rcpt.rounds_seen)
+        .filter(|f| f.deferrals() > rcpt.rounds_seen)
         .and_then(|f| f.handled.as_deref())
     else {
         // Not deferred since: waiting in incoming (first activation, or after a
@@ -425,14 +435,14 @@ fn account_gap(
     };
     let base = f.deferred_at.clamp(from, active);
     // [from, deferred_at): the rest of the round (or incoming, before a first hold).
-    let before = if rcpt.rounds_seen == 0 && f.before_wait == INCOMING {
+    let before = if rcpt.rounds_seen == 0 && usize::from(f.before_wait) == INCOMING {
         INCOMING
     } else {
         OTHERS
     };
     parts[before] += base - from;
     let gap = active - base;
-    let held = f.held.min(gap);
+    let held = held.min(gap);
     parts[HOLD] += held;
     let waiting = (secs(f.last_mtime) - base).clamp(0, gap - held);
     let overlap = f
@@ -606,26 +616,22 @@ impl Observer for StallAttribution {
                 self.slots[slot_index(Slot::Incoming)] += i64::from(nrcpt);
                 // A requeued file starts over (its recipients wait in incoming), keeping
                 // only which of them have an entry in `rcpts`.
-                let generation = old.as_ref().map_or(0, |f| f.generation + 1);
-                let members = old
-                    .and_then(|f| f.handled)
-                    .map(|h| h.members)
-                    .filter(|m| !m.is_empty());
+                self.holds.remove(&e.id);
+                let handled = old.and_then(|f| f.handled).map(|h| {
+                    Box::new(Handled {
+                        generation: h.generation + 1,
+                        members: h.members,
+                        ..Handled::default()
+                    })
+                });
                 self.files.insert(
                     e.id,
                     File {
                         arrival,
                         written: e.t,
                         nrcpt,
-                        generation,
-                        deferrals: 0,
                         slot: Slot::Incoming,
-                        handled: members.map(|members| {
-                            Box::new(Handled {
-                                members,
-                                ..Handled::default()
-                            })
-                        }),
+                        handled,
                     },
                 );
             }
@@ -635,8 +641,8 @@ impl Observer for StallAttribution {
                 if let Some(f) = self.files.get_mut(&e.id) {
                     if let Some(h) = f.handled.as_deref_mut() {
                         h.round.clear();
+                        h.generation += 1;
                     }
-                    f.generation += 1;
                 }
             }
             Happening::Deferred { mtime } => {
@@ -663,13 +669,10 @@ impl Observer for StallAttribution {
                     }
                     ("placed on hold", Some(Slot::Backoff | Slot::Scan)) => self.hold(e.id, e.t),
                     ("released from hold", Some(Slot::Hold)) => {
-                        if let Some(h) = self
-                            .files
-                            .get_mut(&e.id)
-                            .and_then(|f| f.handled.as_deref_mut())
-                            && let Some(since) = h.hold_since.take()
+                        if let Some(h) = self.holds.get_mut(&e.id)
+                            && let Some(since) = h.since.take()
                         {
-                            h.held += e.t - since;
+                            h.total += e.t - since;
                         }
                         self.start_wait(e.id, e.t);
                     }
@@ -727,6 +730,7 @@ impl StallAttribution {
         } else {
             let saved = account_gap(
                 self.files.get(&e.id),
+                self.holds.get(&e.id).map_or(0, |h| h.total),
                 rcpt,
                 r.active,
                 self.flush_probe,
@@ -808,7 +812,7 @@ impl StallAttribution {
         }
         let mut rounds_seen = 0;
         if let Some(f) = self.files.get_mut(&e.id) {
-            rounds_seen = f.deferrals;
+            rounds_seen = f.deferrals();
             if !r.to_filter {
                 let h = f.handled();
                 if !h.members.contains(&r.index) {
