@@ -6,6 +6,7 @@
 //! "not before" time of a deferred file), the warning time (`W`), and the recipients with
 //! their done flags.
 
+use crate::engine::one_or_many::OneOrMany;
 use crate::engine::time::Time;
 use crate::observe::Cause;
 
@@ -175,70 +176,7 @@ pub struct Message {
 /// A queue file's recipients, sorted by destination. The first is kept in place: most
 /// messages have one, and a heap vector per message cost an allocation and 32 bytes of
 /// memory per queued message (BENCHMARKS.md, "memory"). Reads as a slice.
-#[derive(Clone, Debug)]
-pub enum Recipients {
-    /// None or one.
-    One(Option<Recipient>),
-    /// Two or more (or fewer, in a reused slot that keeps its vector's capacity).
-    Many(Vec<Recipient>),
-}
-
-impl Default for Recipients {
-    fn default() -> Self {
-        Recipients::One(None)
-    }
-}
-
-impl Recipients {
-    pub fn push(&mut self, r: Recipient) {
-        match self {
-            Recipients::One(None) => *self = Recipients::One(Some(r)),
-            Recipients::One(Some(first)) => *self = Recipients::Many(vec![*first, r]),
-            Recipients::Many(v) => v.push(r),
-        }
-    }
-
-    /// Empties the list, keeping a vector's capacity for the slot's next file.
-    pub fn clear(&mut self) {
-        match self {
-            Recipients::One(r) => *r = None,
-            Recipients::Many(v) => v.clear(),
-        }
-    }
-
-    pub fn extend_from_slice(&mut self, rs: &[Recipient]) {
-        self.extend(rs.iter().copied());
-    }
-}
-
-impl Extend<Recipient> for Recipients {
-    fn extend<I: IntoIterator<Item = Recipient>>(&mut self, iter: I) {
-        for r in iter {
-            self.push(r);
-        }
-    }
-}
-
-impl std::ops::Deref for Recipients {
-    type Target = [Recipient];
-    fn deref(&self) -> &[Recipient] {
-        match self {
-            Recipients::One(Some(r)) => std::slice::from_ref(r),
-            Recipients::One(None) => &[],
-            Recipients::Many(v) => v,
-        }
-    }
-}
-
-impl std::ops::DerefMut for Recipients {
-    fn deref_mut(&mut self) -> &mut [Recipient] {
-        match self {
-            Recipients::One(Some(r)) => std::slice::from_mut(r),
-            Recipients::One(None) => &mut [],
-            Recipients::Many(v) => v,
-        }
-    }
-}
+pub type Recipients = OneOrMany<Recipient>;
 
 /// Identifies a recipient address across queue files, so the remote side recognises the
 /// same recipient on a retry (greylisting triplets, unknown users).
