@@ -362,3 +362,25 @@ for = "25s"
     assert_eq!(scan(10), expected);
     assert_eq!(scan(20), expected);
 }
+
+#[test]
+fn explain_tells_the_story_in_time_order() {
+    // outage-flush's message 5400 is passed over by scans between a dead destination's
+    // revival and a postqueue -f; those scans were once told after later lines, and the
+    // one before the flush with the time stamp 0 s.
+    let text = std::fs::read_to_string("scenarios/outage-flush.toml").expect("scenario");
+    let story = explain(&text, 5400);
+    let times: Vec<f64> = story
+        .lines()
+        .filter_map(|l| l.trim_start().split_once(" s  "))
+        .filter_map(|(t, _)| t.parse().ok())
+        .collect();
+    assert!(times.len() > 20, "{story}");
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{story}");
+    assert!(
+        story.contains(
+            "3000 s  deferred-queue scan: the file is not due yet (time stamp 3639 s > now + 1 s)"
+        ),
+        "{story}"
+    );
+}

@@ -89,6 +89,11 @@ impl Explainer {
     }
 
     fn say(&mut self, t: Time, text: String) {
+        // Scans that passed the file over are told together, but not after anything later
+        // than the first of them: the story stays in time order.
+        if self.passed_over.is_some_and(|(first, _, _)| first <= t) {
+            self.report_passed_over();
+        }
         self.lines.push(format!("{}  {text}", at(t)));
     }
 
