@@ -387,7 +387,7 @@ pub struct RecipientStatus<'a> {
     pub suspended_by: Option<Cause>,
     pub saved: Option<&'a str>,
     /// `host[address]` named in the reason: the server that gave the reply (none for DNS
-    /// and local errors).
+    /// and local errors; its port is `port`'s, the last host tried).
     pub server: Option<(&'a str, &'a str)>,
     pub agent: Agent<'a>,
     /// `host[address]` of the server that answered, if a connection was made.
@@ -492,6 +492,7 @@ pub enum Happening<'a> {
     ServerSkipped {
         host: &'a str,
         address: &'a str,
+        port: u16,
         cause: Cause,
         pid: u32,
         recipient: Option<Address<'a>>,

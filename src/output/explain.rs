@@ -485,6 +485,7 @@ impl Observer for Explainer {
             Happening::ServerSkipped {
                 host,
                 address,
+                port,
                 cause,
                 recipient,
                 destination,
@@ -498,7 +499,7 @@ impl Observer for Explainer {
                         super::maillog::reason(
                             cause,
                             &rcpt,
-                            Some((host, address, 25)),
+                            Some((host, address, port)),
                             destination
                         )
                     ),

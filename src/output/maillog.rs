@@ -707,6 +707,7 @@ impl Observer for MailLog {
             Happening::ServerSkipped {
                 host,
                 address,
+                port,
                 cause,
                 pid,
                 recipient,
@@ -719,7 +720,7 @@ impl Observer for MailLog {
                 let _ = write!(
                     self.line,
                     "{qid}: {}",
-                    reason(cause, &rcpt, Some((host, address, 25)), destination)
+                    reason(cause, &rcpt, Some((host, address, port)), destination)
                 );
                 self.end();
             }

@@ -327,6 +327,7 @@ impl Mta {
                         crate::world::FailureKind::Session => Happening::ServerSkipped {
                             host,
                             address,
+                            port,
                             cause,
                             pid,
                             recipient: None,
@@ -347,6 +348,7 @@ impl Mta {
                             Happening::ServerSkipped {
                                 host,
                                 address,
+                                port,
                                 cause,
                                 pid,
                                 recipient: Some(recipient),
